@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- qmpreplay (CLI).
+let package = Package(
+    name: "qmpreplay",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "qmpreplay", targets: ["qmpreplay"]),
+        .library(name: "QMP", targets: ["QMP"]),
+        .library(name: "Recording", targets: ["Recording"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "QMP"),
+        .target(name: "Recording", dependencies: ["QMP", "CZlib"]),
+        .executableTarget(
+            name: "qmpreplay",
+            dependencies: [
+                "QMP", "Recording",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "QMPTests", dependencies: ["QMP"]),
+        .testTarget(name: "RecordingTests", dependencies: ["Recording", "QMP"]),
+        .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
+    ]
+)

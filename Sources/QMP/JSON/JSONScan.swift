@@ -1,0 +1,92 @@
+/// Structural scanning without building trees: finds where values are, so that a reader
+/// can take the exact bytes of one member (a record's `msg`) or parse only the small
+/// members it needs. Validity of the values themselves is left to `JSONParser`.
+public enum JSONScan {
+    /// The top-level members of an object text: each key and the byte range of its value.
+    /// `nil` when the text is not a well-delimited object.
+    public static func members(_ buf: UnsafeBufferPointer<UInt8>) -> [(key: String, value: Range<Int>)]? {
+        var i = 0
+        let n = buf.count
+        func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
+        ws()
+        guard i < n, buf[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        var out: [(String, Range<Int>)] = []
+        ws()
+        if i < n && buf[i] == UInt8(ascii: "}") { return out }
+        while true {
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: "\"") else { return nil }
+            guard let keyEnd = skipString(buf, i) else { return nil }
+            let key: String
+            if let v = try? JSONParser.parse(UnsafeBufferPointer(rebasing: buf[i..<keyEnd])), let s = v.stringValue {
+                key = s
+            } else {
+                return nil
+            }
+            i = keyEnd
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            ws()
+            guard let end = skipValue(buf, i) else { return nil }
+            out.append((key, i..<end))
+            i = end
+            ws()
+            guard i < n else { return nil }
+            if buf[i] == UInt8(ascii: ",") { i += 1; continue }
+            if buf[i] == UInt8(ascii: "}") { break }
+            return nil
+        }
+        return out
+    }
+
+    /// The index just past the value starting at `start`, or `nil` if it does not end.
+    public static func skipValue(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
+        let n = buf.count
+        guard start < n else { return nil }
+        let c = buf[start]
+        if c == UInt8(ascii: "\"") { return skipString(buf, start) }
+        if c == UInt8(ascii: "{") || c == UInt8(ascii: "[") {
+            var depth = 0
+            var i = start
+            while i < n {
+                let b = buf[i]
+                if b == UInt8(ascii: "\"") {
+                    guard let e = skipString(buf, i) else { return nil }
+                    i = e
+                    continue
+                }
+                if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") {
+                    depth += 1
+                } else if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
+                    depth -= 1
+                    if depth == 0 { return i + 1 }
+                }
+                i += 1
+            }
+            return nil
+        }
+        // Scalar: up to the next delimiter.
+        var i = start
+        while i < n {
+            let b = buf[i]
+            if b == UInt8(ascii: ",") || b == UInt8(ascii: "}") || b == UInt8(ascii: "]") || isJSONSpace(b) { break }
+            i += 1
+        }
+        return i > start ? i : nil
+    }
+
+    /// The index just past the string literal starting at `start` (which must be a quote).
+    public static func skipString(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
+        var i = start + 1
+        let n = buf.count
+        while i < n {
+            let b = buf[i]
+            if b == UInt8(ascii: "\\") { i += 2; continue }
+            if b == UInt8(ascii: "\"") { return i + 1 }
+            i += 1
+        }
+        return nil
+    }
+}

@@ -1,0 +1,140 @@
+import CZlib
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Why a recording could not be opened at all (as opposed to bad lines inside it).
+public struct RecordingOpenError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// The bytes of a recording file: memory-mapped for `.qmprec` (so opening a large file
+/// costs no copy and the kernel pages it in as the index scans), or decompressed into
+/// memory for `.qmprec.gz`.
+public final class FileBytes: @unchecked Sendable {
+    public let base: UnsafeRawPointer?
+    public let count: Int
+    private let mapped: Bool
+
+    public init(path: String) throws(RecordingOpenError) {
+        if path.hasSuffix(".gz") || FileBytes.looksGzipped(path) {
+            let (p, n) = try FileBytes.gunzip(path)
+            base = UnsafeRawPointer(p)
+            count = n
+            mapped = false
+            return
+        }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RecordingOpenError(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw RecordingOpenError(path: path, reason: String(cString: strerror(errno))) }
+        if (st.st_mode & S_IFMT) == S_IFDIR { throw RecordingOpenError(path: path, reason: "is a directory") }
+        let size = Int(st.st_size)
+        if (st.st_mode & S_IFMT) != S_IFREG {
+            // A pipe or device: read it whole.
+            let (p, n) = FileBytes.readAll(fd)
+            base = UnsafeRawPointer(p)
+            count = n
+            mapped = false
+            return
+        }
+        if size == 0 {
+            base = nil; count = 0; mapped = false
+            return
+        }
+        let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let p, p != MAP_FAILED else {
+            throw RecordingOpenError(path: path, reason: "cannot map: \(String(cString: strerror(errno)))")
+        }
+        _ = madvise(p, size, MADV_SEQUENTIAL)
+        base = UnsafeRawPointer(p)
+        count = size
+        mapped = true
+    }
+
+    /// Wraps bytes already in memory (tests, stdin).
+    public init(bytes: [UInt8]) {
+        let p = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 16)
+        bytes.withUnsafeBytes { if let b = $0.baseAddress { p.copyMemory(from: b, byteCount: bytes.count) } }
+        base = UnsafeRawPointer(p)
+        count = bytes.count
+        mapped = false
+    }
+
+    deinit {
+        guard let base else { return }
+        if mapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), count)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
+    }
+
+    public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    public subscript(range: Range<Int>) -> [UInt8] {
+        guard let base else { return [] }
+        return Array(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
+    }
+
+    private static func looksGzipped(_ path: String) -> Bool {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var magic: (UInt8, UInt8) = (0, 0)
+        let n = read(fd, &magic, 2)
+        return n == 2 && magic.0 == 0x1F && magic.1 == 0x8B
+    }
+
+    private static func readAll(_ fd: Int32) -> (UnsafeMutableRawPointer, Int) {
+        var cap = 1 << 16
+        var p = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 16)
+        var n = 0
+        while true {
+            if n == cap {
+                let q = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 16)
+                q.copyMemory(from: p, byteCount: n)
+                p.deallocate()
+                p = q
+                cap *= 2
+            }
+            let r = read(fd, p + n, cap - n)
+            if r < 0 && errno == EINTR { continue }
+            if r <= 0 { break }
+            n += r
+        }
+        return (p, n)
+    }
+
+    /// Decompresses a gzip file. A truncated `.gz` (a recorder killed while compressing)
+    /// yields everything that decompressed before the damage.
+    private static func gunzip(_ path: String) throws(RecordingOpenError) -> (UnsafeMutableRawPointer, Int) {
+        guard let gz = gzopen(path, "rb") else {
+            throw RecordingOpenError(path: path, reason: "cannot open: \(String(cString: strerror(errno)))")
+        }
+        defer { gzclose(gz) }
+        _ = gzbuffer(gz, 1 << 17)
+        var cap = 1 << 20
+        var p = UnsafeMutableRawPointer.allocate(byteCount: cap, alignment: 16)
+        var n = 0
+        while true {
+            if cap - n < 1 << 16 {
+                let q = UnsafeMutableRawPointer.allocate(byteCount: cap * 2, alignment: 16)
+                q.copyMemory(from: p, byteCount: n)
+                p.deallocate()
+                p = q
+                cap *= 2
+            }
+            let r = gzread(gz, p + n, UInt32(min(cap - n, Int(Int32.max))))
+            if r <= 0 { break }
+            n += Int(r)
+        }
+        return (p, n)
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import QMP
+import Recording
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Exit statuses shared by every command (listed in `qmpreplay --help`).
+enum Exit {
+    static let ok: Int32 = 0
+    /// `validate` found problems.
+    static let findings: Int32 = 1
+    /// A file could not be read, written or understood.
+    static let unreadable: Int32 = 2
+    static let usage: Int32 = 64
+}
+
+/// Buffered standard output. Nothing below the CLI prints; commands write here.
+final class Output {
+    nonisolated(unsafe) static let stdout = Output(fd: 1)
+    nonisolated(unsafe) static let stderr = Output(fd: 2)
+
+    let fd: Int32
+    private var buffer: [UInt8] = []
+    let isTerminal: Bool
+
+    init(fd: Int32) {
+        self.fd = fd
+        isTerminal = isatty(fd) == 1
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    /// Colours only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+    var colors: Bool { isTerminal && getenv("NO_COLOR") == nil && getenv("TERM").map { String(cString: $0) } != "dumb" }
+
+    func write(_ s: String) {
+        buffer.append(contentsOf: s.utf8)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    func write<C: Collection>(bytes: C) where C.Element == UInt8 {
+        buffer.append(contentsOf: bytes)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
+    func line(_ s: String = "") { write(s); write("\n") }
+
+    func flush() {
+        var off = 0
+        buffer.withUnsafeBytes { raw in
+            while off < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 { if errno == EINTR { continue }; break }
+                off += n
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    deinit { flush() }
+}
+
+/// ANSI styles, applied only when the stream shows colours.
+struct Style {
+    let on: Bool
+    init(_ out: Output) { on = out.colors }
+    private func wrap(_ code: String, _ s: String) -> String { on ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    func bold(_ s: String) -> String { wrap("1", s) }
+    func dim(_ s: String) -> String { wrap("2", s) }
+    func red(_ s: String) -> String { wrap("31", s) }
+    func green(_ s: String) -> String { wrap("32", s) }
+    func yellow(_ s: String) -> String { wrap("33", s) }
+    func blue(_ s: String) -> String { wrap("34", s) }
+    func magenta(_ s: String) -> String { wrap("35", s) }
+    func cyan(_ s: String) -> String { wrap("36", s) }
+
+    func kind(_ k: RecordKind, _ s: String) -> String {
+        switch k {
+        case .event: return magenta(s)
+        case .command: return yellow(s)
+        case .return: return green(s)
+        case .error: return red(s)
+        case .greeting: return blue(s)
+        case .other: return red(s)
+        case .open, .close, .note: return dim(s)
+        }
+    }
+}
+
+/// Prints `qmpreplay: error: ...` and leaves with the given status.
+func fail(_ message: String, code: Int32 = Exit.unreadable) -> ExitCode {
+    Output.stdout.flush()
+    let s = Style(Output.stderr)
+    Output.stderr.line("qmpreplay: \(s.red("error:")) \(message)")
+    Output.stderr.flush()
+    return ExitCode(code)
+}
+
+func warn(_ message: String) {
+    let s = Style(Output.stderr)
+    Output.stderr.line("qmpreplay: \(s.yellow("warning:")) \(message)")
+    Output.stderr.flush()
+}
+
+/// Opens a recording for a command, turning failures into a clear error and exit 2.
+func openRecording(_ path: String, strict: Bool) throws -> Recording {
+    do {
+        return try Recording(path: path, options: RecordingOptions(strict: strict))
+    } catch {
+        throw fail(error.description)
+    }
+}
+
+/// Progress on standard error for long work, only when it is a terminal.
+struct Progress {
+    let label: String
+    let total: Int
+    let enabled = Output.stderr.isTerminal
+    func update(_ done: Int) {
+        guard enabled, total > 0 else { return }
+        let pct = Int(Double(done) / Double(total) * 100)
+        Output.stderr.write("\r\(label): \(done)/\(total) (\(pct)%)")
+        Output.stderr.flush()
+    }
+    func finish() {
+        guard enabled else { return }
+        Output.stderr.write("\r\u{1B}[K")
+        Output.stderr.flush()
+    }
+}
+
+extension TimeSpec: ExpressibleByArgument {
+    public init?(argument: String) {
+        guard let t = try? TimeSpec.parse(argument) else { return nil }
+        self = t
+    }
+    public static var defaultCompletionKind: CompletionKind { .default }
+}
+
+func formatBytes(_ n: Int) -> String {
+    let d = Double(n)
+    if d >= 1_073_741_824 { return DurationFormat.fixed(d / 1_073_741_824, 2) + " GiB" }
+    if d >= 1_048_576 { return DurationFormat.fixed(d / 1_048_576, 1) + " MiB" }
+    if d >= 1024 { return DurationFormat.fixed(d / 1024, 1) + " KiB" }
+    return "\(n) B"
+}

@@ -1,0 +1,70 @@
+import Foundation
+import QMP
+import Recording
+
+/// Runs the real `qmpreplay` binary (built next to the test bundle) and captures its output.
+struct CLI {
+    struct Result {
+        var status: Int32
+        var stdout: [UInt8]
+        var stderr: String
+        var out: String { String(decoding: stdout, as: UTF8.self) }
+    }
+
+    static let packageRoot: URL = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
+        }
+        fatalError("package root not found above \(#filePath)")
+    }()
+
+    static let binary: String = {
+        if let env = ProcessInfo.processInfo.environment["QMPREPLAY_BIN"] { return env }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let candidates = [
+            exe.appendingPathComponent("qmpreplay").path,
+            packageRoot.appendingPathComponent(".build/debug/qmpreplay").path,
+        ]
+        for c in candidates where FileManager.default.isExecutableFile(atPath: c) { return c }
+        fatalError("qmpreplay binary not found (looked in \(candidates)); run 'swift build' or set QMPREPLAY_BIN")
+    }()
+
+    static func recording(_ name: String) -> String {
+        packageRoot.appendingPathComponent("Recordings").appendingPathComponent(name).path
+    }
+
+    @discardableResult
+    static func run(_ args: [String], stdin: [UInt8]? = nil, env: [String: String] = [:]) throws -> Result {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = args
+        var environment = ProcessInfo.processInfo.environment
+        for (k, v) in env { environment[k] = v }
+        p.environment = environment
+        let out = Pipe()
+        let errPath = NSTemporaryDirectory() + "qmpreplay-stderr-" + UUID().uuidString
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
+        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        defer { try? FileManager.default.removeItem(atPath: errPath) }
+        p.standardOutput = out
+        p.standardError = errHandle
+        let input = Pipe()
+        p.standardInput = input
+        try p.run()
+        try errHandle.close()
+        if let stdin { input.fileHandleForWriting.write(Data(stdin)) }
+        try input.fileHandleForWriting.close()
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let errData = FileManager.default.contents(atPath: errPath) ?? Data()
+        return Result(status: p.terminationStatus, stdout: Array(outData), stderr: String(decoding: errData, as: UTF8.self))
+    }
+
+    static func tempDir() -> String {
+        let path = NSTemporaryDirectory() + "qmpreplay-cli-" + UUID().uuidString
+        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
