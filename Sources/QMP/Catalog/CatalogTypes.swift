@@ -109,7 +109,12 @@ public struct Throttle: Sendable, Hashable {
         let data = JSONValue.object(event.data ?? JSONObject())
         for (member, value) in exemptWhen where data[member]?.stringValue == value { return nil }
         if keyPaths.isEmpty { return event.name }
-        let parts = keyPaths.map { data.value(atPath: $0)?.serialized() ?? "null" }
+        var parts: [String] = []
+        for p in keyPaths {
+            // No key member (BLOCK_IO_ERROR before qom-path existed): QEMU did not throttle it.
+            guard let v = data.value(atPath: p) else { return nil }
+            parts.append(v.serialized())
+        }
         return event.name + "|" + parts.joined(separator: "|")
     }
 }

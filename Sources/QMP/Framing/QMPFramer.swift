@@ -203,6 +203,8 @@ public struct QMPFramer: Sendable {
         case .trailing:
             if c == 0x20 || c == 0x09 || c == 0x0D {
                 buf.append(c)
+                // Whitespace after a message is bounded too.
+                if buf.count >= limit { emit(.json, into: &out) }
             } else if c == 0x0A {
                 buf.append(c)
                 emit(.json, into: &out)

@@ -183,7 +183,7 @@ public struct JSONParser {
             let c = base[pos]
             if c == UInt8(ascii: "\"") {
                 pos += 1
-                return try makeString(bytes)
+                return try makeString(bytes, start: start)
             }
             if c < 0x20 { throw fail("control character in string") }
             if c != UInt8(ascii: "\\") {
@@ -251,8 +251,10 @@ public struct JSONParser {
         return s
     }
 
-    private func makeString(_ bytes: [UInt8]) throws(JSONParseError) -> String {
-        guard let s = String(validating: bytes, as: UTF8.self) else { throw fail("invalid UTF-8 in string") }
+    private func makeString(_ bytes: [UInt8], start: Int) throws(JSONParseError) -> String {
+        guard let s = String(validating: bytes, as: UTF8.self) else {
+            throw JSONParseError(offset: start, reason: "invalid UTF-8 in string")
+        }
         return s
     }
 }

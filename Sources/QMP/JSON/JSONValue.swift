@@ -68,9 +68,23 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
 
     public static func == (a: JSONNumber, b: JSONNumber) -> Bool {
         if a.text == b.text { return true }
-        if a.isInteger && b.isInteger, let x = a.int64, let y = b.int64 { return x == y }
+        if a.isInteger && b.isInteger {
+            // Integers compare exactly, never through Double (ids like 18446744073709551615).
+            if let x = Int64(a.text), let y = Int64(b.text) { return x == y }
+            if let x = UInt64(a.text), let y = UInt64(b.text) { return x == y }
+            return a.normalizedIntegerText == b.normalizedIntegerText
+        }
         if let x = a.double, let y = b.double { return x == y }
         return false
+    }
+
+    /// An integer's text without sign of zero and leading zeros, for exact comparison.
+    private var normalizedIntegerText: String {
+        var t = Substring(text)
+        let negative = t.hasPrefix("-")
+        if negative { t = t.dropFirst() }
+        while t.count > 1, t.first == "0" { t = t.dropFirst() }
+        return (negative && t != "0" ? "-" : "") + t
     }
 
     public func hash(into hasher: inout Hasher) {
@@ -117,6 +131,10 @@ public struct JSONObject: Sendable, Hashable, Sequence {
         guard a.members.count == b.members.count else { return false }
         for m in a.members {
             guard let v = b[m.key], v == m.value else { return false }
+        }
+        // Both ways, so that duplicate member names cannot make equality one-sided.
+        for m in b.members {
+            guard let v = a[m.key], v == m.value else { return false }
         }
         return true
     }

@@ -185,10 +185,20 @@ public struct QMPMessage: Sendable, Hashable {
             let caps = q["capabilities"]?.arrayValue?.compactMap(\.stringValue) ?? []
             return .greeting(Greeting(version: version, capabilities: caps))
         }
-        if let name = o["execute"]?.stringValue ?? o["exec-oob"]?.stringValue {
+        if o["execute"] != nil || o["exec-oob"] != nil {
+            // The checks QEMU's dispatcher makes (qapi/qmp-dispatch.c), with its wording.
+            if o["execute"] != nil && o["exec-oob"] != nil {
+                return .other(reason: "QMP input member 'execute' clashes with 'exec-oob'", json: v)
+            }
+            let member = o["execute"] != nil ? "execute" : "exec-oob"
+            guard let name = o[member]?.stringValue else {
+                return .other(reason: "QMP input member '\(member)' must be a string", json: v)
+            }
+            if let args = o["arguments"], args.objectValue == nil {
+                return .other(reason: "QMP input member 'arguments' must be an object", json: v)
+            }
             return .command(Command(
-                name: name, arguments: o["arguments"]?.objectValue, id: o["id"],
-                outOfBand: o["exec-oob"] != nil))
+                name: name, arguments: o["arguments"]?.objectValue, id: o["id"], outOfBand: member == "exec-oob"))
         }
         if let r = o["return"] {
             return .return(ReturnReply(value: r, id: o["id"]))
@@ -203,9 +213,6 @@ public struct QMPMessage: Sendable, Hashable {
                 ts = EventTimestamp(seconds: s, microseconds: us)
             }
             return .event(Event(name: name, data: o["data"]?.objectValue, timestamp: ts))
-        }
-        if o["execute"] != nil || o["exec-oob"] != nil {
-            return .other(reason: "'execute' must be a string", json: v)
         }
         return .other(reason: "object has no QMP meaning (no QMP, execute, return, error or event member)", json: v)
     }

@@ -37,8 +37,12 @@ public struct SessionValidator: Sendable {
 
     public init() {}
 
-    public mutating func opened(connection: UInt32) {
-        connections[connection] = Connection()
+    /// A connection opened. `midSession` says the recording may have joined it late (an
+    /// import from a log): then QEMU's first message need not be the greeting.
+    public mutating func opened(connection: UInt32, midSession: Bool = false) {
+        var c = Connection()
+        c.startedMidSession = midSession
+        connections[connection] = c
     }
 
     public mutating func closed(connection: UInt32, time: Int64) {
@@ -77,15 +81,19 @@ public struct SessionValidator: Sendable {
             }
             conn.expectations.removeAll { $0.then == e.name && $0.record < record }
             applyRunState(e.name, to: &conn)
+            // GUEST_PANICKED pauses only when its action is pause (run/poweroff do not).
+            if e.name == "GUEST_PANICKED" && e.data?["action"]?.stringValue == "pause" { conn.paused = true }
             expect(after: e, record: record, time: time, conn: &conn)
 
         case (.qemu, .return(let r)):
+            checkGreetingFirst(&conn, connection: connection, record: record, what: "a reply")
             conn.qemuMessages += 1
             guard let cmd = matchReply(id: r.id, connection: connection, record: record, kind: "return") else { break }
             if cmd.name == "qmp_capabilities" { conn.negotiated = true }
             if cmd.name == "query-status", let running = r.value["running"]?.boolValue { conn.paused = !running }
 
         case (.qemu, .error(let e)):
+            checkGreetingFirst(&conn, connection: connection, record: record, what: "an error reply")
             conn.qemuMessages += 1
             _ = matchReply(id: e.id, connection: connection, record: record, kind: "error \(e.errorClass)")
 
@@ -98,14 +106,21 @@ public struct SessionValidator: Sendable {
             findings.append(Finding(.warning, "not-qmp", "QEMU sent something that is not a QMP message: \(reason)", record: record))
 
         case (.client, .command(let c)):
-            if conn.sawGreeting && !conn.negotiated && c.name != "qmp_capabilities" {
+            if (conn.sawGreeting || !conn.startedMidSession) && !conn.negotiated && c.name != "qmp_capabilities" {
                 findings.append(Finding(.warning, "command-before-negotiation", "\(c.name) was sent before qmp_capabilities succeeded (QEMU answers CommandNotFound)", record: record))
             }
             matcher.sent(.init(record: record, time: time, name: c.name, id: c.id, arguments: c.arguments), connection: connection)
 
         case (.client, .other(let reason, _)):
             findings.append(Finding(.info, "client-not-qmp", "the client sent something that is not a QMP command: \(reason)", record: record))
-            matcher.sent(.init(record: record, time: time, name: nil, id: nil, arguments: nil), connection: connection)
+            // QEMU echoes the id of an invalid request that had one.
+            matcher.sent(.init(record: record, time: time, name: nil, id: message.json?["id"], arguments: nil), connection: connection)
+        }
+    }
+
+    private mutating func checkGreetingFirst(_ conn: inout Connection, connection: UInt32, record: Int, what: String) {
+        if conn.qemuMessages == 0 && !conn.startedMidSession {
+            findings.append(Finding(.warning, "greeting-not-first", "QEMU's first message on connection \(connection) is \(what), not the greeting", record: record))
         }
     }
 
@@ -129,7 +144,7 @@ public struct SessionValidator: Sendable {
 
     private func applyRunState(_ name: String, to conn: inout Connection) {
         switch name {
-        case "STOP", "SUSPEND", "GUEST_PANICKED": conn.paused = true
+        case "STOP", "SUSPEND": conn.paused = true
         case "RESUME", "WAKEUP": conn.paused = false
         default: break
         }

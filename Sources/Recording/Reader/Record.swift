@@ -129,7 +129,19 @@ extension Recording {
             }
             return nil
         }
-        guard let msg = find(",\"msg\":", from: 0), let ts = find("\"timestamp\"", from: msg) else { return nil }
+        func startsWith(_ s: StaticString, at i: Int) -> Bool {
+            i + s.utf8CodeUnitCount <= n && memcmp(base + i, s.utf8Start, s.utf8CodeUnitCount) == 0
+        }
+        guard let msg = find(",\"msg\":", from: 0) else { return nil }
+        // QEMU writes the timestamp first: {"timestamp": {"seconds": S, "microseconds": U}, ...
+        let ts: Int
+        if startsWith("{\"timestamp\"", at: msg) {
+            ts = msg + 12
+        } else if let t = find("\"timestamp\"", from: msg) {
+            ts = t
+        } else {
+            return nil
+        }
         func number(after key: StaticString, from: Int) -> (Int64, Int)? {
             guard var i = find(key, from: from) else { return nil }
             while i < n, buf[i] == 0x20 || buf[i] == 0x3A { i += 1 }

@@ -55,12 +55,22 @@ public struct RecordingSummary: Sendable {
 
         var kindCounts = [Int](repeating: 0, count: RecordKind.byCode.count)
         var qemu = 0, client = 0
-        var eventCounts: [Int: Int] = [:], commandCounts: [Int: Int] = [:], errorCounts: [Int: Int] = [:]
+        // Counters indexed by name id: no hashing per record.
+        var eventCounts = [Int](repeating: 0, count: r.names.count + 1)
+        var commandCounts = eventCounts, errorCounts = eventCounts
         var conns: [UInt32: Connection] = [:]
         var opens: [Int] = [], closes: [Int] = []
         var skews: [Int64] = []
         var firstQ: Int64 = .max, lastQ: Int64 = .min, firstR: Int64 = 0, lastR: Int64 = 0
         let startMicros = r.header?.startMicros
+        // Per-connection tallies are flushed when the connection changes (runs are long).
+        var runConn: UInt32 = 0, runCount = 0, runFirst: Int64 = 0, runLast: Int64 = 0
+        func flushRun() {
+            guard runCount > 0, runConn != 0 else { return }
+            if conns[runConn] == nil { conns[runConn] = Connection(number: runConn, firstTime: runFirst) }
+            conns[runConn]!.records += runCount
+            conns[runConn]!.lastTime = runLast
+        }
         for i in 0..<r.count {
             let k = r.kind(i)
             kindCounts[Int(k.code)] += 1
@@ -69,10 +79,10 @@ public struct RecordingSummary: Sendable {
             case .client?: client += 1
             case nil: break
             }
-            let nid = Int(r.nameID(i))
+            let nid = min(Int(r.nameID(i)), r.names.count)
             switch k {
             case .event:
-                eventCounts[nid, default: 0] += 1
+                eventCounts[nid] += 1
                 if let start = startMicros, let q = r.eventTimestampMicros(i) {
                     let recv = start + r.time(i) / 1000
                     skews.append(q - recv)
@@ -81,20 +91,21 @@ public struct RecordingSummary: Sendable {
                     lastQ = max(lastQ, q)
                     lastR = r.time(i)
                 }
-            case .command: commandCounts[nid, default: 0] += 1
-            case .error: errorCounts[nid, default: 0] += 1
+            case .command: commandCounts[nid] += 1
+            case .error: errorCounts[nid] += 1
             case .open: opens.append(i)
             case .close: closes.append(i)
             default: break
             }
             let c = r.connection(i)
-            if c == 0 { continue }  // records about no connection (recorder notes)
-            if conns[c] == nil {
-                conns[c] = Connection(number: c, firstTime: r.time(i))
+            if c != runConn {
+                flushRun()
+                runConn = c; runCount = 0; runFirst = r.time(i)
             }
-            conns[c]!.records += 1
-            conns[c]!.lastTime = r.time(i)
+            runCount += 1
+            runLast = r.time(i)
         }
+        flushRun()
         for i in opens {
             let c = r.connection(i)
             conns[c]?.openedAt = r.time(i)
@@ -111,8 +122,9 @@ public struct RecordingSummary: Sendable {
         connections = conns.values.sorted { $0.number < $1.number }
         byDirection = [("qemu", qemu), ("client", client)]
         byKind = RecordKind.byCode.map { ($0.rawValue, kindCounts[Int($0.code)]) }.filter { $0.1 > 0 }
-        func named(_ d: [Int: Int]) -> [(String, Int)] {
-            d.map { (r.names.indices.contains($0.key) && $0.key != 0 ? r.names[$0.key] : "(unnamed)", $0.value) }
+        func named(_ d: [Int]) -> [(String, Int)] {
+            d.indices.filter { d[$0] > 0 }
+                .map { (($0 != 0 && $0 < r.names.count) ? r.names[$0] : "(unnamed)", d[$0]) }
                 .sorted { $0.1 != $1.1 ? $0.1 > $1.1 : $0.0 < $1.0 }
         }
         events = named(eventCounts)

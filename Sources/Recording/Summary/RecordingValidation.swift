@@ -19,7 +19,8 @@ public enum RecordingValidation {
                 continue
             }
             switch rec.body {
-            case .open: v.opened(connection: rec.connection)
+            // Imported logs may begin mid-session: no greeting need come first.
+            case .open: v.opened(connection: rec.connection, midSession: r.header?.mode == .import)
             case .close: v.closed(connection: rec.connection, time: rec.time)
             case .note: break
             case .message(let dir, let m):
