@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- qmpreplay (CLI).
+// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets) <- qmpreplay (CLI).
 let package = Package(
     name: "qmpreplay",
     platforms: [.macOS(.v14)],
@@ -17,15 +17,17 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "QMP"),
         .target(name: "Recording", dependencies: ["QMP", "CZlib"]),
+        .target(name: "Capture", dependencies: ["QMP", "Recording"]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording",
+                "QMP", "Recording", "Capture",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "QMPTests", dependencies: ["QMP"]),
         .testTarget(name: "RecordingTests", dependencies: ["Recording", "QMP"]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture", "Recording", "QMP"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
     ]
 )

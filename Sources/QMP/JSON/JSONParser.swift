@@ -3,6 +3,8 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     public let offset: Int
     public let reason: String
     public var description: String { "\(reason) at byte \(offset)" }
+
+    public init(offset: Int, reason: String) { self.offset = offset; self.reason = reason }
 }
 
 /// A strict RFC 8259 parser working directly on bytes. It builds `JSONValue` trees,

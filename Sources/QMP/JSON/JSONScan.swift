@@ -89,4 +89,19 @@ public enum JSONScan {
         }
         return nil
     }
+
+    /// The byte range of the value at a member path (`["arguments", "password"]`) in an
+    /// object text, without parsing the rest; `nil` when absent.
+    public static func valueRange(path: [String], in buf: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        var base = 0
+        var slice = buf
+        for (depth, key) in path.enumerated() {
+            guard let members = members(slice), let m = members.last(where: { $0.key == key }) else { return nil }
+            let r = (m.value.lowerBound + base)..<(m.value.upperBound + base)
+            if depth == path.count - 1 { return r }
+            base = r.lowerBound
+            slice = UnsafeBufferPointer(rebasing: buf[r])
+        }
+        return nil
+    }
 }

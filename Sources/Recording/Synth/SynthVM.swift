@@ -144,13 +144,18 @@ struct SynthNIC: Sendable {
         case 0: promiscuous.toggle()
         case 1: allMulticast.toggle()
         case 2, 3:
-            if multicastTable.count > 2 && rng.chance(0.4) {
-                multicastTable.removeLast()
+            // A guest joins and leaves a few groups; the table stays small.
+            if multicastTable.count >= 6 || (multicastTable.count > 2 && rng.chance(0.5)) {
+                multicastTable.remove(at: rng.int(2...multicastTable.count - 1))
             } else {
                 multicastTable.append("33:33:ff:" + [rng.int(0...255), rng.int(0...255), rng.int(0...255)].map(SynthNIC.hex2).joined(separator: ":"))
             }
         case 4:
-            if !vlanTable.isEmpty && rng.chance(0.5) { vlanTable.removeLast() } else { vlanTable.append(rng.int(1...4094)) }
+            if vlanTable.count >= 3 || (!vlanTable.isEmpty && rng.chance(0.5)) {
+                vlanTable.remove(at: rng.int(0...vlanTable.count - 1))
+            } else {
+                vlanTable.append(rng.int(1...4094))
+            }
         default: break  // virtio-net raises the event even when nothing changed
         }
     }

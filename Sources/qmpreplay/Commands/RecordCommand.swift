@@ -1,0 +1,254 @@
+import ArgumentParser
+import Capture
+import QMP
+import Recording
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+struct RecordCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "record",
+        abstract: "Record QMP traffic from QEMU (client mode) or between a client and QEMU (proxy mode).",
+        usage: """
+            qmpreplay record --connect unix:PATH|tcp:HOST:PORT -o FILE [options]
+            qmpreplay record --listen unix:PATH|tcp:HOST:PORT --upstream unix:PATH|tcp:HOST:PORT -o FILE [options]
+            """,
+        discussion: """
+            Client mode (--connect): qmpreplay connects to QEMU's QMP socket, reads the greeting,
+            negotiates (--oob enables out-of-band when offered), runs --init commands (default:
+            query-version, query-status, query-qmp-schema; --no-init for none), issues --poll
+            commands periodically, and records everything both ways until QEMU closes, a signal
+            (SIGINT/SIGTERM), or --duration.
+
+            Proxy mode (--listen + --upstream): a management client (libvirt, a test harness,
+            qmp-shell) connects to --listen; for each client qmpreplay opens its own connection to
+            QEMU and passes bytes both ways unchanged, recording both directions. One client at a
+            time by default, as QEMU's own socket behaves (--max-clients N for more).
+
+            Records are flushed at least every --flush-interval (default 100ms); SIGINT/SIGTERM
+            flush and write the trailer. Secrets (passwords, secret objects, credentials in URIs)
+            are replaced by "<redacted>" unless --no-redact; the header says which.
+
+            Exit status: 0 recorded until a normal end (QEMU closed, signal, duration, --once);
+            2 could not connect/listen or could not write the output (ENOSPC, EIO: the file stays
+            readable up to the last complete record); 64 bad command line.
+            """)
+
+    @Option(help: "Client mode: QEMU's QMP socket (unix:PATH or tcp:HOST:PORT).")
+    var connect: String?
+
+    @Option(help: "Proxy mode: where management clients connect (unix:PATH or tcp:HOST:PORT).")
+    var listen: String?
+
+    @Option(help: "Proxy mode: QEMU's QMP socket.")
+    var upstream: String?
+
+    @Option(name: .shortAndLong, help: "The .qmprec file to write.")
+    var output: String
+
+    @Option(help: "Stop after this long (e.g. 30s, 5m).")
+    var duration: String?
+
+    @Option(name: .customLong("init"), help: "Command to run after negotiation, e.g. 'query-status' or 'balloon {\"value\": 536870912}' (repeatable; replaces the defaults).")
+    var initCommands: [String] = []
+
+    @Flag(name: .customLong("no-init"), help: "Run no commands after negotiation.")
+    var noInit = false
+
+    @Option(name: .customLong("poll"), help: "Issue a command periodically: CMD@INTERVAL, e.g. query-balloon@5s (repeatable).")
+    var polls: [String] = []
+
+    @Flag(help: "Allow polling query-rx-filter (it re-arms NIC_RX_FILTER_CHANGED and so changes what QEMU emits).")
+    var force = false
+
+    @Flag(help: "Enable out-of-band execution when QEMU offers it.")
+    var oob = false
+
+    @Flag(help: "Client mode: when QEMU goes away, wait for it and go on recording as a new connection.")
+    var reconnect = false
+
+    @Option(help: "Proxy mode: clients served at once, each with its own QEMU connection.")
+    var maxClients: Int = 1
+
+    @Flag(help: "Proxy mode: stop after the first client session.")
+    var once = false
+
+    @Option(help: "Proxy mode: permissions of a unix listen socket (octal).")
+    var socketMode: String = "0600"
+
+    @Option(help: "Flush records to the file at least this often.")
+    var flushInterval: String = "100ms"
+
+    @Flag(help: "fsync the file at every flush.")
+    var fsync = false
+
+    @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) when one grows past SIZE (e.g. 100M, 1G).")
+    var rotate: String?
+
+    @Flag(name: .customLong("no-redact"), help: "Keep secrets in the recording.")
+    var noRedact = false
+
+    @Option(name: .customLong("label"), help: "A KEY=VALUE label for the header (repeatable).")
+    var labels: [String] = []
+
+    @Flag(name: .shortAndLong, help: "No status line, no messages.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Print the traffic as it is recorded (like qmp-shell -v).")
+    var verbose = false
+
+    func validate() throws {
+        switch (connect, listen, upstream) {
+        case (_?, nil, nil), (nil, _?, _?): break
+        default: throw ValidationError("use either --connect ADDR, or --listen ADDR with --upstream ADDR")
+        }
+        for p in polls where !p.contains("@") { throw ValidationError("--poll takes CMD@INTERVAL, e.g. query-balloon@5s (got '\(p)')") }
+        if !force && polls.contains(where: { $0.split(separator: "@").first.map { String($0).trimmingSpaceSet().hasPrefix("query-rx-filter") } ?? false }) {
+            throw ValidationError("polling query-rx-filter re-arms NIC_RX_FILTER_CHANGED and changes what QEMU emits; add --force to do it anyway")
+        }
+        if maxClients < 1 { throw ValidationError("--max-clients must be at least 1") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+    }
+
+    func run() throws {
+        var options = CaptureOptions(output: output)
+        options.redact = !noRedact
+        options.fsync = fsync
+        options.flushInterval = try duration(flushInterval, "--flush-interval")
+        if let rotate { options.rotateBytes = try size(rotate) }
+        if verbose {
+            options.onMessage = { dir, conn, m in
+                let arrow = dir == .qemu ? "<<<" : ">>>"
+                let text = m.json?.serialized(.compact) ?? escapedBytes(m.bytes)
+                Output.stdout.line("\(arrow) [c\(conn)] \(text)")
+                Output.stdout.flush()
+            }
+        }
+        var kv: [(key: String, value: String)] = []
+        for l in labels {
+            guard let eq = l.firstIndex(of: "=") else { throw fail("--label takes KEY=VALUE (got '\(l)')", code: Exit.usage) }
+            kv.append((String(l[..<eq]), String(l[l.index(after: eq)...])))
+        }
+        let dur = try self.duration.map { try duration($0, "--duration") }
+        let status = StatusLine(enabled: !quiet && !verbose && Output.stderr.isTerminal)
+        let info: (String) -> Void = { msg in if !quiet { status.clear(); Output.stderr.line("qmpreplay: \(msg)"); Output.stderr.flush() } }
+
+        let outcome: CaptureOutcome
+        do {
+            if let connect {
+                var cfg = ClientModeConfig(endpoint: try endpoint(connect))
+                cfg.enableOOB = oob
+                cfg.reconnect = reconnect
+                cfg.duration = dur
+                cfg.labels = kv
+                if noInit {
+                    cfg.initCommands = []
+                } else if !initCommands.isEmpty {
+                    cfg.initCommands = try initCommands.map { try command($0) }
+                }
+                cfg.polls = try polls.map { p in
+                    let parts = p.split(separator: "@", maxSplits: 1).map(String.init)
+                    return PollSpec(command: try command(parts[0]), interval: try duration(parts[1], "--poll"))
+                }
+                let rec = ClientRecorder(config: cfg, options: options)
+                rec.onTick = { t, s in status.show(t, s) }
+                rec.onInfo = info
+                outcome = try rec.run()
+            } else {
+                var cfg = ProxyModeConfig(listen: try endpoint(listen!), upstream: try endpoint(upstream!))
+                cfg.maxClients = maxClients
+                cfg.once = once
+                cfg.duration = dur
+                cfg.labels = kv
+                guard let mode = mode_t(socketMode, radix: 8) else { throw fail("--socket-mode takes an octal mode like 0600", code: Exit.usage) }
+                cfg.socketMode = mode
+                let rec = ProxyRecorder(config: cfg, options: options)
+                rec.onTick = { t, s in status.show(t, s) }
+                rec.onInfo = info
+                outcome = try rec.run()
+            }
+        } catch let e as SocketError {
+            throw fail(e.description)
+        } catch let e as RecordingWriteError {
+            throw fail(e.description)
+        }
+        status.clear()
+        let s = outcome.stats
+        if let e = outcome.error {
+            throw fail("recording stopped: \(e); \(output) is readable up to its last complete record")
+        }
+        if !quiet {
+            var line = "\(output): \(s.records) records (\(s.events) events, \(formatBytes(Int(s.bytes)))), ended: \(outcome.reason)"
+            if s.files > 1 { line += ", \(s.files) files" }
+            if s.redactions > 0 { line += ", \(s.redactions) secrets redacted" }
+            Output.stderr.line("qmpreplay: " + line)
+            if s.droppedChunks > 0 {
+                warn("the disk could not keep up: \(s.droppedChunks) chunks (\(s.droppedBytes) bytes) were forwarded but not recorded")
+            }
+            Output.stderr.flush()
+        }
+    }
+
+    private func endpoint(_ s: String) throws -> Endpoint {
+        do { return try Endpoint(parsing: s) } catch { throw fail(error.description, code: Exit.usage) }
+    }
+
+    private func command(_ s: String) throws -> RecorderCommand {
+        do { return try RecorderCommand(parsing: s) } catch { throw fail("invalid command '\(s)': \(error)", code: Exit.usage) }
+    }
+
+    private func duration(_ s: String, _ option: String) throws -> Int64 {
+        do {
+            let ns = try TimeSpec.duration(s)
+            guard ns > 0 else { throw fail("\(option) must be positive", code: Exit.usage) }
+            return ns
+        } catch let e as TimeSpec.ParseError {
+            throw fail("\(option): \(e.description)", code: Exit.usage)
+        }
+    }
+
+    private func size(_ s: String) throws -> Int64 {
+        let units: [(String, Int64)] = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+        var text = s.uppercased()
+        var scale: Int64 = 1
+        for (u, v) in units where text.hasSuffix(u) || text.hasSuffix(u + "IB") {
+            text = String(text.dropLast(text.hasSuffix(u + "IB") ? u.count + 2 : u.count))
+            scale = v
+            break
+        }
+        guard let n = Int64(text), n > 0 else { throw fail("--rotate takes a size like 100M or 1G (got '\(s)')", code: Exit.usage) }
+        return n * scale
+    }
+}
+
+/// The one-line status shown on a terminal while recording.
+final class StatusLine: @unchecked Sendable {
+    let enabled: Bool
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ t: Int64, _ s: CaptureStats) {
+        guard enabled else { return }
+        Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
+            + (s.droppedChunks > 0 ? "  \(s.droppedChunks) dropped" : ""))
+        Output.stderr.flush()
+    }
+
+    func clear() {
+        guard enabled else { return }
+        Output.stderr.write("\r\u{1B}[K")
+        Output.stderr.flush()
+    }
+}
+
+extension String {
+    func trimmingSpaceSet() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " { s = s.dropFirst() }
+        while let l = s.last, l == " " { s = s.dropLast() }
+        return String(s)
+    }
+}
