@@ -195,6 +195,7 @@ public enum Sockets {
         return true
     }
 
+    @discardableResult
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
         bytes.withUnsafeBytes { writeAll(fd, $0) }
     }

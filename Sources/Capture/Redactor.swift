@@ -10,7 +10,7 @@ import QMP
 /// | `set_password`, `change-vnc-password` | `arguments.password` |
 /// | `object-add` of `secret` / `secret_keyring` | `data`, `iv` (flat, or under `props` before QEMU 6.0) |
 /// | `migrate`, `migrate-incoming` | `arguments.uri` when it carries credentials (`user:pass@`) |
-/// | `blockdev-add`, `object-add` (any type) | every member named `password`, `passphrase` or `key`, at any depth of objects |
+/// | `blockdev-add`, `object-add` (any type) | every member named `password`, `passphrase` or `key`, at any depth (objects and arrays) |
 /// | `human-monitor-command` | `arguments.command-line` of `set_password`, `change vnc password`, `object_add secret...` |
 /// | replies to `query-*` | every member named `password` or `passphrase` |
 ///
@@ -89,6 +89,10 @@ public struct Redactor: Sendable {
     }
 
     static func collect(_ v: JSONValue, prefix: [String], names: Set<String>, into out: inout [[String]]) {
+        if case .array(let items) = v {
+            for (i, item) in items.enumerated() { collect(item, prefix: prefix + [String(i)], names: names, into: &out) }
+            return
+        }
         guard case .object(let o) = v else { return }
         for m in o.members {
             if names.contains(m.key), m.value.objectValue == nil {

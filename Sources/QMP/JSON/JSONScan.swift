@@ -41,6 +41,31 @@ public enum JSONScan {
         return out
     }
 
+    /// The byte ranges of the elements of an array text; `nil` when it is not an array.
+    public static func elements(_ buf: UnsafeBufferPointer<UInt8>) -> [Range<Int>]? {
+        var i = 0
+        let n = buf.count
+        func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
+        ws()
+        guard i < n, buf[i] == UInt8(ascii: "[") else { return nil }
+        i += 1
+        var out: [Range<Int>] = []
+        ws()
+        if i < n && buf[i] == UInt8(ascii: "]") { return out }
+        while true {
+            ws()
+            guard let end = skipValue(buf, i) else { return nil }
+            out.append(i..<end)
+            i = end
+            ws()
+            guard i < n else { return nil }
+            if buf[i] == UInt8(ascii: ",") { i += 1; continue }
+            if buf[i] == UInt8(ascii: "]") { break }
+            return nil
+        }
+        return out
+    }
+
     /// The index just past the value starting at `start`, or `nil` if it does not end.
     public static func skipValue(_ buf: UnsafeBufferPointer<UInt8>, _ start: Int) -> Int? {
         let n = buf.count
@@ -96,8 +121,16 @@ public enum JSONScan {
         var base = 0
         var slice = buf
         for (depth, key) in path.enumerated() {
-            guard let members = members(slice), let m = members.last(where: { $0.key == key }) else { return nil }
-            let r = (m.value.lowerBound + base)..<(m.value.upperBound + base)
+            let found: Range<Int>
+            if let members = members(slice) {
+                guard let m = members.last(where: { $0.key == key }) else { return nil }
+                found = m.value
+            } else if let index = Int(key), let items = elements(slice), index >= 0, index < items.count {
+                found = items[index]
+            } else {
+                return nil
+            }
+            let r = (found.lowerBound + base)..<(found.upperBound + base)
             if depth == path.count - 1 { return r }
             base = r.lowerBound
             slice = UnsafeBufferPointer(rebasing: buf[r])

@@ -1,0 +1,196 @@
+import QMP
+import Recording
+import Testing
+@testable import Capture
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("redaction")
+struct RedactorTests {
+    private func redact(_ client: String, reply: String? = nil) -> (QMPMessage, QMPMessage?) {
+        var r = Redactor()
+        let c = r.process(QMPMessage(text: client + "\n"), from: .client, connection: 1)
+        let rep = reply.map { r.process(QMPMessage(text: $0 + "\r\n"), from: .qemu, connection: 1) }
+        return (c, rep)
+    }
+
+    @Test("passwords in set_password and change-vnc-password are replaced, nothing else changes")
+    func passwords() {
+        let (m, _) = redact(#"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": "s3cr\"et"}, "id": 1}"#)
+        #expect(m.payloadText == #"{"execute": "set_password", "arguments": {"protocol": "vnc", "password": "<redacted>"}, "id": 1}"#)
+        #expect(m.bytes.last == 0x0A)
+        #expect(m.kind == .command)
+        let (v, _) = redact(#"{"execute":"change-vnc-password","arguments":{"password":"hunter2"}}"#)
+        #expect(!v.payloadText.contains("hunter2"))
+    }
+
+    @Test("secret objects (flat and under props), credentials in migrate URIs, blockdev keys, HMP")
+    func secrets() {
+        let (a, _) = redact(#"{"execute":"object-add","arguments":{"qom-type":"secret","id":"sec0","data":"cGFzcw==","iv":"aXY=","format":"base64"}}"#)
+        #expect(a.payloadText == #"{"execute":"object-add","arguments":{"qom-type":"secret","id":"sec0","data":"<redacted>","iv":"<redacted>","format":"base64"}}"#)
+        let (b, _) = redact(#"{"execute":"object-add","arguments":{"qom-type":"secret","id":"s","props":{"data":"x"}}}"#)
+        #expect(!b.payloadText.contains("\"x\""))
+        let (c, _) = redact(#"{"execute":"migrate","arguments":{"uri":"tcp:user:pw@10.0.0.1:4444"}}"#)
+        #expect(!c.payloadText.contains("pw@"))
+        let (c2, _) = redact(#"{"execute":"migrate","arguments":{"uri":"tcp:10.0.0.1:4444"}}"#)
+        #expect(c2.payloadText.contains("tcp:10.0.0.1:4444"))
+        let (d, _) = redact(#"{"execute":"blockdev-add","arguments":{"driver":"rbd","node-name":"n","key":"AQB...","server":{"password":"p"}}}"#)
+        #expect(!d.payloadText.contains("AQB") && !d.payloadText.contains("\"p\""))
+        #expect(d.payloadText.contains("\"node-name\":\"n\""))
+        let (e, _) = redact(#"{"execute":"human-monitor-command","arguments":{"command-line":"set_password vnc abc"}}"#)
+        #expect(!e.payloadText.contains("abc"))
+        let (f, _) = redact(#"{"execute":"human-monitor-command","arguments":{"command-line":"info status"}}"#)
+        #expect(f.payloadText.contains("info status"))
+    }
+
+    @Test("replies to query-* commands lose echoed passwords; other replies are untouched")
+    func replies() {
+        let (_, r) = redact(#"{"execute":"query-block","id":"a"}"#, reply: #"{"return": [{"device": "d", "inserted": {"password": "x", "file": "f"}}], "id": "a"}"#)
+        #expect(r?.payloadText == #"{"return": [{"device": "d", "inserted": {"password": "<redacted>", "file": "f"}}], "id": "a"}"#)
+        let (_, r2) = redact(#"{"execute":"query-vnc","id":"b"}"#, reply: #"{"return": {"password": "x", "enabled": true}, "id": "b"}"#)
+        #expect(r2?.payloadText == #"{"return": {"password": "<redacted>", "enabled": true}, "id": "b"}"#)
+        #expect(r2?.bytes.suffix(2) == [0x0D, 0x0A])
+        let (_, r3) = redact(#"{"execute":"cont","id":"c"}"#, reply: #"{"return": {"password": "x"}, "id": "c"}"#)
+        #expect(r3?.payloadText.contains("\"x\"") == true)
+    }
+
+    @Test("disabled redaction keeps everything")
+    func disabled() {
+        var r = Redactor(enabled: false)
+        let m = QMPMessage(text: #"{"execute":"set_password","arguments":{"password":"p"}}"#)
+        #expect(r.process(m, from: .client, connection: 1) == m)
+    }
+}
+
+@Suite("endpoints and commands")
+struct EndpointTests {
+    @Test(arguments: [
+        ("unix:/run/qmp.sock", Endpoint.unix("/run/qmp.sock")),
+        ("tcp:127.0.0.1:4444", .tcp(host: "127.0.0.1", port: 4444)),
+        ("tcp::4444", .tcp(host: "127.0.0.1", port: 4444)),
+        ("tcp:4444", .tcp(host: "127.0.0.1", port: 4444)),
+        ("tcp:[::1]:4444", .tcp(host: "::1", port: 4444)),
+    ])
+    func parses(_ s: String, _ e: Endpoint) throws {
+        #expect(try Endpoint(parsing: s) == e)
+    }
+
+    @Test(arguments: ["", "unix:", "tcp:host:notaport", "tcp:host:70000", "http://x", "/run/qmp.sock"])
+    func rejects(_ s: String) {
+        #expect(throws: Endpoint.ParseError.self) { _ = try Endpoint(parsing: s) }
+    }
+
+    @Test("recorder commands: name, name + JSON arguments, or a whole object")
+    func commands() throws {
+        #expect(try RecorderCommand(parsing: "query-status") == RecorderCommand(name: "query-status"))
+        let b = try RecorderCommand(parsing: #"balloon {"value": 536870912}"#)
+        #expect(b.name == "balloon" && b.arguments?["value"]?.int64Value == 536_870_912)
+        let c = try RecorderCommand(parsing: #"{"execute": "query-rx-filter", "arguments": {"name": "net0"}}"#)
+        #expect(c.name == "query-rx-filter" && c.arguments?["name"]?.stringValue == "net0")
+        #expect(String(decoding: b.bytes(id: "x"), as: UTF8.self) == #"{"execute":"balloon","arguments":{"value":536870912},"id":"x"}"# + "\n")
+        #expect(throws: JSONParseError.self) { _ = try RecorderCommand(parsing: "balloon {oops") }
+    }
+
+    @Test("rotated file names")
+    func parts() {
+        #expect(CaptureSink.partPath("/x/cap.qmprec", 1) == "/x/cap.1.qmprec")
+        #expect(CaptureSink.partPath("cap.qmprec.gz", 2) == "cap.2.qmprec.gz")
+        #expect(CaptureSink.partPath("cap", 3) == "cap.3")
+    }
+}
+
+/// The proxy against an in-process fake QMP peer (a unit test of forwarding and recording;
+/// the integration tests run the same against a real QEMU).
+@Suite("proxy with a fake peer", .serialized)
+struct ProxyFakePeerTests {
+    @Test("bytes pass unchanged both ways, are recorded exactly, and a second client is served after the first")
+    func forwarding() throws {
+        let dir = "/tmp/qmpreplay-proxy-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        mkdir(dir, 0o700)
+        let up = dir + "/qemu.sock", listen = dir + "/proxy.sock", out = dir + "/p.qmprec"
+        let upFD = try Sockets.listen(.unix(up))
+        let greeting = Array(#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#.utf8) + [13, 10]
+        // Fake QEMU: greet, then answer every line with {"return": {}} and an event.
+        let peer = Thread2 {
+            var served = 0
+            while served < 3, let (fd, _) = Sockets.accept(upFD) {
+                served += 1
+                Sockets.writeAll(fd, greeting)
+                var buf = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let n = recv(fd, &buf, buf.count, 0)
+                    if n <= 0 { break }
+                    for _ in buf[..<n].filter({ $0 == 0x0A }) {
+                        Sockets.writeAll(fd, Array(#"{"timestamp": {"seconds": 1, "microseconds": 2}, "event": "STOP"}"#.utf8) + [13, 10])
+                        Sockets.writeAll(fd, Array(#"{"return": {}}"#.utf8) + [13, 10])
+                    }
+                }
+                close(fd)
+            }
+        }
+        var cfg = ProxyModeConfig(listen: .unix(listen), upstream: .unix(up))
+        cfg.duration = 2_500_000_000
+        let rec = ProxyRecorder(config: cfg, options: CaptureOptions(output: out))
+        let proxy = Thread2 { _ = try? rec.run() }
+        usleep(1_300_000)  // the version probe connects once first (served = 1)
+        var received: [[UInt8]] = []
+        let sent: [[UInt8]] = [Array("{\"execute\":\"qmp_capabilities\"}\n".utf8), Array("{\"execute\": \"stop\", \"id\": 5}\r\n".utf8)]
+        for round in 0..<2 {
+            let fd = try Sockets.connect(.unix(listen))
+            for s in sent { Sockets.writeAll(fd, s); usleep(50_000) }
+            usleep(100_000)
+            var got: [UInt8] = []
+            var buf = [UInt8](repeating: 0, count: 65536)
+            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
+            while true { let n = recv(fd, &buf, buf.count, 0); if n <= 0 { break }; got += buf[..<n] }
+            close(fd)
+            received.append(got)
+            #expect(got.starts(with: greeting), "round \(round)")
+            usleep(100_000)
+        }
+        proxy.join()
+        close(upFD)
+        peer.join(timeoutMs: 500)
+        let r = try Recording(path: out)
+        #expect(r.header?.mode == .proxy && r.header?.qemuVersion == "7.2.0")
+        #expect(r.trailer?.reason == "duration")
+        for (round, conn) in [UInt32(1), 2].enumerated() {
+            var q: [UInt8] = [], c: [UInt8] = []
+            for i in 0..<r.count where r.connection(i) == conn {
+                guard let b = try r.rawBytes(i) else { continue }
+                if r.direction(i) == .qemu { q += b } else { c += b }
+            }
+            #expect(q == received[round], "QEMU -> client bytes of connection \(conn)")
+            #expect(c == sent.flatMap { $0 }, "client -> QEMU bytes of connection \(conn)")
+        }
+        #expect((0..<r.count).filter { r.kind($0) == .close }.count == 2)
+    }
+}
+
+/// A thread that can be joined (Foundation-free).
+final class Thread2: @unchecked Sendable {
+    private var tid = pthread_t()
+    private let body: () -> Void
+    private var done = false
+
+    init(_ body: @escaping () -> Void) {
+        self.body = body
+        let box = Unmanaged.passRetained(self)
+        pthread_create(&tid, nil, { ctx in
+            let me = Unmanaged<Thread2>.fromOpaque(ctx!).takeRetainedValue()
+            me.body()
+            me.done = true
+            return nil
+        }, box.toOpaque())
+    }
+
+    func join() { pthread_join(tid, nil) }
+
+    func join(timeoutMs: Int) {
+        var waited = 0
+        while !done && waited < timeoutMs { usleep(10_000); waited += 10 }
+        if done { pthread_join(tid, nil) } else { pthread_detach(tid) }
+    }
+}
