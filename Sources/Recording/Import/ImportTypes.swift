@@ -10,6 +10,8 @@ public enum ImportFormat: String, CaseIterable, Sendable {
     case libvirtReplies = "libvirt-replies"
     /// libvirt debug logs with `QEMU_MONITOR_SEND_MSG` / `QEMU_MONITOR_RECV_*` lines.
     case libvirtLog = "libvirt-log"
+    /// `virsh qemu-monitor-event` output: `event NAME at S.US for domain 'D': DATA`.
+    case virshEvents = "virsh-events"
 
     /// One line for `--help`.
     public var summary: String {
@@ -17,6 +19,7 @@ public enum ImportFormat: String, CaseIterable, Sendable {
         case .qmpLines: return "plain QMP text (socat, -qmp stdio, pretty JSON); times from event timestamps"
         case .libvirtReplies: return "libvirt caps_*.replies test transcript; no timing, records 1 ms apart"
         case .libvirtLog: return "libvirt debug log (QEMU_MONITOR_* lines); one connection per mon= pointer"
+        case .virshEvents: return "virsh qemu-monitor-event output; events rebuilt in QEMU's layout, one connection per domain"
         }
     }
 }
@@ -86,6 +89,7 @@ public enum Importer {
         case .qmpLines: return QMPLinesImporter.parse(bytes)
         case .libvirtReplies: return LibvirtRepliesImporter.parse(bytes)
         case .libvirtLog: return LibvirtLogImporter.parse(bytes)
+        case .virshEvents: return VirshEventsImporter.parse(bytes)
         }
     }
 }

@@ -199,17 +199,17 @@ extension SynthEngine {
         schedule(in: seconds(2, 25), .intent(.cont, epoch: epoch))
     }
 
-    /// A burst of failing requests with action report/ignore: throttled like recent QEMU,
-    /// so the first goes out and the last arrives at the end of the window.
+    /// A burst of failing requests with action report/ignore, one event each: QEMU 7.2's
+    /// BLOCK_IO_ERROR has no `qom-path` and is not throttled (that came later, per qom-path).
     mutating func ioErrorReport(disk: Int, action: String? = nil) {
         let act = action ?? (rng.chance(0.8) ? "report" : "ignore")
         for _ in 0..<rng.int(2...8) {
-            raiseThrottled("BLOCK_IO_ERROR", key: "BLOCK_IO_ERROR", synData([
+            raise("BLOCK_IO_ERROR", synData([
                 "device": .string(Self.diskDevices[disk]), "node-name": .string("libvirt-\(vm.diskNodes[disk])-format"),
                 "operation": .string(rng.chance(0.7) ? "read" : "write"), "action": .string(act),
                 "nospace": .bool(false), "reason": .string("Input/output error"),
             ]))
-            advance(ms(1, 120))
+            advance(us(200, 40_000))
         }
     }
 

@@ -14,7 +14,7 @@ struct ImportCommand: ParsableCommand {
         abstract: "Convert QMP traffic from another format into a .qmprec recording.",
         discussion: """
             Source formats:
-              qmp-lines        plain QMP text (socat, -qmp stdio, virsh qemu-monitor-event --pretty);
+              qmp-lines        plain QMP text (socat, -qmp stdio, QEMU's own -mon pretty=on output);
                                client lines are recognised by "execute"; times come from event
                                timestamps when there is nothing better.
               libvirt-replies  libvirt's tests/qemucapabilitiesdata/*.replies transcripts (command,
@@ -22,7 +22,10 @@ struct ImportCommand: ParsableCommand {
               libvirt-log      libvirt debug logs (QEMU_MONITOR_SEND_MSG, QEMU_MONITOR_RECV_EVENT,
                                QEMU_MONITOR_RECV_REPLY lines with their timestamps); one connection
                                per monitor (mon=0x...).
-            Every message keeps its exact bytes from the source. Lines that could not be imported
+              virsh-events     virsh qemu-monitor-event output (event NAME at S.US for domain 'D':
+                               DATA); each event is rebuilt in QEMU's layout (a note says the bytes
+                               are a reconstruction); one connection per domain.
+            Every message keeps its exact bytes from the source (virsh-events excepted). Lines that could not be imported
             are reported with their line number; everything else is kept.
 
             Exit status: 0 success (warnings are printed), 2 unreadable source or unwritable output.
@@ -34,7 +37,7 @@ struct ImportCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The .qmprec file to write.")
     var output: String
 
-    @Option(name: .customLong("from"), help: "Source format: qmp-lines, libvirt-replies or libvirt-log.")
+    @Option(name: .customLong("from"), help: "Source format: qmp-lines, libvirt-replies, libvirt-log or virsh-events.")
     var format: ImportFormat
 
     @Flag(help: "Print the result as JSON.")
