@@ -38,9 +38,22 @@ public final class ProxyRecorder {
         var peer: String
     }
 
+    private let wake: [Int32]
+
     public init(config: ProxyModeConfig, options: CaptureOptions) {
         self.config = config
         self.options = options
+        var fds: [Int32] = [-1, -1]
+        _ = pipe(&fds)
+        wake = fds
+    }
+
+    deinit { close(wake[0]); close(wake[1]) }
+
+    /// Stops a running proxy from another thread (as a signal would).
+    public func stop() {
+        var b: UInt8 = 1
+        _ = write(wake[1], &b, 1)
     }
 
     public func run() throws -> CaptureOutcome {
@@ -81,22 +94,25 @@ public final class ProxyRecorder {
 
         loop: while true {
             var fds: [pollfd] = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
+            fds.append(pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0))
             let acceptOpen = pairs.count < config.maxClients
             fds.append(pollfd(fd: acceptOpen ? listenFD : -1, events: Int16(POLLIN), revents: 0))
+            let base = fds.count
             for p in pairs {
                 fds.append(pollfd(fd: p.client, events: Int16(POLLIN), revents: 0))
                 fds.append(pollfd(fd: p.upstream, events: Int16(POLLIN), revents: 0))
             }
             let r = poll(&fds, nfds_t(fds.count), 100)
             if r < 0 && errno != EINTR { reason = "error"; break }
-            if fds[0].revents != 0 {
-                reason = "signal"
-                for i in pairs.indices.reversed() { closePair(i, by: "recorder", reason: "stopped by \(StopSignal.name)") }
+            if fds[0].revents != 0 || fds[1].revents != 0 {
+                let by = fds[0].revents != 0 ? StopSignal.name : "request"
+                reason = fds[0].revents != 0 ? "signal" : "stopped"
+                for i in pairs.indices.reversed() { closePair(i, by: "recorder", reason: "stopped by \(by)") }
                 break
             }
             // Data first (in fd order), then new clients.
             var i = 0
-            var slot = 2
+            var slot = base
             while i < pairs.count {
                 let cr = fds[slot].revents, ur = fds[slot + 1].revents
                 slot += 2
@@ -130,7 +146,7 @@ public final class ProxyRecorder {
                 if !closed { i += 1 }
             }
             if config.once && sessions > 0 && pairs.isEmpty { reason = "complete (--once)"; break }
-            if acceptOpen, fds[1].revents != 0, let (cfd, peer) = Sockets.accept(listenFD) {
+            if acceptOpen, fds[base - 1].revents != 0, let (cfd, peer) = Sockets.accept(listenFD) {
                 let conn = nextConn
                 nextConn += 1
                 do {

@@ -532,7 +532,7 @@ struct ImportSharedTests {
 
     @Test("every format has a CLI name and a summary")
     func formatNames() {
-        #expect(ImportFormat.allCases.map(\.rawValue) == ["qmp-lines", "libvirt-replies", "libvirt-log"])
+        #expect(ImportFormat.allCases.map(\.rawValue) == ["qmp-lines", "libvirt-replies", "libvirt-log", "virsh-events"])
         #expect(ImportFormat.allCases.allSatisfy { !$0.summary.isEmpty })
     }
 }

@@ -49,7 +49,7 @@ extension SynthEngine {
         var next: Int64 = 0
         if b.flapping && (b.actual == b.low || b.actual == b.high) {
             b.actual = b.actual == b.low ? b.high : b.low
-            next = ms(150, 900)
+            next = ms(40, 400)  // the buggy driver flips several times a second
         } else if b.actual > b.high {
             b.actual = max(b.high, b.actual - chunk)  // inflate
             next = ms(60, 600)

@@ -203,7 +203,7 @@ extension SynthEngine {
 
     // MARK: Run state
 
-    /// `stop`: STOP is written before the reply (QMP-NOTES.md, "Ordering").
+    /// `stop`: STOP is written before the reply (QMP-NOTES.md, "Wire protocol", ordering).
     mutating func stopVM() {
         let id = send("stop")
         advance(us(100, 900))
@@ -302,9 +302,9 @@ extension SynthEngine {
         epoch += 1
         qemuAlive = true
         pid += rng.int(40...3_000)
-        vm = SynthVM(profile: profile, rng: &rng, first: epoch == 1)
+        vm = SynthVM(profile: profile, config: config, rng: &rng, first: epoch == 1)
         vm.rtc.lastUpdate = now
-        throttles = [:]
+        throttles = []
         connectClient()
         if profile == .balloonFlood || profile == .mixed {
             advance(us(200, 3_000))

@@ -43,9 +43,7 @@ extension SynthEngine {
         if auth == "sasl" { initialized["sasl_username"] = .string("alice") }
         raise("VNC_INITIALIZED", synData(["server": server, "client": .object(initialized)]))
         sessionSerial += 1
-        vm.sessions.append(SynthDisplaySession(
-            serial: sessionSerial, spice: false, server: server, serverInitialized: server,
-            clients: [.object(initialized)], clientsInitialized: [.object(initialized)]))
+        vm.sessions.append(SynthDisplaySession(serial: sessionSerial, spice: false, server: server, clients: [.object(initialized)]))
         schedule(in: seconds(5, 900), .displayEnd(session: sessionSerial, epoch: epoch))
     }
 
@@ -89,9 +87,7 @@ extension SynthEngine {
             advance(us(50, 2_000))
         }
         sessionSerial += 1
-        vm.sessions.append(SynthDisplaySession(
-            serial: sessionSerial, spice: true, server: server, serverInitialized: .object(serverInit),
-            clients: clients, clientsInitialized: clientsInit))
+        vm.sessions.append(SynthDisplaySession(serial: sessionSerial, spice: true, server: server, clients: clients))
         schedule(in: seconds(5, 900), .displayEnd(session: sessionSerial, epoch: epoch))
     }
 

@@ -37,8 +37,6 @@ struct SynthQueue: Sendable {
     private var heap: [Item] = []
     private var seq: UInt64 = 0
 
-    var count: Int { heap.count }
-
     @inline(__always) private static func less(_ a: Item, _ b: Item) -> Bool {
         a.time < b.time || (a.time == b.time && a.seq < b.seq)
     }
@@ -87,6 +85,7 @@ struct SynthThrottleWindow: Sendable {
         var created: Int64
     }
 
+    let key: String
     var open = false
     var pending: Pending?
 }
@@ -115,8 +114,10 @@ struct SynthEngine: Sendable {
     // The QEMU process.
     var epoch = 0
     var qemuAlive = false
+    let config: SynthDomainConfig
     var vm: SynthVM
-    var throttles: [String: SynthThrottleWindow] = [:]
+    /// A handful of keys at most: a list is faster than hashing them.
+    var throttles: [SynthThrottleWindow] = []
 
     // Counters that survive QEMU restarts (job ids, client ports).
     var jobSerial = 0
@@ -128,7 +129,8 @@ struct SynthEngine: Sendable {
         self.startMicros = startMicros
         var rng = SplitMix64(seed: seed ^ profile.salt)
         _ = rng.next()
-        vm = SynthVM(profile: profile, rng: &rng)
+        config = SynthDomainConfig(profile: profile, rng: &rng)
+        vm = SynthVM(profile: profile, config: config, rng: &rng)
         pid = 2000 + rng.int(0...60_000)
         let firstPoll = rng.int64(800_000_000...2_500_000_000)
         self.rng = rng
@@ -204,7 +206,7 @@ struct SynthEngine: Sendable {
     }
 
     /// Writes an event created at `created` (its timestamp) and delivered now. Events raised
-    /// while no client has negotiated are lost (QMP-NOTES.md, "Disconnect").
+    /// while no client has negotiated are lost (QMP-NOTES.md, "Wire protocol").
     mutating func deliver(_ name: String, _ data: JSONObject?, created: Int64) {
         advance(transit())
         guard connected && negotiated else { return }
@@ -215,32 +217,36 @@ struct SynthEngine: Sendable {
     /// A rate-limited event: sent at once when its key's window is closed, otherwise kept
     /// (replacing any kept one) until the window ends, carrying its creation time.
     mutating func raiseThrottled(_ name: String, key: String, _ data: JSONObject?) {
-        var w = throttles[key] ?? SynthThrottleWindow()
-        if w.open {
-            w.pending = .init(name: name, data: data, created: now)
-            throttles[key] = w
+        let i: Int
+        if let found = throttles.firstIndex(where: { $0.key == key }) {
+            i = found
+        } else {
+            throttles.append(SynthThrottleWindow(key: key))
+            i = throttles.count - 1
+        }
+        if throttles[i].open {
+            throttles[i].pending = .init(name: name, data: data, created: now)
             return
         }
+        throttles[i].open = true
         deliver(name, data, created: now)
-        w.open = true
-        throttles[key] = w
         schedule(in: Self.second, .throttle(key, epoch: epoch))
     }
 
     /// Whether an event with this key would go out at once.
-    func throttleIsOpen(_ key: String) -> Bool { !(throttles[key]?.open ?? false) }
+    func throttleIsOpen(_ key: String) -> Bool {
+        !(throttles.first { $0.key == key }?.open ?? false)
+    }
 
     mutating func throttleWindowEnded(_ key: String) {
-        guard var w = throttles[key] else { return }
-        if let p = w.pending {
+        guard let i = throttles.firstIndex(where: { $0.key == key }) else { return }
+        if let p = throttles[i].pending {
+            throttles[i].pending = nil
             advance(us(50, 2_000))  // the timer callback runs a little late
             deliver(p.name, p.data, created: p.created)
-            w.pending = nil
-            throttles[key] = w
             schedule(in: Self.second, .throttle(key, epoch: epoch))
         } else {
-            w.open = false
-            throttles[key] = w
+            throttles[i].open = false
         }
     }
 
@@ -257,9 +263,15 @@ struct SynthEngine: Sendable {
         return id
     }
 
+    /// QEMU answers after `work`; by default a fraction of a millisecond, now and then a
+    /// few milliseconds more when its main loop was busy.
     mutating func reply(_ value: JSONValue, _ id: String, work: Int64? = nil) {
-        advance(work ?? us(20, 400))
+        advance(work ?? commandWork())
         emit(.message(from: .qemu, SynthWire.reply(value, id: id)))
+    }
+
+    mutating func commandWork() -> Int64 {
+        rng.chance(0.04) ? ms(1, 25) : us(20, 400)
     }
 
     mutating func replyEmpty(_ id: String, work: Int64? = nil) {
@@ -267,7 +279,7 @@ struct SynthEngine: Sendable {
     }
 
     mutating func fail(_ errorClass: String, _ desc: String, _ id: String) {
-        advance(us(20, 300))
+        advance(commandWork())
         emit(.message(from: .qemu, SynthWire.error(errorClass, desc, id: id)))
     }
 
@@ -315,7 +327,7 @@ struct SynthEngine: Sendable {
         connected = false
         negotiated = false
         qemuAlive = false
-        throttles = [:]
+        throttles = []
         schedule(in: seconds(0.8, 4), .startProcess)
     }
 }

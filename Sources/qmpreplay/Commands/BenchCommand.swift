@@ -1,4 +1,5 @@
 import ArgumentParser
+import Capture
 import QMP
 import Recording
 
@@ -11,6 +12,15 @@ import Darwin
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
+        abstract: "Benchmarks: reading (index, info, seeks) and the recorder's proxy.",
+        discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self],
+        defaultSubcommand: BenchIndexCommand.self)
+}
+
+struct BenchIndexCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "index",
         abstract: "Measure opening/indexing, info, seeks and decoding on a recording (synthesised when none is given).",
         discussion: """
             Build in release mode for meaningful figures: swift run -c release qmpreplay bench.
@@ -131,5 +141,66 @@ struct SplitMix {
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+}
+
+struct BenchProxyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "proxy",
+        abstract: "Measure the recording proxy: added round-trip latency per command and messages per second.",
+        discussion: """
+            Without --upstream, an in-process QMP peer that answers at once stands in for QEMU, so
+            the figures are the proxy's own cost. With --upstream unix:PATH (a real QEMU), direct
+            and proxied round trips of query-status alternate so that both see the same noise,
+            and throughput is measured with pipelined commands.
+            """)
+
+    @Option(help: "A real QEMU's QMP socket; default: the in-process fast peer.")
+    var upstream: String?
+
+    @Option(help: "Round trips measured each way.")
+    var iterations: Int = 5000
+
+    @Option(help: "Messages for the throughput run (events from the fast peer, or pipelined commands to QEMU).")
+    var messages: Int = 200_000
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let dir = "/tmp/qmpreplay-proxy-bench-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = system("rm -rf '\(dir)'") }
+        let up: Endpoint?
+        do { up = try upstream.map { try Endpoint(parsing: $0) } } catch { throw fail("\(error)", code: Exit.usage) }
+        let r: ProxyBenchmark.Result
+        do {
+            r = try ProxyBenchmark.run(upstream: up, iterations: iterations, floodMessages: messages, workDir: dir)
+        } catch {
+            throw fail("proxy benchmark failed: \(error)")
+        }
+        func us(_ ns: Int64) -> JSONValue { .number(JSONNumber(text: DurationFormat.fixed(Double(ns) / 1000, 1))) }
+        var o = JSONObject()
+        o["upstream"] = .string(r.upstream)
+        o["iterations"] = .int(r.iterations)
+        let dp50 = r.percentile(r.direct, 0.5), dp99 = r.percentile(r.direct, 0.99)
+        let pp50 = r.percentile(r.proxied, 0.5), pp99 = r.percentile(r.proxied, 0.99)
+        o["direct_p50_us"] = us(dp50)
+        o["direct_p99_us"] = us(dp99)
+        o["proxied_p50_us"] = us(pp50)
+        o["proxied_p99_us"] = us(pp99)
+        o["added_p50_us"] = us(pp50 - dp50)
+        o["added_p99_us"] = us(pp99 - dp99)
+        o["throughput_messages"] = .int(r.messages)
+        o["throughput_seconds"] = .number(JSONNumber(text: DurationFormat.fixed(r.seconds, 3)))
+        o["messages_per_second"] = .int(Int(r.messagesPerSecond))
+        o["records_recorded"] = .int(r.recorded)
+        let out = Output.stdout
+        if json {
+            out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
+        } else {
+            for m in o.members { out.line(m.key.padding(24) + (m.value.stringValue ?? m.value.serialized())) }
+        }
+        out.flush()
     }
 }
