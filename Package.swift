@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets) <- qmpreplay (CLI).
+// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets), Shell (REPL) <- qmpreplay (CLI).
 let package = Package(
     name: "qmpreplay",
     platforms: [.macOS(.v14)],
@@ -18,16 +18,19 @@ let package = Package(
         .target(name: "QMP"),
         .target(name: "Recording", dependencies: ["QMP", "CZlib"]),
         .target(name: "Capture", dependencies: ["QMP", "Recording"]),
+        .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
+        .target(name: "Shell", dependencies: ["QMP", "Recording", "CReadline"]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Capture",
+                "QMP", "Recording", "Capture", "Shell",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "QMPTests", dependencies: ["QMP"]),
         .testTarget(name: "RecordingTests", dependencies: ["Recording", "QMP"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "Recording", "QMP"]),
+        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
     ]
 )

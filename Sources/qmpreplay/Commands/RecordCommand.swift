@@ -89,6 +89,9 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) when one grows past SIZE (e.g. 100M, 1G).")
     var rotate: String?
 
+    @Flag(help: "Replace FILE if it exists (by default an existing recording is never overwritten).")
+    var overwrite = false
+
     @Flag(name: .customLong("no-redact"), help: "Keep secrets in the recording.")
     var noRedact = false
 
@@ -115,6 +118,9 @@ struct RecordCommand: ParsableCommand {
     }
 
     func run() throws {
+        if !overwrite && output != "-" && access(output, F_OK) == 0 {
+            throw fail("\(output) exists; a recording is evidence and is never overwritten silently: choose another name or add --overwrite")
+        }
         var options = CaptureOptions(output: output)
         options.redact = !noRedact
         options.fsync = fsync
