@@ -194,3 +194,100 @@ final class Thread2: @unchecked Sendable {
         if done { pthread_join(tid, nil) } else { pthread_detach(tid) }
     }
 }
+
+/// Rotation, several clients at once, and the bounded queue, against the fast fake peer.
+@Suite("proxy limits", .serialized)
+struct ProxyLimitTests {
+    private func dir() -> String {
+        let d = "/tmp/qmpreplay-limits-\(getpid())-\(Int.random(in: 0..<1_000_000))"
+        mkdir(d, 0o700)
+        return d
+    }
+
+    /// Starts a proxy in front of a fast peer; returns it, its thread and the listen endpoint.
+    private func start(_ d: String, _ tune: (inout ProxyModeConfig, inout CaptureOptions) -> Void) throws
+        -> (ProxyRecorder, JoinableThread, Endpoint, FastQMPPeer) {
+        let peer = try FastQMPPeer(path: d + "/qemu.sock")
+        var cfg = ProxyModeConfig(listen: .unix(d + "/proxy.sock"), upstream: .unix(d + "/qemu.sock"))
+        var opt = CaptureOptions(output: d + "/p.qmprec")
+        tune(&cfg, &opt)
+        let proxy = ProxyRecorder(config: cfg, options: opt)
+        let t = JoinableThread { _ = try? proxy.run() }
+        for _ in 0..<300 {
+            if let fd = try? Sockets.connect(cfg.listen) { close(fd); break }
+            usleep(10_000)
+        }
+        return (proxy, t, cfg.listen, peer)
+    }
+
+    @Test("--rotate: numbered files, each complete and readable, linked by labels")
+    func rotation() throws {
+        let d = dir()
+        let (proxy, t, listen, peer) = try start(d) { _, o in o.rotateBytes = 200_000; o.flushInterval = 10_000_000 }
+        let c = try LineClient(listen)
+        #expect(try c.flood(20_000) == 20_001)
+        c.close()
+        usleep(300_000)
+        proxy.stop()
+        t.join()
+        peer.stop()
+        let first = try Recording(path: d + "/p.qmprec")
+        #expect(first.trailer?.reason.hasPrefix("rotated to \(d)/p.1.qmprec") == true)
+        var total = first.count
+        var n = 1
+        while access(CaptureSink.partPath(d + "/p.qmprec", n), F_OK) == 0 {
+            let part = try Recording(path: CaptureSink.partPath(d + "/p.qmprec", n))
+            #expect(part.header?.label("part") == String(n))
+            #expect(part.trailer != nil)
+            #expect(part.problems.isEmpty, "\(part.problems)")
+            total += part.count
+            n += 1
+        }
+        #expect(n >= 3, "a 4 MB flood with 200 kB files makes several parts")
+        // Every event made it into some file.
+        var events = 0
+        for i in 0..<n {
+            let r = try Recording(path: i == 0 ? d + "/p.qmprec" : CaptureSink.partPath(d + "/p.qmprec", i))
+            events += (0..<r.count).filter { r.kind($0) == .event }.count
+        }
+        #expect(events == 20_000)
+        #expect(total > 20_000)
+    }
+
+    @Test("--max-clients 2: two clients at once, each with its own upstream connection and number")
+    func twoClients() throws {
+        let d = dir()
+        let (proxy, t, listen, peer) = try start(d) { c, _ in c.maxClients = 2 }
+        let a = try LineClient(listen)
+        let b = try LineClient(listen)
+        _ = try a.roundTrip(Array("{\"execute\":\"query-status\"}\n".utf8))
+        _ = try b.roundTrip(Array("{\"execute\":\"query-status\"}\n".utf8))
+        a.close(); b.close()
+        usleep(200_000)
+        proxy.stop()
+        t.join()
+        peer.stop()
+        let r = try Recording(path: d + "/p.qmprec")
+        let conns = Set((0..<r.count).filter { r.kind($0) == .greeting }.map { r.connection($0) })
+        #expect(conns.count >= 2)
+        let commands = (0..<r.count).filter { r.kind($0) == .command && r.name($0) == "query-status" }
+        #expect(Set(commands.map { r.connection($0) }).count == 2)
+    }
+
+    @Test("a disk that cannot keep up: traffic is still forwarded whole, drops are counted and noted")
+    func drops() throws {
+        let d = dir()
+        let (proxy, t, listen, peer) = try start(d) { _, o in o.queueLimitBytes = 1 }
+        let c = try LineClient(listen)
+        #expect(try c.flood(5_000) == 5_001, "the client got every message")
+        c.close()
+        usleep(200_000)
+        proxy.stop()
+        t.join()
+        peer.stop()
+        let r = try Recording(path: d + "/p.qmprec")
+        #expect((r.trailer?.dropped ?? 0) > 0)
+        let notes = try (0..<r.count).filter { r.kind($0) == .note }.map { try r.record(at: $0) }
+        #expect(notes.contains { if case .note(let text, _) = $0.body { return text.contains("could not keep up") } else { return false } })
+    }
+}
