@@ -226,3 +226,16 @@ struct FormatTests {
         }
     }
 }
+
+@Suite("index names")
+struct IndexNameTests {
+    @Test("a record in canonical order but without \"n\" still gets its name from the message")
+    func nameFromMessage() throws {
+        let text = #"{"qmprec":1,"start_us":0,"source":"x","mode":"import"}"# + "\n"
+            + #"{"t":1,"c":1,"from":"qemu","k":"event","msg":{"event":"STOP","timestamp":{"seconds":1,"microseconds":0}}}"# + "\n"
+            + #"{"t":2,"c":1,"from":"client","k":"command","msg":{"execute":"cont"}}"# + "\n"
+        let r = try Recording(bytes: FileBytes(bytes: Array(text.utf8)), path: "mem")
+        #expect(r.name(0) == "STOP")
+        #expect(r.name(1) == "cont")
+    }
+}

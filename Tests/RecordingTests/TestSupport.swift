@@ -21,7 +21,7 @@ func writeFile(_ path: String, _ bytes: [UInt8]) {
 
 func readFile(_ path: String) -> [UInt8] {
     let fb = try! FileBytes(path: path)
-    return Array(fb.buffer)
+    return fb.copyBytes()
 }
 
 /// A small but varied session: greeting, negotiation, an event with CRLF, a client command

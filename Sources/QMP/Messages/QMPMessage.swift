@@ -221,3 +221,20 @@ public struct QMPMessage: Sendable, Hashable {
 @inline(__always) public func isJSONSpace(_ c: UInt8) -> Bool {
     c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09
 }
+
+/// Shows arbitrary bytes on one line for people: printable ASCII as is, CR/LF/TAB as
+/// escapes, everything else as `\xNN`; cut after `limit` bytes.
+public func escapedBytes<C: Collection>(_ bytes: C, limit: Int = 400) -> String where C.Element == UInt8 {
+    var s = ""
+    for (n, b) in bytes.enumerated() {
+        if n >= limit { s += "..."; break }
+        switch b {
+        case 0x0A: s += "\\n"
+        case 0x0D: s += "\\r"
+        case 0x09: s += "\\t"
+        case 0x20..<0x7F: s += String(UnicodeScalar(b))
+        default: s += "\\x" + hexByte(b).dropFirst(2)
+        }
+    }
+    return s
+}

@@ -76,7 +76,14 @@ public final class FileBytes: @unchecked Sendable {
         }
     }
 
+    /// The bytes, valid only while this object is alive: copy with `copyBytes()` when the
+    /// `FileBytes` itself is a temporary.
     public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    /// A copy of all the bytes (the mapping stays alive for the duration of the copy).
+    public func copyBytes() -> [UInt8] {
+        withExtendedLifetime(self) { Array(UnsafeRawBufferPointer(start: base, count: count)) }
+    }
 
     public subscript(range: Range<Int>) -> [UInt8] {
         guard let base else { return [] }

@@ -320,6 +320,9 @@ public final class Recording: @unchecked Sendable {
             while i < e, p[i] != 0x22, p[i] != 0x5C { i += 1 }
             guard i < e, p[i] == 0x22 else { return false }
             out.nameID = nameTable.intern(UnsafeBufferPointer(start: p + ns, count: i - ns), names: &names)
+        } else if code == 1 || code == 3 || code == 4 {
+            // A command, error or event without "n": let the slow path take the name from msg.
+            return false
         }
         return true
     }

@@ -5,12 +5,12 @@
 /// double operations are used (no `log`/`exp`, whose last bits differ between C libraries).
 ///
 /// Example: `var r = SplitMix64(seed: 42); r.int64(10...20)`.
-struct SplitMix64: Sendable {
-    private(set) var state: UInt64
+public struct SplitMix64: RandomNumberGenerator, Sendable {
+    public private(set) var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

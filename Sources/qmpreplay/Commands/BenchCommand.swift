@@ -91,7 +91,7 @@ struct BenchIndexCommand: ParsableCommand {
         results["info_ms"] = num(Double(infoBest) / 1e6, 2)
 
         // Seeks: 100,000 random probes, by time and by number.
-        var rng = SplitMix(seed: 7)
+        var rng = SplitMix64(seed: 7)
         let n = 100_000
         let dur = max(r.duration, 1)
         var probes = (0..<n).map { _ in Int64(rng.next() % UInt64(dur)) }
@@ -128,19 +128,6 @@ struct BenchIndexCommand: ParsableCommand {
         var u = rusage()
         getrusage(__rusage_who_t(0), &u)  // RUSAGE_SELF
         return u.ru_maxrss
-    }
-}
-
-/// A tiny deterministic generator for benchmark probes.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

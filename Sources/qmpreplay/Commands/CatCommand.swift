@@ -176,20 +176,3 @@ func reasonOf(_ m: QMPMessage) -> String {
     if case .other(let reason, _) = m.body { return reason }
     return m.kind.rawValue
 }
-
-/// Shows arbitrary bytes on one line: printable ASCII as is, the rest as \xNN.
-func escapedBytes<C: Collection>(_ bytes: C, limit: Int = 400) -> String where C.Element == UInt8 {
-    var s = ""
-    for (n, b) in bytes.enumerated() {
-        if n >= limit { s += "..."; break }
-        switch b {
-        case 0x0A: s += "\\n"
-        case 0x0D: s += "\\r"
-        case 0x20..<0x7F: s += String(UnicodeScalar(b))
-        default:
-            let hex = Array("0123456789abcdef")
-            s += "\\x" + String(hex[Int(b >> 4)]) + String(hex[Int(b & 15)])
-        }
-    }
-    return s
-}

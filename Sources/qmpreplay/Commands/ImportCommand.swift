@@ -50,7 +50,7 @@ struct ImportCommand: ParsableCommand {
         } catch {
             throw fail(error.description)
         }
-        let imported = Importer.parse(Array(bytes.buffer), format: format)
+        let imported = Importer.parse(bytes.copyBytes(), format: format)
         do {
             try imported.write(to: output, sourceName: source, format: format)
         } catch {

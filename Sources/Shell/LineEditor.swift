@@ -1,0 +1,182 @@
+import CReadline
+import QMP
+import Recording
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// GNU readline for the interactive shell: Emacs keys, Ctrl-R history search, history
+/// saved across sessions, tab completion, and Ctrl-C that clears the line instead of
+/// killing the shell.
+///
+/// readline's state is global, so this is a singleton-like wrapper; the completion
+/// callback reads the candidates the current `Completer` offers.
+public final class LineEditor {
+    nonisolated(unsafe) static var completer: Completer?
+    nonisolated(unsafe) static var candidates: [String] = []
+    nonisolated(unsafe) static var interruptedLine = false
+
+    public let historyPath: String
+
+    public init(completer: Completer, historyPath: String) {
+        self.historyPath = historyPath
+        LineEditor.completer = completer
+        rl_readline_name = UnsafePointer(strdup("qmpreplay"))
+        // We handle SIGINT ourselves (see installInterruptHandler); readline must not.
+        rl_catch_signals = 0
+        rl_catch_sigwinch = 1
+        rl_getc_function = { stream in LineEditor.getc(stream) }
+        rl_attempted_completion_function = { text, start, end in LineEditor.complete(text, start, end) }
+        rl_basic_word_break_characters = UnsafePointer(strdup(" \t\n\"'()=<>!~&|"))
+        using_history()
+        stifle_history(2000)
+        _ = read_history(historyPath)
+    }
+
+    /// One line, or nil at end of input (Ctrl-D on an empty line).
+    public func readLine(prompt: String) -> (line: String, interrupted: Bool)? {
+        LineEditor.interruptedLine = false
+        guard let p = readline(prompt) else { return nil }
+        defer { free(p) }
+        let line = String(cString: p)
+        if LineEditor.interruptedLine { return ("", true) }
+        if !line.trimmingCharacters().isEmpty {
+            // Avoid consecutive duplicates in history.
+            let last = history_length > 0 ? history_get(history_base + history_length - 1).map { String(cString: $0.pointee.line) } : nil
+            if last != line { add_history(line) }
+        }
+        return (line, false)
+    }
+
+    public func saveHistory() {
+        _ = write_history(historyPath)
+        _ = history_truncate_file(historyPath, 2000)
+    }
+
+    /// Reads one byte for readline; a Ctrl-C (EINTR with the interrupt flag set) clears the
+    /// line and ends it, so readline returns an empty line instead of the process dying.
+    private static func getc(_ stream: UnsafeMutablePointer<FILE>?) -> Int32 {
+        let fd = stream.map { fileno($0) } ?? 0
+        while true {
+            // A Ctrl-C that arrived while readline was busy (not blocked in read) only set the
+            // flag; polling with a short timeout makes sure it is seen promptly.
+            if Interrupt.pending {
+                Interrupt.clear()
+                interruptedLine = true
+                rl_replace_line("", 0)
+                return 10  // newline: accept the (now empty) line
+            }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, 100)
+            if r == 0 || (r < 0 && errno == EINTR) { continue }
+            var c: UInt8 = 0
+            let n = read(fd, &c, 1)
+            if n == 1 { return Int32(c) }
+            if n < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+            return -1  // EOF
+        }
+    }
+
+    private static func complete(
+        _ text: UnsafePointer<CChar>?, _ start: Int32, _ end: Int32
+    ) -> UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? {
+        let line = rl_line_buffer.map { String(cString: $0) } ?? ""
+        let word = text.map { String(cString: $0) } ?? ""
+        let before = String(line.utf8.prefix(Int(start))) ?? ""
+        guard let completer else { return nil }
+        switch completer.candidates(before: before, word: word) {
+        case .files:
+            rl_attempted_completion_over = 0
+            return nil  // readline's own file name completion
+        case .words(let words):
+            rl_attempted_completion_over = 1
+            candidates = words.filter { $0.hasPrefix(word) }.sorted()
+            if candidates.isEmpty { return nil }
+            return rl_completion_matches(text) { _, state in
+                let i = Int(state)
+                guard i < LineEditor.candidates.count else { return nil }
+                return strdup(LineEditor.candidates[i])
+            }
+        }
+    }
+
+    /// SIGINT sets the interrupt flag, without SA_RESTART so that blocking reads return.
+    public static func installInterruptHandler() {
+        var sa = sigaction()
+        sa.__sigaction_handler.sa_handler = { _ in Interrupt.requested = 1 }
+        sigemptyset(&sa.sa_mask)
+        sa.sa_flags = 0
+        sigaction(SIGINT, &sa, nil)
+    }
+}
+
+/// What tab completion offers, from the command line so far.
+public struct Completer: Sendable {
+    public enum Result: Sendable { case words([String]), files }
+
+    let eventNames: [String]
+    let commandNames: [String]
+    let fieldPaths: [String]
+    var markNames: @Sendable () -> [String]
+
+    public static let analysisNames = ["balloon", "rtc", "nic-rx-filter", "runstate", "block-jobs", "sessions", "commands", "throttle", "triage"]
+    static let filterWords = ["event", "command", "kind", "from", "conn", "time", "has", "and", "or", "not", "off",
+                              "qemu", "client", "greeting", "return", "error", "other", "open", "close", "note"]
+
+    public init(recording: Recording, marks: @escaping @Sendable () -> [String]) {
+        var events = Set<String>(), commands = Set<String>()
+        for id in 1..<max(1, recording.names.count) {
+            // Classify names by the kind of one record carrying them is costly; use the
+            // QMP naming conventions: events are UPPER_CASE, commands lower-case.
+            let n = recording.names[id]
+            if n.uppercased() == n && n.contains(where: \.isLetter) { events.insert(n) } else { commands.insert(n) }
+        }
+        eventNames = events.sorted()
+        commandNames = commands.sorted()
+        var paths = Set(["data", "arguments", "return", "error.class", "error.desc", "id", "event", "execute", "timestamp.seconds", "timestamp.microseconds"])
+        for e in EventCatalogPaths.paths { paths.insert(e) }
+        fieldPaths = paths.sorted()
+        markNames = marks
+    }
+
+    public func candidates(before: String, word: String) -> Result {
+        let words = before.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        guard let first = words.first else {
+            return .words(ShellSession.commands.flatMap { [$0.name] + $0.aliases })
+        }
+        let cmd = ShellSession.spec(first)?.name ?? first
+        switch cmd {
+        case "help": return .words(ShellSession.commands.map(\.name))
+        case "next", "prev", "filter", "find":
+            return .words(eventNames + commandNames + fieldPaths + Completer.filterWords)
+        case "seek", "show", "mark", "unmark": return .words(markNames() + ["#"])
+        case "analyze", "plot": return words.count == 1 ? .words(Completer.analysisNames) : .words([])
+        case "export": return words.last == "-o" ? .files : .words(["-o", "--filtered"] + markNames())
+        case "set": return words.count == 1 ? .words(["pager", "color"]) : .words(["on", "off"])
+        case "replay": return .words(["start", "pause", "resume", "speed", "seek", "stop", "status"])
+        default: return .words([])
+        }
+    }
+}
+
+/// Field paths offered by completion: `data.` plus every member the catalog documents.
+enum EventCatalogPaths {
+    static let paths: [String] = {
+        var out = Set<String>()
+        func walk(_ members: [CatalogMember], _ prefix: String) {
+            for m in members {
+                out.insert(prefix + m.name)
+                if case .object(let nested) = m.type { walk(nested, prefix + m.name + ".") }
+            }
+        }
+        for e in EventCatalog.all { if let m = e.members { walk(m, "data.") } }
+        return out.sorted()
+    }()
+}
+
+extension String {
+    func trimmingCharacters() -> String { trimmed() }
+}

@@ -1,0 +1,619 @@
+import QMP
+import Recording
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Where the shell writes. The CLI gives standard output; tests give a buffer.
+public protocol ShellOutput: AnyObject {
+    func write(_ s: String)
+    /// Colours (ANSI) wanted: on a terminal and without NO_COLOR.
+    var colors: Bool { get }
+    /// Columns available for one-line summaries.
+    var width: Int { get }
+}
+
+/// Ctrl-C while a command runs: the handler sets the flag, long commands poll it and stop.
+public enum Interrupt {
+    nonisolated(unsafe) public static var requested: Int32 = 0
+    public static var pending: Bool { requested != 0 }
+    public static func clear() { requested = 0 }
+}
+
+/// The investigation shell's state and commands, independent of how lines arrive
+/// (readline on a terminal, a pipe, `-c`). One cursor over the recording, an optional
+/// view filter, bookmarks, and a cached state tracker.
+public final class ShellSession {
+    public let recording: Recording
+    public let out: ShellOutput
+    /// The current record (0..<count); 0 for an empty recording.
+    public private(set) var cursor = 0
+    public private(set) var filter: FilterExpression?
+    public private(set) var marks: MarkStore
+    public var pager = false
+    public var colorOverride: Bool?
+    public private(set) var quitRequested = false
+    private lazy var tracker = StateTracker(recording: recording)
+
+    public init(recording: Recording, out: ShellOutput) throws(ShellError) {
+        self.recording = recording
+        self.out = out
+        self.marks = try MarkStore(recordingPath: recording.path)
+    }
+
+    // MARK: Prompt
+
+    /// `[#1234 +00:12:05.250 STOP] qmp> `
+    public var prompt: String {
+        guard !recording.isEmpty else { return "[empty] qmp> " }
+        let what = recording.name(cursor) ?? recording.kind(cursor).rawValue
+        var p = "[#\(cursor) \(DurationFormat.clock(recording.time(cursor))) \(what)]"
+        if filter != nil { p += "*" }
+        return p + " qmp> "
+    }
+
+    // MARK: Dispatch
+
+    public struct CommandSpec: Sendable {
+        public let name: String
+        public let aliases: [String]
+        public let usage: String
+        public let summary: String
+        public let details: String
+    }
+
+    public static let commands: [CommandSpec] = [
+        .init(name: "info", aliases: ["i"], usage: "info", summary: "summary of the recording (as qmpreplay info)", details: ""),
+        .init(name: "show", aliases: ["s", "p"], usage: "show [N|T]", summary: "the current (or given) record in full",
+              details: "Shows direction, times (since start, wall clock, QEMU timestamp for events), the message as JSON, and for a command its reply and latency, for a reply the command it answers. N is a record number (#N or N), T any time."),
+        .init(name: "next", aliases: ["n"], usage: "next [N | EVENT | COMMAND | FILTER]", summary: "move forward N records, or to the next match",
+              details: "With a number: N records through the active filter. With an event name (STOP), command name (query-status) or filter expression: the next record that matches it (and the active filter)."),
+        .init(name: "prev", aliases: ["b", "previous"], usage: "prev [N | EVENT | COMMAND | FILTER]", summary: "move back N records, or to the previous match", details: "Like next, backwards."),
+        .init(name: "seek", aliases: ["goto", "g"], usage: "seek T | goto MARK", summary: "move to a time, record or mark",
+              details: "T: 12.5s, 1m30s, 500ms (since start), +5s/-2s (from the cursor), #123, 10:00:05 or 2026-11-20T10:00:05Z. A mark name moves to the mark. Moves to the first record at or after the time."),
+        .init(name: "first", aliases: [], usage: "first", summary: "move to the first record (through the filter)", details: ""),
+        .init(name: "last", aliases: [], usage: "last", summary: "move to the last record (through the filter)", details: ""),
+        .init(name: "list", aliases: ["l", "ls"], usage: "list [N] [around | from T]", summary: "one line per record around the cursor",
+              details: "N records (default 20) around the cursor, or from time T. Respects the filter. Ctrl-C stops a long list."),
+        .init(name: "filter", aliases: [], usage: "filter [EXPR | off]", summary: "set, show or clear the view filter",
+              details: "EXPR: event NAME, event=BALLOON*, command NAME, kind error, from client, conn 2, data.actual < 1G, data.device == \"ide0-hd0\", arguments.name ~ /^vnet/, has data.reason, time 10s..20s, with and/or/not and parentheses. next, prev, list, first and last respect it."),
+        .init(name: "find", aliases: ["f"], usage: "find EXPR", summary: "list every record that matches EXPR", details: "Prints record numbers and times; Ctrl-C stops it."),
+        .init(name: "state", aliases: ["st"], usage: "state", summary: "the VM as known at the cursor",
+              details: "Run state (since when, why), balloon level and target, RTC offsets, NIC rx-filter latches, block jobs, VNC/SPICE clients, last error: computed by replaying the recording up to the cursor (cached)."),
+        .init(name: "mark", aliases: ["m"], usage: "mark NAME [note]", summary: "bookmark the cursor (saved next to the recording)", details: "The recording is never modified: marks go to FILE.marks.json."),
+        .init(name: "marks", aliases: [], usage: "marks", summary: "list bookmarks", details: ""),
+        .init(name: "unmark", aliases: [], usage: "unmark NAME", summary: "delete a bookmark", details: ""),
+        .init(name: "export", aliases: [], usage: "export FROM TO -o FILE [--filtered]", summary: "write a span as a new .qmprec",
+              details: "Copies the records from FROM to TO (times or #N, inclusive) byte for byte into FILE with the original header and a label saying where it came from. --filtered keeps only records matching the active filter."),
+        .init(name: "analyze", aliases: [], usage: "analyze NAME [args]", summary: "run an analysis (not available yet)", details: ""),
+        .init(name: "plot", aliases: [], usage: "plot NAME", summary: "draw an analysis as a terminal chart (not available yet)", details: ""),
+        .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to clients (not available yet)", details: ""),
+        .init(name: "set", aliases: [], usage: "set pager on|off | set color on|off", summary: "shell options", details: "pager: pipe long output through $PAGER (default less). color: override terminal detection."),
+        .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
+        .init(name: "quit", aliases: ["q", "exit"], usage: "quit", summary: "leave (Ctrl-D too)", details: ""),
+    ]
+
+    public static func spec(_ word: String) -> CommandSpec? {
+        commands.first { $0.name == word || $0.aliases.contains(word) }
+    }
+
+    /// Runs one command line. Errors are thrown as one-line `ShellError`s; the cursor only
+    /// moves when a command succeeds.
+    public func execute(_ line: String) throws(ShellError) {
+        let trimmed = line.trimmed()
+        guard !trimmed.isEmpty, !trimmed.hasPrefix("#!") else { return }
+        let (word, rest) = trimmed.splitFirstWord()
+        guard let spec = ShellSession.spec(word) else {
+            throw ShellError("unknown command '\(word)'; 'help' lists the commands")
+        }
+        switch spec.name {
+        case "info": info()
+        case "show": try show(rest)
+        case "next": try move(rest, forward: true)
+        case "prev": try move(rest, forward: false)
+        case "seek": try seek(rest)
+        case "first": try edge(first: true)
+        case "last": try edge(first: false)
+        case "list": try list(rest)
+        case "filter": try setFilter(rest)
+        case "find": try find(rest)
+        case "state": try showState()
+        case "mark": try mark(rest)
+        case "marks": listMarks()
+        case "unmark": try unmark(rest)
+        case "export": try export(rest)
+        case "analyze", "plot":
+            throw ShellError("'\(spec.name)' is not available yet: the analyses (balloon, rtc, nic-rx-filter, runstate, triage...) arrive with the analysis work; use 'find' and 'state' meanwhile")
+        case "replay":
+            throw ShellError("'replay' is not available yet: serving recordings to clients arrives with the replay work")
+        case "set": try set(rest)
+        case "help": try help(rest)
+        case "quit": quitRequested = true
+        default: throw ShellError("unknown command '\(word)'")
+        }
+    }
+
+    // MARK: Styling
+
+    private var colors: Bool { colorOverride ?? out.colors }
+    private func paint(_ code: String, _ s: String) -> String { colors ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    private func kindColor(_ k: RecordKind) -> String {
+        switch k {
+        case .event: return "35"
+        case .command: return "33"
+        case .return: return "32"
+        case .error, .other: return "31"
+        case .greeting: return "34"
+        case .open, .close, .note: return "2"
+        }
+    }
+
+    private func emit(_ s: String) { out.write(s + "\n") }
+
+    // MARK: Resolving positions
+
+    private func requireRecords() throws(ShellError) {
+        if recording.isEmpty { throw ShellError("the recording has no records") }
+    }
+
+    /// `#N`, `N`, a time, or a mark name -> record index.
+    func resolve(_ arg: String) throws(ShellError) -> Int {
+        try requireRecords()
+        let a = arg.trimmed()
+        if let n = Int(a) {
+            guard n >= 0 && n < recording.count else { throw ShellError("record \(n) is out of range; the recording has records #0 to #\(recording.count - 1)") }
+            return n
+        }
+        if let m = marks.mark(named: a) {
+            guard m.record < recording.count else { throw ShellError("mark '\(a)' points at #\(m.record), past the end of the recording") }
+            return m.record
+        }
+        let t: TimeSpec
+        do { t = try TimeSpec.parse(a) } catch {
+            throw ShellError("'\(a)' is neither a record number, a mark nor a time: \(error.reason); e.g. #120, 12.5s, +5s, 10:00:05")
+        }
+        if case .record(let n) = t, n >= recording.count {
+            throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)")
+        }
+        let i = t.resolveIndex(in: recording, current: cursor)
+        guard i < recording.count else {
+            throw ShellError("\(a) is after the last record (\(DurationFormat.clock(recording.duration))); 'last' goes there")
+        }
+        return i
+    }
+
+    private func visible(_ i: Int) -> Bool { filter?.matches(recording, i) ?? true }
+
+    // MARK: Commands
+
+    func info() {
+        let s = RecordingSummary(recording)
+        emit("\(recording.path): \(s.records) records over \(DurationFormat.short(s.duration))" +
+             (s.header?.qemuVersion.map { ", QEMU \($0)" } ?? "") + (s.header.map { ", mode \($0.mode.rawValue)" } ?? ""))
+        if let h = s.header { emit("  started \(WallClock.iso8601(micros: h.startMicros)), source \(h.source), host \(h.host)") }
+        emit("  by kind: " + s.byKind.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
+        if !s.events.isEmpty { emit("  events: " + s.events.prefix(12).map { "\($0.0) \($0.1)" }.joined(separator: ", ") + (s.events.count > 12 ? ", ..." : "")) }
+        if !s.commands.isEmpty { emit("  commands: " + s.commands.prefix(12).map { "\($0.0) \($0.1)" }.joined(separator: ", ") + (s.commands.count > 12 ? ", ..." : "")) }
+        if !s.errors.isEmpty { emit("  errors: " + s.errors.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) }
+        emit("  connections: \(s.connections.count); trailer: " + (s.trailer.map { "\($0.reason)" } ?? "missing"))
+        if let k = s.skew {
+            emit("  QEMU clock skew: min \(DurationFormat.short(k.minMicros * 1000)), median \(DurationFormat.short(k.medianMicros * 1000)), max \(DurationFormat.short(k.maxMicros * 1000))")
+        }
+        for p in s.problems.prefix(5) { emit("  " + paint("33", "warning: \(p.description)")) }
+        if let f = filter { emit("  filter: \(f)") }
+    }
+
+    func show(_ arg: String) throws(ShellError) {
+        try requireRecords()
+        let i = arg.trimmed().isEmpty ? cursor : try resolve(arg)
+        let rec: Record
+        do { rec = try recording.record(at: i) } catch { throw ShellError("record #\(i) cannot be decoded: \(error.description)") }
+        var head = paint("1", "#\(i)") + "  line \(rec.line)  c\(rec.connection)  " + paint(kindColor(rec.kind), rec.kind.rawValue)
+        if let d = rec.direction { head += " from \(d.rawValue)" }
+        if let n = rec.name { head += "  " + paint("1", n) }
+        emit(head)
+        var times = "  time   \(DurationFormat.clock(rec.time)) since start"
+        if let h = recording.header, h.startMicros > 0 {
+            times += ", \(WallClock.iso8601(micros: h.startMicros + rec.time / 1000)) wall clock"
+        }
+        emit(times)
+        switch rec.body {
+        case .message(_, let m):
+            if case .event(let e) = m.body, let ts = e.timestamp {
+                var line = "  qemu   \(WallClock.iso8601(micros: ts.totalMicroseconds)) (event timestamp)"
+                if let h = recording.header, h.startMicros > 0 {
+                    let recv = h.startMicros + rec.time / 1000
+                    line += ", \(DurationFormat.short((ts.totalMicroseconds - recv) * 1000)) from receive time"
+                }
+                emit(line)
+            }
+            if let json = m.json {
+                for l in json.serialized(.pretty(indent: 2)).split(separator: "\n", omittingEmptySubsequences: false) { emit("  " + l) }
+            } else {
+                emit("  " + paint("31", "not JSON: \(Self.reason(m))"))
+                emit("  " + Self.escaped(m.bytes))
+            }
+            if m.bytes.count != m.payload.count {
+                emit(paint("2", "  bytes  \(m.bytes.count) on the wire (terminator \(Self.escaped(m.bytes[m.payload.upperBound...])))"))
+            }
+            try relatedMessage(i, rec, m)
+        case .open(let peer, let info):
+            emit("  connection opened: \(peer)" + (info.isEmpty ? "" : " \(JSONValue.object(info).serialized())"))
+        case .close(let by, let reason):
+            emit("  connection closed by \(by): \(reason)")
+        case .note(let text, let data):
+            emit("  note: \(text)" + (data.isEmpty ? "" : " \(JSONValue.object(data).serialized())"))
+        }
+    }
+
+    /// For a command: its reply and latency; for a reply: the command it answers.
+    private func relatedMessage(_ i: Int, _ rec: Record, _ m: QMPMessage) throws(ShellError) {
+        let conn = rec.connection
+        switch m.body {
+        case .command(let c):
+            var skip = 0  // earlier commands with the same id still waiting for replies
+            var j = i + 1
+            let limit = min(recording.count, i + 100_000)
+            while j < limit {
+                defer { j += 1 }
+                guard recording.connection(j) == conn else { continue }
+                let k = recording.kind(j)
+                if k == .close { break }
+                guard k == .return || k == .error || (k == .command && c.id != nil) else { continue }
+                guard let r = try? recording.record(at: j), let rm = r.message else { continue }
+                if k == .command { if rm.id == c.id { skip += 1 }; continue }
+                guard rm.id == c.id else { continue }
+                if skip > 0 { skip -= 1; continue }
+                emit("  reply  #\(j) \(k.rawValue) after \(DurationFormat.short(r.time - rec.time))" +
+                     (k == .error ? ": \(rm.name ?? "") \(Self.desc(rm))" : ""))
+                return
+            }
+            emit("  reply  none recorded")
+        case .return, .error:
+            let id = m.id
+            var j = i - 1
+            let limit = max(0, i - 100_000)
+            var newer = 0  // later replies with the same id between the command and this reply
+            while j >= limit {
+                defer { j -= 1 }
+                guard recording.connection(j) == conn else { continue }
+                let k = recording.kind(j)
+                if k == .open { break }
+                guard k == .command || k == .return || k == .error || (k == .other && id == nil) else { continue }
+                guard let r = try? recording.record(at: j), let rm = r.message else { continue }
+                if k == .return || k == .error { if rm.id == id { newer += 1 }; continue }
+                guard rm.id == id else { continue }
+                if newer > 0 { newer -= 1; continue }
+                emit("  answers #\(j) \(rm.name ?? "(not a command)") sent \(DurationFormat.short(rec.time - r.time)) earlier")
+                return
+            }
+            emit("  answers no recorded command")
+        default:
+            break
+        }
+    }
+
+    func move(_ arg: String, forward: Bool) throws(ShellError) {
+        try requireRecords()
+        let a = arg.trimmed()
+        if a.isEmpty || Int(a) != nil {
+            let n = a.isEmpty ? 1 : Int(a)!
+            guard n >= 0 else { throw ShellError("give a positive count (prev N moves back)") }
+            var i = cursor, moved = 0
+            while moved < n {
+                let j = forward ? i + 1 : i - 1
+                guard j >= 0 && j < recording.count else { break }
+                i = j
+                if visible(i) { moved += 1 }
+                if moved == 0 && Interrupt.pending { break }
+            }
+            if moved == 0 && n > 0 {
+                throw ShellError(forward ? "already at the last record\(filter != nil ? " matching the filter" : "")" : "already at the first record\(filter != nil ? " matching the filter" : "")")
+            }
+            cursor = i
+            if moved < n { emit("moved \(moved) of \(n): reached the \(forward ? "end" : "start")") }
+            return
+        }
+        let target = try Self.parseFilter(a)
+        var j = forward ? cursor + 1 : cursor - 1
+        var steps = 0
+        while j >= 0 && j < recording.count {
+            if target.matches(recording, j) && visible(j) { cursor = j; return }
+            j += forward ? 1 : -1
+            steps += 1
+            if steps & 0xFFFF == 0 && Interrupt.pending { throw ShellError("interrupted; the cursor did not move") }
+        }
+        throw ShellError("no \(forward ? "later" : "earlier") record matches '\(a)'\(filter != nil ? " (and the filter)" : "")")
+    }
+
+    func seek(_ arg: String) throws(ShellError) {
+        let a = arg.trimmed()
+        guard !a.isEmpty else { throw ShellError("seek needs a time, record or mark: e.g. seek 12.5s, seek #120, seek 10:00:05, goto mymark") }
+        cursor = try resolve(a)
+    }
+
+    func edge(first: Bool) throws(ShellError) {
+        try requireRecords()
+        if filter == nil { cursor = first ? 0 : recording.count - 1; return }
+        let range: [Int] = first ? Array(0..<recording.count) : Array((0..<recording.count).reversed())
+        for i in range where visible(i) { cursor = i; return }
+        throw ShellError("no record matches the filter '\(filter!)'; 'filter off' clears it")
+    }
+
+    func list(_ arg: String) throws(ShellError) {
+        try requireRecords()
+        var words = arg.trimmed().split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        var count = 20
+        if let f = words.first, let n = Int(f) {
+            guard n > 0 else { throw ShellError("list N needs N > 0") }
+            count = n
+            words.removeFirst()
+        }
+        var start: Int
+        var around = true
+        if let w = words.first {
+            switch w {
+            case "around": around = true
+            case "from":
+                guard words.count >= 2 else { throw ShellError("list from T needs a time, e.g. list from 10s") }
+                start = try resolve(words[1...].joined(separator: " "))
+                around = false
+                try listRows(from: start, count: count)
+                return
+            default: throw ShellError("list takes [N] [around | from T]; got '\(w)'")
+            }
+        }
+        _ = around
+        // Around: about a third before the cursor, the rest after.
+        var before = count / 3
+        start = cursor
+        var i = cursor - 1
+        while i >= 0 && before > 0 {
+            if visible(i) { start = i; before -= 1 }
+            i -= 1
+        }
+        try listRows(from: start, count: count)
+    }
+
+    private func listRows(from start: Int, count: Int) throws(ShellError) {
+        var shown = 0
+        var i = start
+        while i < recording.count && shown < count {
+            if Interrupt.pending { emit("^C (stopped after \(shown) rows)"); Interrupt.clear(); return }
+            if visible(i) {
+                emit(row(i))
+                shown += 1
+            }
+            i += 1
+        }
+        if shown == 0 { emit(filter != nil ? "no records match the filter here" : "no records") }
+    }
+
+    /// One line: marker, number, time, connection, direction, kind, name, compact message.
+    func row(_ i: Int) -> String {
+        let k = recording.kind(i)
+        let mark = i == cursor ? paint("1", ">") : " "
+        let dir = recording.direction(i).map { $0 == .qemu ? "<-" : "->" } ?? "  "
+        var s = "\(mark) " + "#\(i)".leftPad(7) + " " + DurationFormat.clock(recording.time(i)) + " c\(recording.connection(i)) \(dir) "
+        s += paint(kindColor(k), k.rawValue.padRight(8))
+        let name = recording.name(i) ?? ""
+        s += " " + name.padRight(22)
+        let used = 7 + 1 + 14 + 1 + 4 + 4 + 9 + 23 + 2
+        let room = max(10, out.width - used)
+        if let r = try? recording.record(at: i) {
+            var summary: String
+            switch r.body {
+            case .message(_, let m):
+                if case .event(let e) = m.body {
+                    summary = e.data.map { JSONValue.object($0).serialized(.compact) } ?? ""
+                } else if case .command(let c) = m.body {
+                    summary = c.arguments.map { JSONValue.object($0).serialized(.compact) } ?? ""
+                } else if case .return(let x) = m.body {
+                    summary = x.value.serialized(.compact)
+                } else if case .error(let e) = m.body {
+                    summary = e.desc
+                } else if case .greeting(let g) = m.body {
+                    summary = "QEMU \(g.version?.description ?? "?") capabilities \(g.capabilities)"
+                } else {
+                    summary = Self.reason(m)
+                }
+            case .open(let peer, _): summary = "opened \(peer)"
+            case .close(let by, let reason): summary = "closed by \(by): \(reason)"
+            case .note(let text, _): summary = text
+            }
+            if summary.count > room { summary = String(summary.prefix(room - 1)) + "…" }
+            s += " " + paint("2", summary)
+        }
+        return s
+    }
+
+    func setFilter(_ arg: String) throws(ShellError) {
+        let a = arg.trimmed()
+        if a.isEmpty {
+            emit(filter.map { "filter: \($0)" } ?? "no filter (filter EXPR sets one)")
+            return
+        }
+        if a == "off" || a == "none" || a == "clear" {
+            filter = nil
+            emit("filter cleared")
+            return
+        }
+        let f = try Self.parseFilter(a)
+        var count = 0
+        var i = 0
+        while i < recording.count {
+            if f.matches(recording, i) { count += 1 }
+            i += 1
+            if i & 0xFFFF == 0 && Interrupt.pending { Interrupt.clear(); throw ShellError("interrupted; the filter was not changed") }
+        }
+        filter = f
+        emit("filter: \(f) (\(count) of \(recording.count) records)")
+    }
+
+    func find(_ arg: String) throws(ShellError) {
+        let a = arg.trimmed()
+        guard !a.isEmpty else { throw ShellError("find needs an expression, e.g. find event STOP, find data.actual < 1G") }
+        let f = try Self.parseFilter(a)
+        var n = 0
+        var i = 0
+        while i < recording.count {
+            if i & 0xFFF == 0 && Interrupt.pending { emit("^C (stopped at #\(i) after \(n) matches)"); Interrupt.clear(); return }
+            if f.matches(recording, i) {
+                n += 1
+                if n <= 1000 { emit(row(i)) } else if n == 1001 { emit("... (more matches; counting)") }
+            }
+            i += 1
+        }
+        emit("\(n) match\(n == 1 ? "" : "es")")
+    }
+
+    func showState() throws(ShellError) {
+        try requireRecords()
+        let s = tracker.state(at: cursor)
+        emit(paint("1", "state at #\(cursor) \(DurationFormat.clock(recording.time(cursor)))"))
+        for l in tracker.render(s, at: cursor) { emit("  " + l) }
+    }
+
+    func mark(_ arg: String) throws(ShellError) {
+        try requireRecords()
+        let (name, note) = arg.trimmed().splitFirstWord()
+        guard !name.isEmpty else { throw ShellError("mark needs a name: mark NAME [note]") }
+        guard Int(name) == nil, !name.hasPrefix("#"), (try? TimeSpec.parse(name)) == nil else {
+            throw ShellError("'\(name)' looks like a time or record number; choose a name with a letter first, e.g. pause1")
+        }
+        try marks.set(name, record: cursor, time: recording.time(cursor), note: note)
+        emit("mark \(name) = #\(cursor) (saved in \(marks.path))")
+    }
+
+    func listMarks() {
+        if marks.marks.isEmpty { emit("no marks (mark NAME [note] adds one)"); return }
+        for m in marks.marks.sorted(by: { $0.record < $1.record }) {
+            emit("\(m.name.padRight(16)) #\(m.record) \(DurationFormat.clock(m.time))" + (m.note.isEmpty ? "" : "  \(m.note)"))
+        }
+    }
+
+    func unmark(_ arg: String) throws(ShellError) {
+        let name = arg.trimmed()
+        guard try marks.remove(name) else { throw ShellError("no mark named '\(name)'; 'marks' lists them") }
+        emit("mark \(name) removed")
+    }
+
+    func export(_ arg: String) throws(ShellError) {
+        try requireRecords()
+        var words = arg.trimmed().split(separator: " ").map(String.init)
+        var filtered = false
+        if let i = words.firstIndex(of: "--filtered") { filtered = true; words.remove(at: i) }
+        guard let o = words.firstIndex(of: "-o"), o + 1 < words.count, o == 2 else {
+            throw ShellError("usage: export FROM TO -o FILE [--filtered], e.g. export 10s 20s -o span.qmprec")
+        }
+        let path = words[o + 1]
+        let a = try resolve(words[0])
+        var b: Int
+        do {
+            let t = try TimeSpec.parse(words[1])
+            if case .record(let n) = t { b = min(n, recording.count - 1) } else {
+                b = recording.lastIndex(atOrBefore: t.resolveTime(in: recording, current: cursor)) ?? -1
+            }
+        } catch {
+            if let m = marks.mark(named: words[1]) { b = m.record } else { throw ShellError("TO '\(words[1])': \(error.reason)") }
+        }
+        guard b >= a else { throw ShellError("TO is before FROM: nothing to export") }
+        if filtered && filter == nil { throw ShellError("--filtered needs an active filter ('filter EXPR')") }
+        guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
+        var header = recording.header ?? RecordingHeader(startMicros: 0, source: recording.path, mode: .import)
+        header.labels.append((key: "exported-from", value: "\(recording.path) #\(a)..#\(b)" + (filtered ? " filter \(filter!)" : "")))
+        do {
+            let w = try RecordingWriter(path: path, header: header)
+            var n = 0
+            for i in a...b where !filtered || filter!.matches(recording, i) {
+                let rec = try recording.record(at: i)
+                try w.append(time: rec.time, connection: rec.connection, rec.body)
+                n += 1
+            }
+            try w.finish(reason: "complete")
+            emit("wrote \(n) records (#\(a)..#\(b)) to \(path)")
+        } catch let e as RecordingWriteError {
+            throw ShellError(e.description)
+        } catch let e as RecordDecodeError {
+            throw ShellError("cannot export: \(e.description)")
+        } catch {
+            throw ShellError("\(error)")
+        }
+    }
+
+    func set(_ arg: String) throws(ShellError) {
+        let (opt, value) = arg.trimmed().splitFirstWord()
+        let on: Bool
+        switch value.lowercased() {
+        case "on", "yes", "true", "1": on = true
+        case "off", "no", "false", "0": on = false
+        default: throw ShellError("set \(opt.isEmpty ? "OPTION" : opt) takes on or off")
+        }
+        switch opt {
+        case "pager": pager = on
+        case "color", "colour", "colors": colorOverride = on
+        default: throw ShellError("unknown option '\(opt)'; options: pager, color")
+        }
+        emit("\(opt) \(on ? "on" : "off")")
+    }
+
+    func help(_ arg: String) throws(ShellError) {
+        let a = arg.trimmed()
+        if a.isEmpty {
+            for c in ShellSession.commands {
+                emit(c.usage.padRight(38) + c.summary)
+            }
+            emit("Aliases: " + ShellSession.commands.filter { !$0.aliases.isEmpty }.map { "\($0.name): \($0.aliases.joined(separator: ", "))" }.joined(separator: "; "))
+            emit("Times: 12.5s 1m30s 500ms +5s -2s #123 10:00:05 2026-11-20T10:00:05Z. Tab completes; Ctrl-R searches history; Ctrl-C stops a command.")
+            return
+        }
+        guard let c = ShellSession.spec(a) else { throw ShellError("no command '\(a)'; 'help' lists them") }
+        emit(c.usage)
+        emit("  " + c.summary)
+        if !c.details.isEmpty { emit("  " + c.details) }
+        if !c.aliases.isEmpty { emit("  aliases: " + c.aliases.joined(separator: ", ")) }
+    }
+
+    // MARK: Helpers
+
+    static func parseFilter(_ text: String) throws(ShellError) -> FilterExpression {
+        do {
+            return try FilterExpression(parsing: text)
+        } catch {
+            throw ShellError("filter: \(error.description)\n\(error.pointing(at: text))")
+        }
+    }
+
+    static func reason(_ m: QMPMessage) -> String {
+        if case .other(let r, _) = m.body { return r }
+        return m.kind.rawValue
+    }
+
+    static func desc(_ m: QMPMessage) -> String {
+        if case .error(let e) = m.body { return e.desc }
+        return ""
+    }
+
+    static func escaped<C: Collection>(_ bytes: C) -> String where C.Element == UInt8 { escapedBytes(bytes, limit: 300) }
+}
+
+extension String {
+    func trimmed() -> String {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" { s = s.dropLast() }
+        return String(s)
+    }
+
+    func splitFirstWord() -> (String, String) {
+        let t = trimmed()
+        guard let sp = t.firstIndex(where: { $0 == " " || $0 == "\t" }) else { return (t, "") }
+        return (String(t[..<sp]), String(t[t.index(after: sp)...]).trimmed())
+    }
+
+    func padRight(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+    func leftPad(_ n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

@@ -1,0 +1,168 @@
+import Foundation
+import QMP
+import Recording
+import Testing
+
+/// The shell in scripted mode (stdin and -c), through the real binary.
+@Suite("qmpreplay shell (scripted)", .serialized)
+struct ShellCLITests {
+    let lifecycle = CLI.recording("lifecycle.qmprec")
+    let rx = CLI.recording("rx-filter.qmprec")
+
+    private func sh(_ file: String, _ script: String, viaStdin: Bool = false) throws -> CLI.Result {
+        if viaStdin { return try CLI.run(["shell", file], stdin: Array(script.utf8)) }
+        return try CLI.run(["shell", file, "-c", script])
+    }
+
+    @Test("no prompts or escape codes when not on a terminal; stdin and -c agree")
+    func plainOutput() throws {
+        let a = try sh(lifecycle, "first\nshow\nnext\nshow", viaStdin: true)
+        let b = try sh(lifecycle, "first; show; next; show")
+        #expect(a.status == 0 && b.status == 0, "\(a.stderr) \(b.stderr)")
+        #expect(a.out == b.out)
+        #expect(!a.out.contains("qmp>"))
+        #expect(!a.out.contains("\u{1B}["))
+    }
+
+    @Test("show: record in full, with the reply of a command and the command of a reply")
+    func show() throws {
+        let r = try sh(lifecycle, "next query-status; show; next; show")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("command from client"))
+        #expect(r.out.contains("\"execute\": \"query-status\""))
+        #expect(r.out.contains("reply  #"))
+        #expect(r.out.contains("answers #"))
+        #expect(r.out.contains("wall clock"))
+        let e = try sh(lifecycle, "next STOP; show")
+        #expect(e.out.contains("(event timestamp)"))
+        #expect(e.out.contains("\"event\": \"STOP\""))
+    }
+
+    @Test("next/prev by count, by name and by filter expression; the cursor moves only on success")
+    func moving() throws {
+        let r = try sh(lifecycle, "first; next 3; show; prev 2; show; next SHUTDOWN; show; next STOP")
+        #expect(r.status == 1)  // the last command fails: no STOP after SHUTDOWN
+        #expect(r.stderr.contains("line 8: error: no later record matches 'STOP'"))
+        #expect(r.out.contains("#3 "))
+        #expect(r.out.contains("#1 "))
+        #expect(r.out.contains("SHUTDOWN"))
+        let lines = try sh(lifecycle, "last; next; show")
+        #expect(lines.stderr.contains("already at the last record"))
+        let rec = try Recording(path: lifecycle)
+        #expect(lines.out.contains("#\(rec.count - 1) "))
+    }
+
+    @Test("seek/goto by time, record number, wall clock and relative time")
+    func seeking() throws {
+        let rec = try Recording(path: lifecycle)
+        // A record whose time no earlier record shares, so seeking to its time lands on it.
+        let k = try #require((1..<rec.count).first { rec.time($0) > rec.time($0 - 1) })
+        let r = try sh(lifecycle, "seek \(rec.time(k))ns; show; seek #4; show; seek +0s; show; goto #0; show")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("#\(k) "))
+        #expect(r.out.contains("#4 "))
+        let bad = try sh(lifecycle, "seek 5x")
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("neither a record number, a mark nor a time"))
+        let past = try sh(lifecycle, "seek 10h")
+        #expect(past.stderr.contains("after the last record"))
+    }
+
+    @Test("list around the cursor and from a time; the cursor row is marked")
+    func list() throws {
+        let r = try sh(lifecycle, "seek #8; list 5")
+        #expect(r.status == 0)
+        let rows = r.out.split(separator: "\n")
+        #expect(rows.count == 5)
+        #expect(rows.contains { $0.hasPrefix(">") && $0.contains("#8 ") })
+        let f = try sh(lifecycle, "list 3 from #2")
+        #expect(f.out.split(separator: "\n").first?.contains("#2 ") == true)
+    }
+
+    @Test("filter: next/prev/list respect it; errors point at the column")
+    func filter() throws {
+        let r = try sh(lifecycle, "filter event; first; show; next; show; list 100; filter off; filter")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("filter: "))
+        let listed = r.out.split(separator: "\n").filter { $0.contains(" c1 <- event ") }
+        #expect(listed.count == 6)
+        #expect(r.out.contains("no filter"))
+        let bad = try sh(lifecycle, "filter data.actual <")
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("column"))
+    }
+
+    @Test("find lists every match with numbers and times")
+    func find() throws {
+        let r = try sh(rx, "find event NIC_RX_FILTER_CHANGED")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("NIC_RX_FILTER_CHANGED"))
+        let count = try Recording(path: rx)
+        let n = (0..<count.count).filter { count.name($0) == "NIC_RX_FILTER_CHANGED" }.count
+        #expect(r.out.contains("\(n) match"))
+    }
+
+    @Test("state at the cursor: run state and its cause, NIC latches")
+    func state() throws {
+        let r = try sh(lifecycle, "last; state")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.lowercased().contains("shutdown"))
+        let s = try sh(lifecycle, "next STOP; state")
+        #expect(s.out.contains("paused"))
+        let n = try sh(rx, "last; state")
+        #expect(n.out.contains("net0") && n.out.contains("net1"))
+    }
+
+    @Test("marks are saved next to the recording and survive a new session")
+    func marks() throws {
+        let dir = CLI.tempDir()
+        let copy = dir + "/l.qmprec"
+        try FileManager.default.copyItem(atPath: lifecycle, toPath: copy)
+        let before = try Data(contentsOf: URL(fileURLWithPath: copy))
+        let r = try sh(copy, "next STOP; mark pause1 first stop here; marks")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("pause1"))
+        let again = try sh(copy, "marks; goto pause1; show; unmark pause1; marks")
+        #expect(again.out.contains("first stop here"))
+        #expect(again.out.contains("STOP"))
+        #expect(again.out.contains("no marks"))
+        #expect(try Data(contentsOf: URL(fileURLWithPath: copy)) == before, "the recording must not change")
+        #expect(FileManager.default.fileExists(atPath: copy + ".marks.json"))
+    }
+
+    @Test("export writes a span byte for byte, optionally filtered")
+    func export() throws {
+        let dir = CLI.tempDir()
+        let out = dir + "/span.qmprec"
+        let r = try sh(lifecycle, "export #3 #9 -o \(out)")
+        #expect(r.status == 0, "\(r.stderr)")
+        let a = try Recording(path: lifecycle), b = try Recording(path: out)
+        #expect(b.count == 7)
+        for i in 0..<7 { #expect(try b.rawBytes(i) == a.rawBytes(i + 3)) }
+        #expect(b.header?.label("exported-from")?.contains("#3..#9") == true)
+        let f = try sh(lifecycle, "filter kind event; export #0 #\(a.count - 1) -o \(dir)/ev.qmprec --filtered")
+        #expect(f.status == 0, "\(f.stderr)")
+        #expect(try Recording(path: dir + "/ev.qmprec").count == 6)
+    }
+
+    @Test("help lists every command; help NAME explains one; unknown commands say what to do")
+    func help() throws {
+        let r = try sh(lifecycle, "help; help filter")
+        for c in ["info", "show", "next", "prev", "seek", "list", "filter", "find", "state", "mark", "export", "quit"] {
+            #expect(r.out.contains(c))
+        }
+        #expect(r.out.contains("data.actual < 1G"))
+        let u = try sh(lifecycle, "frobnicate")
+        #expect(u.stderr.contains("unknown command 'frobnicate'; 'help' lists the commands"))
+        let a = try sh(lifecycle, "analyze balloon")
+        #expect(a.status == 1 && a.stderr.contains("not available yet"))
+    }
+
+    @Test("info and quit")
+    func infoQuit() throws {
+        let r = try sh(lifecycle, "info; quit; show")
+        #expect(r.status == 0)
+        #expect(r.out.contains("records over"))
+        #expect(!r.out.contains("line "))  // show after quit did not run
+    }
+}
