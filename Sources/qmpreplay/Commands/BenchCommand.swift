@@ -2,6 +2,7 @@ import ArgumentParser
 import Capture
 import QMP
 import Recording
+import Shell
 
 #if canImport(Glibc)
 import Glibc
@@ -14,7 +15,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks: reading (index, info, seeks) and the recorder's proxy.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
 }
 
@@ -187,6 +188,80 @@ struct BenchProxyCommand: ParsableCommand {
             out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
         } else {
             for m in o.members { out.line(m.key.padding(24) + (m.value.stringValue ?? m.value.serialized())) }
+        }
+        out.flush()
+    }
+}
+
+struct BenchShellCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shell",
+        abstract: "Measure the shell's moves (next, prev, seek, show, state, next NAME, list) on a large recording.",
+        discussion: "Runs the shell's own commands (output discarded) and reports mean / p99 / max per command in milliseconds.")
+
+    @Option(help: "A recording to measure; default: a 1,000,000-record synthetic one.")
+    var file: String?
+
+    @Option(help: "Repetitions of each command.")
+    var count: Int = 1000
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    final class Null: ShellOutput {
+        var bytes = 0
+        func write(_ s: String) { bytes += s.utf8.count }
+        var colors: Bool { false }
+        var width: Int { 120 }
+    }
+
+    func run() throws {
+        let path = file ?? "/tmp/qmpreplay-bench-shell-1000000.qmprec"
+        if file == nil && access(path, R_OK) != 0 {
+            do { try Synthesizer(seed: 42, profile: .mixed).write(records: 1_000_000, to: path) } catch { throw fail(error.description) }
+        }
+        let t0 = WallClock.monotonicNanos()
+        let r = try openRecording(path, strict: false)
+        let openMs = Double(WallClock.monotonicNanos() - t0) / 1e6
+        let session: ShellSession
+        do { session = try ShellSession(recording: r, out: Null()) } catch { throw fail(error.message) }
+        var rng = SplitMix64(seed: 9)
+        func random() -> Int { Int(rng.next() % UInt64(max(r.count, 1))) }
+        var o = JSONObject()
+        o["file"] = .string(path)
+        o["records"] = .int(r.count)
+        o["open_ms"] = .number(JSONNumber(text: DurationFormat.fixed(openMs, 1)))
+        func measure(_ name: String, _ n: Int, before: () -> String? = { nil }, _ line: () -> String) {
+            var ts: [Int64] = []
+            for _ in 0..<n {
+                if let b = before() { try? session.execute(b) }
+                let cmd = line()
+                let a = WallClock.monotonicNanos()
+                try? session.execute(cmd)
+                ts.append(WallClock.monotonicNanos() - a)
+            }
+            ts.sort()
+            let mean = Double(ts.reduce(0, +)) / Double(max(ts.count, 1)) / 1e6
+            var x = JSONObject()
+            x["mean_ms"] = .number(JSONNumber(text: DurationFormat.fixed(mean, 3)))
+            x["p99_ms"] = .number(JSONNumber(text: DurationFormat.fixed(Double(ts[min(ts.count - 1, ts.count * 99 / 100)]) / 1e6, 3)))
+            x["max_ms"] = .number(JSONNumber(text: DurationFormat.fixed(Double(ts.last ?? 0) / 1e6, 3)))
+            o[name] = .object(x)
+        }
+        measure("seek #N", count) { "seek #\(random())" }
+        measure("seek time", count) { "seek \(r.time(random()))ns" }
+        measure("next", count) { "next" }
+        measure("prev", count) { "prev" }
+        measure("show", count) { "show" }
+        measure("next STOP", min(count, 200)) { "next STOP" }
+        measure("list 20", min(count, 200)) { "list 20" }
+        measure("state (first, far)", 1, before: { "seek #\(r.count - 1)" }) { "state" }
+        measure("state (random)", min(count, 200), before: { "seek #\(random())" }) { "state" }
+        let out = Output.stdout
+        if json {
+            out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
+        } else {
+            for m in o.members { out.line(m.key.padding(22) + (m.value.stringValue ?? m.value.serialized())) }
         }
         out.flush()
     }
