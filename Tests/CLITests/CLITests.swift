@@ -64,6 +64,21 @@ struct CLITests {
         #expect(r.stdout == Array(source))
     }
 
+    @Test("cat --direction --connection --format raw gives one direction's exact stream")
+    func rawDirection() throws {
+        let path = CLI.recording("lifecycle.qmprec")
+        let q = try CLI.run(["cat", "--format", "raw", "--connection", "1", "--direction", "qemu", path])
+        let c = try CLI.run(["cat", "--format", "raw", "--connection", "1", "--direction", "client", path])
+        // Split the transcript into lines on bytes (in Swift "\r\n" is one Character).
+        let source = Array(try Data(contentsOf: CLI.packageRoot.appendingPathComponent("Recordings/sources/lifecycle.qmp-lines.txt")))
+        var lines: [[UInt8]] = [], cur: [UInt8] = []
+        for b in source { cur.append(b); if b == 0x0A { lines.append(cur); cur = [] } }
+        let isCommand = { (l: [UInt8]) in String(decoding: l, as: UTF8.self).contains("\"execute\"") }
+        #expect(q.stdout == lines.filter { !isCommand($0) }.flatMap { $0 })
+        #expect(c.stdout == lines.filter(isCommand).flatMap { $0 })
+        #expect(!q.stdout.isEmpty && !c.stdout.isEmpty)
+    }
+
     @Test("cat --event selects events by name and pattern, as jsonl records")
     func catEvents() throws {
         let path = CLI.recording("lifecycle.qmprec")

@@ -43,6 +43,9 @@ struct CatCommand: ParsableCommand {
     @Option(help: "Only this connection number.")
     var connection: UInt32?
 
+    @Option(help: "Only messages from qemu or from client (with --format raw and --connection: that direction's exact byte stream).")
+    var direction: Direction?
+
     @Option(help: "Output format: pretty, jsonl or raw.")
     var format: Format = .pretty
 
@@ -82,6 +85,7 @@ struct CatCommand: ParsableCommand {
         while i < hi {
             defer { i += 1 }
             if let c = connection, r.connection(i) != c { continue }
+            if let d = direction, r.direction(i) != d { continue }
             let kind = r.kind(i)
             var selected = !filtering
             if !selected {
@@ -176,3 +180,5 @@ func reasonOf(_ m: QMPMessage) -> String {
     if case .other(let reason, _) = m.body { return reason }
     return m.kind.rawValue
 }
+
+extension Direction: ExpressibleByArgument {}
