@@ -239,3 +239,45 @@ struct IndexNameTests {
         #expect(r.name(1) == "cont")
     }
 }
+
+@Suite("parallel index")
+struct ParallelIndexTests {
+    @Test("two threads give exactly the index, names and problems of one", arguments: [false, true])
+    func sameAsSequential(damaged: Bool) throws {
+        let dir = makeTempDir()
+        let path = dir + "/s.qmprec"
+        try Synthesizer(seed: 5, profile: .mixed).write(records: 20_000, to: path)
+        var bytes = readFile(path)
+        if damaged {
+            // Bad lines around the middle (where the split falls), a backwards time, a stray
+            // trailer in the middle, and a torn last line.
+            var lines = bytes.split(separator: 0x0A, omittingEmptySubsequences: false).map(Array.init)
+            let mid = lines.count / 2
+            lines.insert(Array("not json at all".utf8), at: mid)
+            lines.insert([], at: mid + 2)
+            lines.insert(Array(#"{"t":1,"c":1,"from":"qemu","k":"event","n":"LATE","msg":{"event":"LATE"}}"#.utf8), at: mid + 5)
+            lines.insert(Array(#"{"t":5,"k":"end","records":3,"reason":"x"}"#.utf8), at: mid - 3)
+            lines[lines.count - 2] = Array(lines[lines.count - 2].prefix(20))
+            bytes = Array(lines.joined(separator: [0x0A]))
+        }
+        let fb = FileBytes(bytes: bytes)
+        let one = IndexBuilder.build(fb, parallelThreshold: Int.max)
+        let two = IndexBuilder.build(fb, parallelThreshold: 1)
+        #expect(one.times == two.times)
+        #expect(one.offsets == two.offsets)
+        #expect(one.lines == two.lines)
+        #expect(one.conns == two.conns)
+        #expect(one.kindDir == two.kindDir)
+        #expect(one.nameIDs.map { one.names[Int($0)] } == two.nameIDs.map { two.names[Int($0)] })
+        #expect(one.problems == two.problems)
+        #expect(one.header == two.header)
+        #expect(one.trailer == two.trailer)
+        if damaged {
+            #expect(one.problems.contains { $0.message.contains("not valid JSON") })
+            #expect(one.problems.contains { $0.message.contains("time goes backwards") })
+            #expect(one.problems.contains { $0.message.contains("after the trailer") })
+        } else {
+            #expect(one.problems.isEmpty)
+        }
+    }
+}
