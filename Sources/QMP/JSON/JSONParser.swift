@@ -247,6 +247,10 @@ public struct JSONParser {
 
     private func makeString(_ from: Int, _ to: Int) throws(JSONParseError) -> String {
         let buf = UnsafeBufferPointer(start: base + from, count: to - from)
+        // QMP text is almost always ASCII, which needs no validation.
+        var high: UInt8 = 0
+        for c in buf { high |= c }
+        if high < 0x80 { return String(decoding: buf, as: UTF8.self) }
         guard let s = String(validating: buf, as: UTF8.self) else {
             throw JSONParseError(offset: from, reason: "invalid UTF-8 in string")
         }
