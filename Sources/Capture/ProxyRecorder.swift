@@ -125,7 +125,7 @@ public final class ProxyRecorder {
                         let ok = buf.withUnsafeBytes { Sockets.writeAll(to, UnsafeRawBufferPointer(rebasing: $0[..<n])) }
                         let chunk = Array(buf[..<n])
                         sink.data(t, pairs[i].conn, dir, chunk)
-                        if !versionNoted && dir == .qemu, let g = greetingVersion(chunk) {
+                        if !versionNoted && dir == .qemu, let g = ProxyRecorder.firstMessage(chunk).version {
                             versionNoted = true
                             sink.note(t, 0, "QEMU \(g)", JSONObject(["qemu": .string(g)]))
                         }
@@ -190,7 +190,7 @@ public final class ProxyRecorder {
     static func probeVersion(_ ep: Endpoint) -> String? {
         guard let fd = try? Sockets.connect(ep) else { return nil }
         defer { close(fd) }
-        var f = QMPFramer()
+        var got: [UInt8] = []
         let deadline = WallClock.monotonicNanos() + 1_000_000_000
         var buf = [UInt8](repeating: 0, count: 4096)
         while WallClock.monotonicNanos() < deadline {
@@ -199,20 +199,19 @@ public final class ProxyRecorder {
             if p.revents == 0 { continue }
             let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             guard n > 0 else { return nil }
-            for frame in f.push(buf[..<n]) + f.drain() {
-                if case .greeting(let g) = frame.message().body { return g.version?.description }
-                return nil
-            }
+            got += buf[..<n]
+            let first = firstMessage(got)
+            if first.complete { return first.version }
         }
         return nil
     }
 
-    private func greetingVersion(_ bytes: [UInt8]) -> String? {
+    /// The first message of a QEMU stream: whether it is complete yet, and QEMU's version
+    /// when it is the greeting.
+    static func firstMessage<C: Collection>(_ bytes: C) -> (complete: Bool, version: String?) where C.Element == UInt8 {
         var f = QMPFramer()
-        for frame in f.push(bytes) + f.drain() {
-            if case .greeting(let g) = frame.message().body { return g.version?.description }
-            return nil
-        }
-        return nil
+        guard let first = (f.push(bytes) + f.drain()).first else { return (false, nil) }
+        if case .greeting(let g) = first.message().body { return (true, g.version?.description) }
+        return (true, nil)
     }
 }

@@ -43,7 +43,7 @@ public final class LineEditor {
         defer { free(p) }
         let line = String(cString: p)
         if LineEditor.interruptedLine { return ("", true) }
-        if !line.trimmingCharacters().isEmpty {
+        if !line.trimmed().isEmpty {
             // Avoid consecutive duplicates in history.
             let last = history_length > 0 ? history_get(history_base + history_length - 1).map { String(cString: $0.pointee.line) } : nil
             if last != line { add_history(line) }
@@ -175,8 +175,4 @@ enum EventCatalogPaths {
         for e in EventCatalog.all { if let m = e.members { walk(m, "data.") } }
         return out.sorted()
     }()
-}
-
-extension String {
-    func trimmingCharacters() -> String { trimmed() }
 }

@@ -23,7 +23,7 @@ public final class ShellRunner {
     /// a command failed in scripted mode.
     public func run(commands: [String]?) -> Int32 {
         LineEditor.installInterruptHandler()
-        if let commands { return runScript(commands.makeIterator().map { $0 }) }
+        if let commands { return runScript(commands) }
         if isatty(0) == 1 && isatty(1) == 1 { return runInteractive() }
         var lines: [String] = []
         while let l = Swift.readLine(strippingNewline: true) { lines.append(l) }

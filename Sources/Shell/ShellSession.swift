@@ -233,7 +233,7 @@ public final class ShellSession {
             if let json = m.json {
                 for l in json.serialized(.pretty(indent: 2)).split(separator: "\n", omittingEmptySubsequences: false) { emit("  " + l) }
             } else {
-                emit("  " + paint("31", "not JSON: \(Self.reason(m))"))
+                emit("  " + paint("31", "not JSON: \(m.reasonOrKind)"))
                 emit("  " + Self.escaped(m.bytes))
             }
             if m.bytes.count != m.payload.count {
@@ -352,24 +352,19 @@ public final class ShellSession {
             count = n
             words.removeFirst()
         }
-        var start: Int
-        var around = true
         if let w = words.first {
             switch w {
-            case "around": around = true
+            case "around": break
             case "from":
                 guard words.count >= 2 else { throw ShellError("list from T needs a time, e.g. list from 10s") }
-                start = try resolve(words[1...].joined(separator: " "))
-                around = false
-                try listRows(from: start, count: count)
+                try listRows(from: try resolve(words[1...].joined(separator: " ")), count: count)
                 return
             default: throw ShellError("list takes [N] [around | from T]; got '\(w)'")
             }
         }
-        _ = around
         // Around: about a third before the cursor, the rest after.
         var before = count / 3
-        start = cursor
+        var start = cursor
         var i = cursor - 1
         while i >= 0 && before > 0 {
             if visible(i) { start = i; before -= 1 }
@@ -418,7 +413,7 @@ public final class ShellSession {
                 } else if case .greeting(let g) = m.body {
                     summary = "QEMU \(g.version?.description ?? "?") capabilities \(g.capabilities)"
                 } else {
-                    summary = Self.reason(m)
+                    summary = m.reasonOrKind
                 }
             case .open(let peer, _): summary = "opened \(peer)"
             case .close(let by, let reason): summary = "closed by \(by): \(reason)"
@@ -585,11 +580,6 @@ public final class ShellSession {
         } catch {
             throw ShellError("filter: \(error.description)\n\(error.pointing(at: text))")
         }
-    }
-
-    static func reason(_ m: QMPMessage) -> String {
-        if case .other(let r, _) = m.body { return r }
-        return m.kind.rawValue
     }
 
     static func desc(_ m: QMPMessage) -> String {

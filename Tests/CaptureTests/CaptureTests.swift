@@ -113,7 +113,7 @@ struct ProxyFakePeerTests {
         let upFD = try Sockets.listen(.unix(up))
         let greeting = Array(#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#.utf8) + [13, 10]
         // Fake QEMU: greet, then answer every line with {"return": {}} and an event.
-        let peer = Thread2 {
+        let peer = JoinableThread {
             var served = 0
             while served < 3, let (fd, _) = Sockets.accept(upFD) {
                 served += 1
@@ -133,7 +133,7 @@ struct ProxyFakePeerTests {
         var cfg = ProxyModeConfig(listen: .unix(listen), upstream: .unix(up))
         cfg.duration = 2_500_000_000
         let rec = ProxyRecorder(config: cfg, options: CaptureOptions(output: out))
-        let proxy = Thread2 { _ = try? rec.run() }
+        let proxy = JoinableThread { _ = try? rec.run() }
         usleep(1_300_000)  // the version probe connects once first (served = 1)
         var received: [[UInt8]] = []
         let sent: [[UInt8]] = [Array("{\"execute\":\"qmp_capabilities\"}\n".utf8), Array("{\"execute\": \"stop\", \"id\": 5}\r\n".utf8)]
@@ -151,8 +151,9 @@ struct ProxyFakePeerTests {
             usleep(100_000)
         }
         proxy.join()
+        shutdown(upFD, Int32(SHUT_RDWR))  // wakes the fake peer's accept if it still waits
         close(upFD)
-        peer.join(timeoutMs: 500)
+        peer.join()
         let r = try Recording(path: out)
         #expect(r.header?.mode == .proxy && r.header?.qemuVersion == "7.2.0")
         #expect(r.trailer?.reason == "duration")
@@ -166,32 +167,6 @@ struct ProxyFakePeerTests {
             #expect(c == sent.flatMap { $0 }, "client -> QEMU bytes of connection \(conn)")
         }
         #expect((0..<r.count).filter { r.kind($0) == .close }.count == 2)
-    }
-}
-
-/// A thread that can be joined (Foundation-free).
-final class Thread2: @unchecked Sendable {
-    private var tid = pthread_t()
-    private let body: () -> Void
-    private var done = false
-
-    init(_ body: @escaping () -> Void) {
-        self.body = body
-        let box = Unmanaged.passRetained(self)
-        pthread_create(&tid, nil, { ctx in
-            let me = Unmanaged<Thread2>.fromOpaque(ctx!).takeRetainedValue()
-            me.body()
-            me.done = true
-            return nil
-        }, box.toOpaque())
-    }
-
-    func join() { pthread_join(tid, nil) }
-
-    func join(timeoutMs: Int) {
-        var waited = 0
-        while !done && waited < timeoutMs { usleep(10_000); waited += 10 }
-        if done { pthread_join(tid, nil) } else { pthread_detach(tid) }
     }
 }
 

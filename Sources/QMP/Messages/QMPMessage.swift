@@ -126,6 +126,12 @@ public struct QMPMessage: Sendable, Hashable {
         }
     }
 
+    /// Why the message is not QMP (for `.other`), else its kind: what a one-line view shows.
+    public var reasonOrKind: String {
+        if case .other(let reason, _) = body { return reason }
+        return kind.rawValue
+    }
+
     public var payloadBytes: ArraySlice<UInt8> { bytes[payload] }
     public var payloadText: String { String(decoding: bytes[payload], as: UTF8.self) }
 

@@ -29,17 +29,8 @@ public struct ReplyMatcher: Sendable {
 
     /// The request a reply answers, removed from the outstanding list; `nil` when none matches.
     public mutating func reply(id: JSONValue?, connection: UInt32) -> Pending? {
-        guard var list = pending[connection], !list.isEmpty else { return nil }
-        let index: Int?
-        if let id {
-            index = list.firstIndex { $0.id == id }
-        } else {
-            index = list.firstIndex { $0.id == nil }
-        }
-        guard let i = index else { return nil }
-        let p = list.remove(at: i)
-        pending[connection] = list
-        return p
+        guard let i = pending[connection]?.firstIndex(where: { $0.id == id }) else { return nil }
+        return pending[connection]!.remove(at: i)
     }
 
     /// Drops and returns what was still outstanding on a connection (QEMU drops queued

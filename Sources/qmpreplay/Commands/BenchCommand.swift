@@ -19,6 +19,18 @@ struct BenchCommand: ParsableCommand {
         defaultSubcommand: BenchIndexCommand.self)
 }
 
+/// The seeded synthetic recording a benchmark runs on, made once and kept in /tmp.
+func benchRecording(records: Int, seed: UInt64) throws -> String {
+    let path = "/tmp/qmpreplay-bench-\(seed)-\(records).qmprec"
+    guard access(path, R_OK) != 0 else { return path }
+    do {
+        try Synthesizer(seed: seed, profile: .mixed).write(records: records, to: path)
+    } catch {
+        throw fail(error.description)
+    }
+    return path
+}
+
 struct BenchIndexCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "index",
@@ -46,21 +58,7 @@ struct BenchIndexCommand: ParsableCommand {
 
     func run() throws {
         var results = JSONObject()
-        let path: String
-        if let file {
-            path = file
-        } else {
-            path = "/tmp/qmpreplay-bench-\(seed)-\(records).qmprec"
-            if access(path, R_OK) != 0 {
-                let t0 = WallClock.monotonicNanos()
-                do {
-                    try Synthesizer(seed: seed, profile: .mixed).write(records: records, to: path)
-                } catch {
-                    throw fail(error.description)
-                }
-                results["synth_seconds"] = .number(JSONNumber(text: DurationFormat.fixed(Double(WallClock.monotonicNanos() - t0) / 1e9, 3)))
-            }
-        }
+        let path = try file ?? benchRecording(records: records, seed: seed)
         results["file"] = .string(path)
 
         var best = Int64.max
@@ -216,10 +214,7 @@ struct BenchShellCommand: ParsableCommand {
     }
 
     func run() throws {
-        let path = file ?? "/tmp/qmpreplay-bench-shell-1000000.qmprec"
-        if file == nil && access(path, R_OK) != 0 {
-            do { try Synthesizer(seed: 42, profile: .mixed).write(records: 1_000_000, to: path) } catch { throw fail(error.description) }
-        }
+        let path = try file ?? benchRecording(records: 1_000_000, seed: 42)
         let t0 = WallClock.monotonicNanos()
         let r = try openRecording(path, strict: false)
         let openMs = Double(WallClock.monotonicNanos() - t0) / 1e6

@@ -146,7 +146,7 @@ struct CatCommand: ParsableCommand {
                 if let json = m.json {
                     out.line(json.serialized(.pretty(indent: 2)))
                 } else {
-                    out.line(style.red("(not JSON: \(reasonOf(m)))") + " " + escapedBytes(m.bytes))
+                    out.line(style.red("(not JSON: \(m.reasonOrKind))") + " " + escapedBytes(m.bytes))
                 }
             case .open(_, let info) where !info.isEmpty:
                 out.line(JSONValue.object(info).serialized(.compact))
@@ -174,11 +174,6 @@ struct CatCommand: ParsableCommand {
         }
         return s
     }
-}
-
-func reasonOf(_ m: QMPMessage) -> String {
-    if case .other(let reason, _) = m.body { return reason }
-    return m.kind.rawValue
 }
 
 extension Direction: ExpressibleByArgument {}

@@ -110,7 +110,10 @@ struct RecordCommand: ParsableCommand {
         default: throw ValidationError("use either --connect ADDR, or --listen ADDR with --upstream ADDR")
         }
         for p in polls where !p.contains("@") { throw ValidationError("--poll takes CMD@INTERVAL, e.g. query-balloon@5s (got '\(p)')") }
-        if !force && polls.contains(where: { $0.split(separator: "@").first.map { String($0).trimmingSpaceSet().hasPrefix("query-rx-filter") } ?? false }) {
+        let pollsRxFilter = polls.contains { p in
+            (try? RecorderCommand(parsing: String(p.split(separator: "@", maxSplits: 1)[0])))?.name == "query-rx-filter"
+        }
+        if !force && pollsRxFilter {
             throw ValidationError("polling query-rx-filter re-arms NIC_RX_FILTER_CHANGED and changes what QEMU emits; add --force to do it anyway")
         }
         if maxClients < 1 { throw ValidationError("--max-clients must be at least 1") }
@@ -247,14 +250,5 @@ final class StatusLine: @unchecked Sendable {
         guard enabled else { return }
         Output.stderr.write("\r\u{1B}[K")
         Output.stderr.flush()
-    }
-}
-
-extension String {
-    func trimmingSpaceSet() -> String {
-        var s = Substring(self)
-        while let f = s.first, f == " " { s = s.dropFirst() }
-        while let l = s.last, l == " " { s = s.dropLast() }
-        return String(s)
     }
 }
