@@ -1,7 +1,8 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets), Shell (REPL) <- qmpreplay (CLI).
+// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets) <- Replay (fake QEMU);
+// Recording <- Analysis (streaming analyses); all of them <- Shell (REPL) <- qmpreplay (CLI).
 let package = Package(
     name: "qmpreplay",
     platforms: [.macOS(.v14)],
@@ -18,20 +19,24 @@ let package = Package(
         .target(name: "QMP"),
         .target(name: "Recording", dependencies: ["QMP", "CZlib"]),
         .target(name: "Capture", dependencies: ["QMP", "Recording"]),
+        .target(name: "Replay", dependencies: ["QMP", "Recording", "Capture"]),
+        .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
         // GNU readline is process-global C state (callbacks, line buffer, history), which
         // Swift 6's strict concurrency checking cannot express; the shell is single-threaded.
-        .target(name: "Shell", dependencies: ["QMP", "Recording", "CReadline"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Shell", dependencies: ["QMP", "Recording", "CReadline", "Analysis", "Replay"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Capture", "Shell",
+                "QMP", "Recording", "Capture", "Replay", "Analysis", "Shell",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "QMPTests", dependencies: ["QMP"]),
         .testTarget(name: "RecordingTests", dependencies: ["Recording", "QMP"]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "Recording", "QMP"]),
+        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Recording", "QMP"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "QMP"]),
         .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
     ]

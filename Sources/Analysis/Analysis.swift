@@ -1,0 +1,1 @@
+// The analysis module: streaming analyses over a recording (see docs/ANALYSIS.md).
