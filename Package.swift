@@ -10,6 +10,9 @@ let package = Package(
         .executable(name: "qmpreplay", targets: ["qmpreplay"]),
         .library(name: "QMP", targets: ["QMP"]),
         .library(name: "Recording", targets: ["Recording"]),
+        .library(name: "Replay", targets: ["Replay"]),
+        .library(name: "Analysis", targets: ["Analysis"]),
+        .library(name: "Shell", targets: ["Shell"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),

@@ -170,6 +170,12 @@ public final class CaptureSink: @unchecked Sendable {
                         try writer?.flush()
                         lastFlushWall = now
                         try rotateIfNeeded()
+                    } else if !items.isEmpty {
+                        // Hand each batch to the kernel at once (one write per batch, however
+                        // large), so that a recorder killed with SIGKILL loses only what was
+                        // still queued, not up to a flush interval of forwarded traffic. The
+                        // interval still paces fsync (--fsync) and file rotation.
+                        try writer?.flush(sync: false)
                     }
                     if done {
                         try flushFramers()

@@ -226,7 +226,7 @@ public final class ShellSession {
                 var line = "  qemu   \(WallClock.iso8601(micros: ts.totalMicroseconds)) (event timestamp)"
                 if let h = recording.header, h.startMicros > 0 {
                     let recv = h.startMicros + rec.time / 1000
-                    line += ", \(DurationFormat.short((ts.totalMicroseconds - recv) * 1000)) from receive time"
+                    line += ", \(DurationFormat.short(ts.totalMicroseconds.subtractingSaturating(recv).multipliedSaturating(by: 1000))) from receive time"
                 }
                 emit(line)
             }

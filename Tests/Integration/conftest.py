@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -184,6 +185,15 @@ class _Recorders:
         self.recs.append(rec)
         return rec
 
+    def start_proxy(self, lab: Lab, *extra: str, out=None) -> tuple[Recorder, str]:
+        """A proxy on unix:LAB/proxy.sock in front of the lab's "up" monitor, listening;
+        returns it and the socket path for clients."""
+        path = lab.dir / "proxy.sock"
+        rec = self.proxy(f"unix:{path}", lab.qmp_path("up"), out, *extra)
+        rec.start()
+        rec.wait_listening()
+        return rec, str(path)
+
 
 @pytest.fixture
 def recorders(request, tmp_path, record_available):
@@ -207,3 +217,23 @@ def short_dir(tmp_path):
     d = Path(tempfile.mkdtemp(prefix="glt-", dir="/tmp"))
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def plab(labs):
+    """QEMU with monitors "up" (a proxy's upstream) and "ctl"."""
+    return labs(monitors=("up", "ctl"))
+
+
+@pytest.fixture
+def tiny_fs(short_dir):
+    """A 64 KiB tmpfs, to fill the disk under a recorder (needs root and mount)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a small tmpfs")
+    d = short_dir / "full"
+    d.mkdir()
+    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
+    if p.returncode != 0:
+        pytest.skip(f"cannot mount tmpfs: {p.stderr.strip()}")
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)

@@ -3,12 +3,8 @@ must stay readable, and the recorder must say what happened."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
 import time
-
-import pytest
 
 from guestlab.recorder import qmpreplay, read_qmprec
 
@@ -60,20 +56,6 @@ def test_recorder_killed(lab, recorders):
     j = json.loads(qmpreplay("info", "--json", str(rec.out), check=True).stdout)
     assert j["trailer"] is None
     assert any("trailer" in w["message"].lower() for w in j["warnings"]), j["warnings"]
-
-
-@pytest.fixture
-def tiny_fs(short_dir):
-    """A 64 KiB tmpfs (needs root and mount)."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to mount a small tmpfs")
-    d = short_dir / "full"
-    d.mkdir()
-    p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(d)], capture_output=True, text=True)
-    if p.returncode != 0:
-        pytest.skip(f"cannot mount tmpfs: {p.stderr.strip()}")
-    yield d
-    subprocess.run(["umount", "-l", str(d)], capture_output=True)
 
 
 def test_full_filesystem(lab, recorders, tiny_fs):

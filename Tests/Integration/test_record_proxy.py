@@ -16,26 +16,12 @@ from guestlab.rawclient import RawClient
 from guestlab.recorder import check_well_formed, qmpreplay, read_qmprec
 
 
-@pytest.fixture
-def plab(labs):
-    """QEMU with monitors "up" (the proxy's upstream) and "ctl"."""
-    return labs(monitors=("up", "ctl"))
-
-
-def start_proxy(recorders, plab, *extra, out=None):
-    listen = f"unix:{plab.dir / 'proxy.sock'}"
-    rec = recorders.proxy(listen, plab.qmp_path("up"), out, *extra)
-    rec.start()
-    rec.wait_listening()
-    return rec, str(plab.dir / "proxy.sock")
-
-
 def message_conns(r):
     return r.message_connections()
 
 
 def test_qemu_qmp_client_through_proxy(plab, recorders):
-    rec, path = start_proxy(recorders, plab)
+    rec, path = recorders.start_proxy(plab)
     q = QMP(path, name="through-proxy")
     greeting = q.greeting
     assert q.cmd("query-status")["status"] == "running"
@@ -72,7 +58,7 @@ def test_qemu_qmp_client_through_proxy(plab, recorders):
 
 
 def test_bytes_pass_unchanged_and_are_recorded_exactly(plab, recorders):
-    rec, path = start_proxy(recorders, plab)
+    rec, path = recorders.start_proxy(plab)
     c = RawClient(path)
     c.greeting()
     c.send(b'{"execute":"qmp_capabilities"}\n')                       # no id, LF
@@ -112,7 +98,7 @@ def test_bytes_pass_unchanged_and_are_recorded_exactly(plab, recorders):
 
 
 def test_garbage_from_client_is_recorded_and_answered(plab, recorders):
-    rec, path = start_proxy(recorders, plab)
+    rec, path = recorders.start_proxy(plab)
     c = RawClient(path)
     c.greeting()
     c.send(b'{"execute":"qmp_capabilities","id":0}\n')
@@ -132,7 +118,7 @@ def test_garbage_from_client_is_recorded_and_answered(plab, recorders):
 
 
 def test_client_disconnects_mid_command(plab, recorders):
-    rec, path = start_proxy(recorders, plab)
+    rec, path = recorders.start_proxy(plab)
     # 1: negotiates, sends half a command, leaves
     c1 = RawClient(path)
     c1.greeting()
@@ -167,7 +153,7 @@ def test_client_disconnects_mid_command(plab, recorders):
 
 
 def test_once_exits_after_the_client(plab, recorders):
-    rec, path = start_proxy(recorders, plab, "--once")
+    rec, path = recorders.start_proxy(plab, "--once")
     q = QMP(path, name="once")
     q.cmd("query-status")
     q.close()
@@ -196,7 +182,7 @@ def test_secrets_are_redacted_unless_no_redact(plab, recorders, tmp_path):
     cmd = json.dumps({"execute": "object-add", "id": 5,
                       "arguments": {"qom-type": "secret", "id": "sec0", "data": secret}}).encode() + b"\n"
     for extra, visible in (((), False), (("--no-redact",), True)):
-        rec, path = start_proxy(recorders, plab, "--once", *extra, out=tmp_path / f"redact{visible}.qmprec")
+        rec, path = recorders.start_proxy(plab, "--once", *extra, out=tmp_path / f"redact{visible}.qmprec")
         c = RawClient(path)
         c.greeting()
         c.send(b'{"execute":"qmp_capabilities","id":0}\n')

@@ -127,14 +127,37 @@ public struct JSONObject: Sendable, Hashable, Sequence {
 
     public func makeIterator() -> IndexingIterator<[Member]> { members.makeIterator() }
 
+    /// Member order does not matter. With repeated member names (legal JSON, and kept as
+    /// read) the objects are compared as multisets of members, so equality stays reflexive.
     public static func == (a: JSONObject, b: JSONObject) -> Bool {
         guard a.members.count == b.members.count else { return false }
+        var fast = true
         for m in a.members {
-            guard let v = b[m.key], v == m.value else { return false }
+            guard let v = b[m.key] else { return false }
+            if v != m.value { fast = false; break }
         }
-        // Both ways, so that duplicate member names cannot make equality one-sided.
-        for m in b.members {
-            guard let v = a[m.key], v == m.value else { return false }
+        if fast {
+            // Both ways, so that a repeated name on one side cannot make equality one-sided.
+            for m in b.members {
+                guard let v = a[m.key] else { return false }
+                if v != m.value { fast = false; break }
+            }
+            if fast { return true }
+        }
+        // A first-match lookup disagreed, which with unique names means unequal; with a
+        // repeated name the exact multiset comparison decides.
+        var used = [Bool](repeating: false, count: b.members.count)
+        for m in a.members {
+            var found = false
+            for j in 0..<b.members.count where !used[j] {
+                let other: Member = b.members[j]
+                if other.key == m.key && other.value == m.value {
+                    used[j] = true
+                    found = true
+                    break
+                }
+            }
+            if !found { return false }
         }
         return true
     }

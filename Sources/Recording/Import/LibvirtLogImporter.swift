@@ -122,7 +122,7 @@ public enum LibvirtLogImporter {
                 base = first
                 let t = QMPLinesImporter.nanos(fromMicros: us, since: first)
                 if t < time {
-                    b.warn(line: e.line, "log time goes back by \(DurationFormat.short(time - t)); kept at the previous record's time")
+                    b.warn(line: e.line, "log time goes back by \(DurationFormat.short(time.subtractingSaturating(t))); kept at the previous record's time")
                 } else {
                     time = t
                 }

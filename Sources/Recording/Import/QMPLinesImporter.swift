@@ -43,7 +43,7 @@ public enum QMPLinesImporter {
                 firstEventMicros = first
                 let t = nanos(fromMicros: us, since: first)
                 if t < time {
-                    b.warn(line: at, "event \(e.name)'s timestamp is \(DurationFormat.short(time - t)) before the previous record's time; kept at that time")
+                    b.warn(line: at, "event \(e.name)'s timestamp is \(DurationFormat.short(time.subtractingSaturating(t))) before the previous record's time; kept at that time")
                 } else {
                     time = t
                 }

@@ -99,19 +99,19 @@ public enum TimeSpec: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .sinceStart(let ns): return ns
         case .relative(let ns):
-            if let c = current, c < recording.count { return recording.time(c) + ns }
-            return ns >= 0 ? ns : recording.duration + ns
+            if let c = current, c < recording.count { return recording.time(c).addingSaturating(ns) }
+            return ns >= 0 ? ns : recording.duration.addingSaturating(ns)
         case .record(let n):
             if recording.isEmpty { return 0 }
             return recording.time(min(n, recording.count - 1))
         case .wallClock(let us):
-            return (us - (recording.header?.startMicros ?? 0)) * 1000
+            return QMPLinesImporter.nanos(fromMicros: us, since: recording.header?.startMicros ?? 0)
         case .timeOfDay(let tod):
             let start = recording.header?.startMicros ?? 0
             let (day, _) = WallClock.floorDivMod(start, 86_400_000_000)
             var us = day * 86_400_000_000 + tod
             if us < start - 1_000_000 { us += 86_400_000_000 }
-            return (us - start) * 1000
+            return QMPLinesImporter.nanos(fromMicros: us, since: start)
         }
     }
 
@@ -131,3 +131,4 @@ extension String {
         return String(s)
     }
 }
+

@@ -84,8 +84,8 @@ public struct RecordingSummary: Sendable {
             case .event:
                 eventCounts[nid] += 1
                 if let start = startMicros, let q = r.eventTimestampMicros(i) {
-                    let recv = start + r.time(i) / 1000
-                    skews.append(q - recv)
+                    let recv = start.addingSaturating(r.time(i) / 1000)
+                    skews.append(q.subtractingSaturating(recv))
                     if skews.count == 1 { firstQ = q; firstR = r.time(i) }
                     firstQ = min(firstQ, q)
                     lastQ = max(lastQ, q)
@@ -169,7 +169,7 @@ public struct RecordingSummary: Sendable {
             x["events"] = .int(s.events)
             x["qemu_first_us"] = .int(s.firstQEMUMicros)
             x["qemu_last_us"] = .int(s.lastQEMUMicros)
-            x["qemu_span_us"] = .int(s.lastQEMUMicros - s.firstQEMUMicros)
+            x["qemu_span_us"] = .int(s.lastQEMUMicros.subtractingSaturating(s.firstQEMUMicros))
             x["receive_span_us"] = .int((s.lastReceive - s.firstReceive) / 1000)
             x["skew_min_us"] = .int(s.minMicros)
             x["skew_median_us"] = .int(s.medianMicros)

@@ -67,8 +67,8 @@ public final class RecordingWriter {
         try append(time: time, connection: connection, .message(from: from, m))
     }
 
-    /// Writes buffered lines to the file (and fsyncs when `fsyncOnFlush`).
-    public func flush() throws(RecordingWriteError) {
+    /// Writes buffered lines to the file (and fsyncs when `sync`, by default `fsyncOnFlush`).
+    public func flush(sync: Bool? = nil) throws(RecordingWriteError) {
         guard !buffer.isEmpty else { return }
         var offset = 0
         let total = buffer.count
@@ -90,7 +90,7 @@ public final class RecordingWriter {
             throw RecordingWriter.error(path, "write failed", e)
         }
         buffer.removeAll(keepingCapacity: true)
-        if fsyncOnFlush && fd > 2 && fsync(fd) != 0 {
+        if (sync ?? fsyncOnFlush) && fd > 2 && fsync(fd) != 0 {
             throw RecordingWriter.error(path, "fsync failed", errno)
         }
     }

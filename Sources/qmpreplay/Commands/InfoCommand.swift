@@ -69,8 +69,8 @@ struct InfoCommand: ParsableCommand {
         }
         if s.connections.count > 20 { out.line("  ... \(s.connections.count - 20) more (see --json)") }
         if let k = s.skew {
-            row("QEMU clock", "\(k.events) event timestamps over \(DurationFormat.short((k.lastQEMUMicros - k.firstQEMUMicros) * 1000)); receive span \(DurationFormat.short(k.lastReceive - k.firstReceive))")
-            row("  skew", "min \(DurationFormat.short(k.minMicros * 1000)), median \(DurationFormat.short(k.medianMicros * 1000)), max \(DurationFormat.short(k.maxMicros * 1000)) (QEMU timestamp - receive time)")
+            row("QEMU clock", "\(k.events) event timestamps over \(DurationFormat.short(k.lastQEMUMicros.subtractingSaturating(k.firstQEMUMicros).multipliedSaturating(by: 1000))); receive span \(DurationFormat.short(k.lastReceive.subtractingSaturating(k.firstReceive)))")
+            row("  skew", "min \(DurationFormat.short(k.minMicros.multipliedSaturating(by: 1000))), median \(DurationFormat.short(k.medianMicros.multipliedSaturating(by: 1000))), max \(DurationFormat.short(k.maxMicros.multipliedSaturating(by: 1000))) (QEMU timestamp - receive time)")
         } else {
             row("QEMU clock", "no event timestamps")
         }

@@ -29,8 +29,8 @@ struct RecordCommand: ParsableCommand {
             QEMU and passes bytes both ways unchanged, recording both directions. One client at a
             time by default, as QEMU's own socket behaves (--max-clients N for more).
 
-            Records are flushed at least every --flush-interval (default 100ms); SIGINT/SIGTERM
-            flush and write the trailer. Secrets (passwords, secret objects, credentials in URIs)
+            Records reach the file as soon as the writer thread has them; --fsync syncs every
+            --flush-interval (default 100ms). SIGINT/SIGTERM flush and write the trailer. Secrets (passwords, secret objects, credentials in URIs)
             are replaced by "<redacted>" unless --no-redact; the header says which.
 
             Exit status: 0 recorded until a normal end (QEMU closed, signal, duration, --once);
@@ -80,10 +80,10 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Proxy mode: permissions of a unix listen socket (octal).")
     var socketMode: String = "0600"
 
-    @Option(help: "Flush records to the file at least this often.")
+    @Option(help: "How often to fsync (with --fsync) and check --rotate; records are written at once regardless.")
     var flushInterval: String = "100ms"
 
-    @Flag(help: "fsync the file at every flush.")
+    @Flag(help: "fsync the file every --flush-interval.")
     var fsync = false
 
     @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) when one grows past SIZE (e.g. 100M, 1G).")
