@@ -9,6 +9,7 @@ are printed in the report, and the lab directory is kept.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from guestlab import Lab, LabUnavailable, guest_files, qemu_binary, qemu_img  # noqa: E402
 from guestlab.recorder import Recorder, record_support  # noqa: E402
+from guestlab.serve import Server  # noqa: E402
 
 REQUIRE = bool(os.environ.get("CI") or os.environ.get("QMPREPLAY_REQUIRE_QEMU"))
 TEST_TIMEOUT = int(os.environ.get("GUESTLAB_TEST_TIMEOUT", "120"))
@@ -237,3 +239,20 @@ def tiny_fs(short_dir):
         pytest.skip(f"cannot mount tmpfs: {p.stderr.strip()}")
     yield d
     subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+@pytest.fixture
+def serve():
+    """Factory: ``serve("lifecycle-qemu.qmprec", "--speed", "10")`` starts `qmpreplay serve`
+    on a unix socket (a recording name in Recordings/ or a path); stopped after the test."""
+    servers: list[Server] = []
+
+    def start(recording: str, *extra: str) -> Server:
+        s = Server(recording, *extra)
+        servers.append(s)
+        return s
+
+    yield start
+    for s in servers:
+        s.stop()
+        shutil.rmtree(s.dir, ignore_errors=True)

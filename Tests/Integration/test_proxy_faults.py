@@ -12,8 +12,6 @@ import signal
 import subprocess
 import time
 
-import pytest
-
 from guestlab.rawclient import RawClient
 from guestlab.recorder import qmpreplay, read_qmprec
 

@@ -8,8 +8,6 @@ import json
 import signal
 import time
 
-import pytest
-
 from guestlab.lab import _free_port
 from guestlab.qmp import QMP
 from guestlab.rawclient import RawClient

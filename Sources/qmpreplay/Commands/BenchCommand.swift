@@ -13,9 +13,9 @@ import Darwin
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: reading (index, info, seeks) and the recorder's proxy.",
+        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy, the shell, replay and analyses.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchReplayCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
 }
 

@@ -1,0 +1,254 @@
+import QMP
+import Recording
+
+/// One recorded connection turned into what a fake QEMU needs: the greeting, the commands
+/// with their replies, and the events with what holds them back. Built once per server and
+/// shared read-only by every client session.
+///
+/// Example: in `lifecycle-qemu.qmprec`, `stop` (#8) has the reply #10 and the STOP event #9,
+/// recorded between them, is *gated* on it (released when a client sends `stop`); the
+/// SHUTDOWN after `quit`'s reply would be *behind a barrier*: never sent before that reply.
+public struct ReplayScript: Sendable {
+    /// A recorded client command and its recorded answer.
+    public struct Command: Sendable {
+        public var record: Int
+        public var line: Int
+        public var time: Int64
+        public var name: String
+        public var arguments: JSONObject?
+        /// The command as the recorded client sent it.
+        public var json: JSONValue
+        /// The recorded reply (`return` or `error` object), nil when none was recorded.
+        public var reply: JSONObject?
+        public var replyTime: Int64?
+        /// Events recorded while this command ran (between it and its reply), in order.
+        public var gatedEvents: [Int] = []
+        public var isNegotiation: Bool { name == "qmp_capabilities" }
+        /// The command as recorded without its id, for messages: `{"execute":"balloon","arguments":{...}}`.
+        public var display: String {
+            var o = json.objectValue ?? JSONObject()
+            o["id"] = nil
+            return JSONValue.object(o).serialized(.compact)
+        }
+    }
+
+    /// A recorded event, ready to send.
+    public struct Event: Sendable {
+        public var record: Int
+        public var line: Int
+        public var time: Int64
+        public var name: String
+        /// Exact recorded bytes, ending in `\r\n` (QMP-NOTES.md, "Framing").
+        public var bytes: [UInt8]
+        /// QEMU's timestamp in µs since the epoch, when it had one.
+        public var timestampMicros: Int64?
+        /// The command whose execution raised it (it was recorded before that command's reply).
+        public var gate: Int?
+        /// The last command answered before it in the recording: the event must not be
+        /// released before the client has had that reply.
+        public var barrier: Int?
+    }
+
+    /// A key for exact matching: name and arguments (JSONObject equality ignores order).
+    struct Key: Hashable, Sendable {
+        var name: String
+        var arguments: JSONObject?
+    }
+
+    public let path: String
+    public let connection: UInt32
+    public let greetingBytes: [UInt8]
+    /// The capabilities the greeting offers (`["oob"]` since QEMU 2.12).
+    public let capabilities: [String]
+    public var offersOOB: Bool { capabilities.contains("oob") }
+    /// True when the recording had no greeting on this connection and a QEMU-like one was made.
+    public let greetingSynthesized: Bool
+    public let commands: [Command]
+    public let events: [Event]
+    /// The events released on the clock (not gated), within the span, in recorded order.
+    public let clockEvents: [Int]
+    /// Start and end of the replayed span (recording ns).
+    public let spanStart: Int64
+    public let spanEnd: Int64
+    /// Recording start in µs since the epoch (for retiming).
+    public let startMicros: Int64
+    let byKey: [Key: [Int]]
+    let byName: [String: [Int]]
+
+    /// Reads the chosen connection of `recording`; throws when there is nothing to replay.
+    public init(recording r: Recording, options: ReplayOptions) throws(ReplayError) {
+        path = r.path
+        startMicros = r.header?.startMicros ?? 0
+        // QMP-NOTES.md, "Disconnect": each connection is its own session with its own greeting;
+        // the main one is the first with a greeting.
+        var conn: UInt32? = options.connection
+        if conn == nil {
+            for i in 0..<r.count where r.kind(i) == .greeting && r.direction(i) == .qemu { conn = r.connection(i); break }
+        }
+        if conn == nil {
+            for i in 0..<r.count where r.kind(i).isMessage && r.connection(i) > 0 { conn = r.connection(i); break }
+        }
+        guard let c = conn else { throw ReplayError.recording("\(r.path): no QMP messages to replay") }
+        if options.connection != nil, !(0..<r.count).contains(where: { r.connection($0) == c && r.kind($0).isMessage }) {
+            let known = Set((0..<r.count).map { r.connection($0) }).filter { $0 > 0 }.sorted()
+            throw ReplayError.recording("\(r.path): connection \(c) has no messages (connections: \(known.map(String.init).joined(separator: ", ")))")
+        }
+        connection = c
+
+        var greetBytes: [UInt8]?
+        var caps: [String] = []
+        var cmds: [Command] = []
+        var evs: [Event] = []
+        /// Requests waiting for their reply, oldest first (QMP-NOTES.md, "Ordering without
+        /// oob": one at a time, replies in order); nil entries are input that was not a command.
+        var pending: [(command: Int?, id: JSONValue?)] = []
+        var lastAnswered: Int?
+        var negotiationReply: Int64?
+
+        for i in 0..<r.count where r.connection(i) == c {
+            let kind = r.kind(i)
+            guard kind.isMessage else { continue }
+            let rec: Record
+            do { rec = try r.record(at: i) } catch { throw ReplayError.recording(error.description) }
+            guard let m = rec.message, let dir = rec.direction else { continue }
+            switch (dir, m.body) {
+            case (.qemu, .greeting(let g)):
+                if greetBytes == nil { greetBytes = ReplayScript.crlf(m.bytes); caps = g.capabilities }
+            case (.client, .command(let cmd)):
+                cmds.append(Command(
+                    record: i, line: rec.line, time: rec.time, name: cmd.name, arguments: cmd.arguments,
+                    json: m.json ?? .null))
+                pending.append((cmds.count - 1, cmd.id))
+            case (.client, _):
+                // Garbage and other bad input are answered too (with an error), in order.
+                pending.append((nil, nil))
+            case (.qemu, .return), (.qemu, .error):
+                let id = m.id
+                let k = pending.firstIndex { $0.id == id } ?? (pending.isEmpty ? nil : 0)
+                if let k {
+                    let p = pending.remove(at: k)
+                    if let ci = p.command, cmds[ci].reply == nil {
+                        cmds[ci].reply = m.json?.objectValue
+                        cmds[ci].replyTime = rec.time
+                        if cmds[ci].isNegotiation {
+                            if negotiationReply == nil { negotiationReply = rec.time }
+                        } else {
+                            lastAnswered = ci
+                        }
+                    }
+                }
+            case (.qemu, .event(let e)):
+                let gate = pending.first.flatMap { $0.command }
+                evs.append(Event(
+                    record: i, line: rec.line, time: rec.time, name: e.name, bytes: ReplayScript.crlf(m.bytes),
+                    timestampMicros: e.timestamp?.totalMicroseconds, gate: gate, barrier: lastAnswered))
+            default:
+                break
+            }
+        }
+
+        if let g = greetBytes {
+            greetingBytes = g
+            capabilities = caps
+            greetingSynthesized = false
+        } else {
+            // No greeting recorded (imports of libvirt's .replies have none): offer what QEMU
+            // of the recorded version would, so that clients can negotiate at all.
+            let v = r.header?.qemuVersion ?? "7.2.0"
+            let parts = v.split(separator: ".").map { Int($0) ?? 0 } + [0, 0, 0]
+            let text = #"{"QMP": {"version": {"qemu": {"micro": \#(parts[2]), "minor": \#(parts[1]), "major": \#(parts[0])}, "package": ""}, "capabilities": ["oob"]}}"#
+            greetingBytes = Array(text.utf8) + [0x0D, 0x0A]
+            capabilities = ["oob"]
+            greetingSynthesized = true
+        }
+
+        // The span: by default from the recorded negotiation, so that a client hears the first
+        // event as long after negotiating as the recorded client did.
+        let firstTime = (0..<r.count).first { r.connection($0) == c }.map { r.time($0) } ?? 0
+        let defaultStart = negotiationReply ?? cmds.first?.time ?? firstTime
+        spanStart = options.from.map { $0.resolveTime(in: r) } ?? defaultStart
+        if let to = options.to {
+            if case .record(let n) = to { spanEnd = n < r.count ? r.time(n) : Int64.max } else { spanEnd = to.resolveTime(in: r) }
+        } else {
+            spanEnd = Int64.max
+        }
+        if spanEnd < spanStart {
+            throw ReplayError.usage("--to is before --from (\(DurationFormat.short(spanEnd)) < \(DurationFormat.short(spanStart)))")
+        }
+
+        var clock: [Int] = []
+        for (k, e) in evs.enumerated() {
+            let inSpan = e.time >= spanStart && e.time <= spanEnd
+            guard inSpan else { evs[k].gate = nil; continue }
+            if options.clockOnly || options.shared {
+                // Shared timelines are clock-only: one client's command cannot move everyone's events.
+                evs[k].gate = nil
+                evs[k].barrier = nil
+                clock.append(k)
+            } else if let g = e.gate {
+                cmds[g].gatedEvents.append(k)
+            } else {
+                // A barrier whose reply lies before the span was never the client's to get.
+                if let b = e.barrier, (cmds[b].replyTime ?? 0) < spanStart { evs[k].barrier = nil }
+                clock.append(k)
+            }
+        }
+        commands = cmds
+        events = evs
+        clockEvents = clock
+
+        var bk: [Key: [Int]] = [:]
+        var bn: [String: [Int]] = [:]
+        for (k, cmd) in cmds.enumerated() {
+            bk[Key(name: cmd.name, arguments: ReplayScript.normalized(cmd.arguments)), default: []].append(k)
+            bn[cmd.name, default: []].append(k)
+        }
+        byKey = bk
+        byName = bn
+    }
+
+    /// `{}` arguments and no arguments are the same call to QEMU.
+    static func normalized(_ a: JSONObject?) -> JSONObject? {
+        guard let a, !a.isEmpty else { return nil }
+        return a
+    }
+
+    /// QEMU ends every message with CR LF (QMP-NOTES.md, "Framing"); imported or hand-made
+    /// recordings may not, so the terminator is made right without touching the JSON text.
+    static func crlf(_ b: [UInt8]) -> [UInt8] {
+        var out = b
+        if out.last == 0x0A {
+            if out.count < 2 || out[out.count - 2] != 0x0D { out.insert(0x0D, at: out.count - 1) }
+        } else {
+            while let l = out.last, l == 0x20 || l == 0x09 || l == 0x0D { out.removeLast() }
+            out.append(contentsOf: [0x0D, 0x0A])
+        }
+        return out
+    }
+
+    /// Recorded commands with this key, in recorded order.
+    func candidates(name: String, arguments: JSONObject?, mode: MatchMode) -> [Int] {
+        switch mode {
+        case .exact: return byKey[Key(name: name, arguments: ReplayScript.normalized(arguments))] ?? []
+        case .name: return byName[name] ?? []
+        }
+    }
+
+    /// The recorded command most like the given one: same name with fewest differing
+    /// arguments, else the nearest name by edit distance.
+    public func closestCommand(name: String, arguments: JSONObject?) -> Int? {
+        guard !commands.isEmpty else { return nil }
+        var best: (score: Int, index: Int)?
+        let args = JSONValue.object(arguments ?? JSONObject())
+        for (k, c) in commands.enumerated() where !c.isNegotiation || name == "qmp_capabilities" {
+            let score: Int
+            if c.name == name {
+                score = JSONDiff.diff(expected: .object(c.arguments ?? JSONObject()), actual: args).count
+            } else {
+                score = 1000 + JSONDiff.editDistance(c.name, name) * 10
+            }
+            if best == nil || score < best!.score { best = (score, k) }
+        }
+        return best?.index
+    }
+}

@@ -1,0 +1,343 @@
+import QMP
+import Recording
+import Testing
+@testable import Replay
+
+/// The session model: QEMU's negotiation and error answers, reply matching, causality and
+/// strict mode, all without sockets and with a manual clock.
+struct SessionTests {
+    @Test func greetingIsTheRecordedBytes() throws {
+        let h = try Harness()
+        h.session.connect()
+        #expect(h.session.takeOutput() == Array((TestRecording.greeting + "\r\n").utf8))
+    }
+
+    @Test func negotiationRulesAsInQEMU() throws {
+        let h = try Harness()
+        h.session.connect()
+        _ = h.lines()
+        var out = h.send(#"{"execute":"query-status","id":[1,2]}"# + "\n")
+        #expect(out == [#"{"id": [1, 2], "error": {"class": "CommandNotFound", "desc": "Expecting capabilities negotiation with 'qmp_capabilities'"}}"#])
+        // No events before negotiation, however much time passes (and none queued either).
+        #expect(h.advance(60_000_000_000).isEmpty)
+        out = h.send(#"{"execute":"qmp_capabilities","arguments":{"enable":["bogus"]}}"# + "\n")
+        #expect(out == [#"{"error": {"class": "GenericError", "desc": "Parameter 'null' does not accept value 'bogus'"}}"#])
+        out = h.send(#"{"execute":"qmp_capabilities","id":"n"}"# + "\n")
+        #expect(out == [#"{"return": {}, "id": "n"}"#])
+        out = h.send(#"{"execute":"qmp_capabilities"}"# + "\n")
+        #expect(out == [#"{"error": {"class": "CommandNotFound", "desc": "Capabilities negotiation is already complete, command ignored"}}"#])
+        #expect(h.session.negotiated)
+    }
+
+    @Test func oobOnlyWhenOffered() throws {
+        var lines = TestRecording.session
+        lines[0].2 = TestRecording.greetingNoOOB
+        let h = try Harness(lines)
+        h.session.connect()
+        _ = h.lines()
+        let out = h.send(#"{"execute":"qmp_capabilities","arguments":{"enable":["oob"]},"id":1}"# + "\n")
+        #expect(out == [#"{"id": 1, "error": {"class": "GenericError", "desc": "Capability oob not available"}}"#])
+        #expect(!h.session.negotiated)
+        // exec-oob is an unknown member while oob is off.
+        #expect(h.send(#"{"exec-oob":"query-status"}"# + "\n") == [#"{"error": {"class": "GenericError", "desc": "QMP input member 'exec-oob' is unexpected"}}"#])
+    }
+
+    @Test(arguments: [#""abc""#, "42", "-7", "2.5", "1e3", "null", "true", "false", #"{"a": [1, {"b": null}]}"#, #"[1, "x", [], {}]"#, #""__qmp#00001""#])
+    func idIsEchoedExactly(id: String) throws {
+        let h = try Harness()
+        h.negotiate()
+        let out = h.send(#"{"execute":"query-status","id":\#(id)}"# + "\n")
+        #expect(out.count == 1)
+        let reply = h.json(out[0])
+        #expect(reply["id"] == h.json(id))
+        #expect(out[0].hasSuffix(#", "id": \#(id)}"#))
+        #expect(reply["return"]?["status"]?.stringValue == "running")
+        // Errors too, with the id first as QEMU writes it.
+        let err = h.send(#"{"execute":"no-such-command","id":\#(id)}"# + "\n")
+        #expect(err[0].hasPrefix(#"{"id": \#(id), "error": "#))
+    }
+
+    @Test func noIdMeansNoIdInTheReply() throws {
+        let h = try Harness()
+        h.negotiate()
+        let out = h.send(#"{"execute":"query-status"}"# + "\n")
+        #expect(out == [#"{"return": {"status": "running", "singlestep": false, "running": true}}"#])
+        // A recorded error reply keeps its class and text, with the client's id.
+        #expect(h.send(#"{"execute":"query-balloon","id":9}"# + "\n") == [#"{"id": 9, "error": {"class": "DeviceNotActive", "desc": "No balloon device has been activated"}}"#])
+    }
+
+    @Test func badInputGetsQEMUsAnswersAndTheSessionGoesOn() throws {
+        let h = try Harness()
+        h.negotiate()
+        #expect(h.send("garbage here\n") == [
+            #"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'garbage'"}}"#,
+            #"{"error": {"class": "GenericError", "desc": "JSON parse error, invalid keyword 'here'"}}"#,
+        ])
+        #expect(h.send("[1, 2]\n") == [#"{"error": {"class": "GenericError", "desc": "QMP input must be a JSON object"}}"#])
+        #expect(h.send(#"{"foo": 1, "id": 3}"# + "\n") == [#"{"id": 3, "error": {"class": "GenericError", "desc": "QMP input member 'foo' is unexpected"}}"#])
+        #expect(h.send(#"{"id": 4}"# + "\n") == [#"{"id": 4, "error": {"class": "GenericError", "desc": "QMP input lacks member 'execute'"}}"#])
+        #expect(h.send(#"{"execute": 5, "id": "x"}"# + "\n") == [#"{"id": "x", "error": {"class": "GenericError", "desc": "QMP input member 'execute' must be a string"}}"#])
+        #expect(h.send(#"{"execute": "stop", "arguments": []}"# + "\n") == [#"{"error": {"class": "GenericError", "desc": "QMP input member 'arguments' must be an object"}}"#])
+        #expect(h.send(#"{"execute":"a","execute":"b"}"# + "\n") == [#"{"error": {"class": "GenericError", "desc": "JSON parse error, duplicate key"}}"#])
+        #expect(h.send("}\n") == [#"{"error": {"class": "GenericError", "desc": "JSON parse error, expecting value"}}"#])
+        #expect(h.send("\u{1}\n").count == 1)
+        // Split across chunks and several per line still work.
+        #expect(h.send(#"{"execute":"query-"#).isEmpty)
+        #expect(h.send(#"status","id":1}{"execute":"query-status","id":2}"# + "\n").count == 2)
+        #expect(h.session.report.protocolErrors == 10)
+    }
+
+    @Test func overlongInputIsAnsweredOnce() throws {
+        var o = ReplayOptions()
+        o.inputLimit = 1024
+        let h = try Harness(options: o)
+        h.negotiate()
+        let big = #"{"execute":"x","arguments":{"s":""# + String(repeating: "a", count: 10_000) + "\"}}\n"
+        let out = h.send(big)
+        #expect(out.count == 1)
+        #expect(out[0].contains("JSON parse error"))
+        #expect(h.send(#"{"execute":"query-status","id":1}"# + "\n").count == 1)
+    }
+
+    @Test func nthOccurrenceAnswersNthRequest() throws {
+        let h = try Harness()
+        h.negotiate()
+        let status = #"{"execute":"query-status"}"# + "\n"
+        #expect(h.json(h.send(status)[0])["return"]?["status"]?.stringValue == "running")
+        #expect(h.json(h.send(status)[0])["return"]?["status"]?.stringValue == "paused")
+        // Beyond the recorded occurrences the last reply is repeated.
+        #expect(h.json(h.send(status)[0])["return"]?["status"]?.stringValue == "paused")
+        #expect(h.session.report.commandsRepeated == 1)
+    }
+
+    @Test func unmatchedCommandsErrorNamingTheClosestOrReturnEmpty() throws {
+        let h = try Harness()
+        h.negotiate()
+        let out = h.send(#"{"execute":"balloon","arguments":{"value":5},"id":"b"}"# + "\n")
+        let e = h.json(out[0])
+        #expect(e["id"]?.stringValue == "b")
+        #expect(e["error"]?["class"]?.stringValue == "GenericError")
+        let desc = e["error"]?["desc"]?.stringValue ?? ""
+        #expect(desc.contains("no recorded reply matched 'balloon'"))
+        #expect(desc.contains(#"closest recorded command: {"execute":"balloon","arguments":{"value":1073741824}}"#))
+        #expect(desc.contains("t.qmprec:13"))
+        #expect(h.session.report.commandsUnmatched == 1)
+
+        var o = ReplayOptions()
+        o.unmatched = .empty
+        let h2 = try Harness(options: o)
+        h2.negotiate()
+        #expect(h2.send(#"{"execute":"nothing-like-it","id":1}"# + "\n") == [#"{"return": {}, "id": 1}"#])
+    }
+
+    @Test func matchByNameRelaxesArguments() throws {
+        var o = ReplayOptions()
+        o.match = .name
+        let h = try Harness(options: o)
+        h.negotiate()
+        #expect(h.send(#"{"execute":"balloon","arguments":{"value":5},"id":1}"# + "\n") == [#"{"return": {}, "id": 1}"#])
+    }
+
+    @Test func argumentOrderAndNumberSpellingDoNotMatter() throws {
+        let h = try Harness()
+        h.negotiate()
+        #expect(h.send(#"{"arguments":{"value":1073741824.0},"execute":"balloon","id":1}"# + "\n") == [#"{"return": {}, "id": 1}"#])
+    }
+
+    @Test func eventsRecordedWhileACommandRanComeWithItsReply() throws {
+        let h = try Harness()
+        h.negotiate()
+        let out = h.send(#"{"execute":"stop","id":1}"# + "\n")
+        #expect(out.count == 2)
+        #expect(h.json(out[0])["event"]?.stringValue == "STOP")
+        #expect(out[0] == TestRecording.ev("STOP", 3))
+        #expect(out[1] == #"{"return": {}, "id": 1}"#)
+        // Once only: a second stop gets the reply alone.
+        #expect(h.send(#"{"execute":"stop","id":2}"# + "\n").count == 1)
+        #expect(h.session.report.eventsWithReplies == 1)
+    }
+
+    @Test func eventsNeverGoBeforeAReplyThatPrecededThem() throws {
+        let h = try Harness()
+        h.negotiate()
+        // BALLOON_CHANGE was recorded 1 s after balloon's reply: without balloon it waits forever.
+        #expect(h.advance(100_000_000_000).isEmpty)
+        _ = h.send(#"{"execute":"balloon","arguments":{"value":1073741824}}"# + "\n")
+        #expect(h.advance(999_000_000).isEmpty)
+        let out = h.advance(1_000_000)
+        #expect(out.count == 1 && h.json(out[0])["event"]?.stringValue == "BALLOON_CHANGE")
+        // RTC_CHANGE waits for cont's reply (the last reply before it).
+        #expect(h.advance(10_000_000_000).isEmpty)
+        let c = h.send(#"{"execute":"cont"}"# + "\n")
+        #expect(c.map { h.json($0)["event"]?.stringValue ?? "reply" } == ["RESUME", "reply"])
+        #expect(h.advance(1_000_000_000).count == 1)
+    }
+
+    @Test func clockOnlyPutsEveryEventOnTheClock() throws {
+        var o = ReplayOptions()
+        o.clockOnly = true
+        let h = try Harness(options: o)
+        h.negotiate()
+        // Negotiation was recorded at 1.0001 s; STOP at 3.00005 s.
+        #expect(h.advance(1_999_000_000).isEmpty)
+        let out = h.advance(1_000_000)
+        #expect(out.count == 1 && h.json(out[0])["event"]?.stringValue == "STOP")
+        #expect(h.send(#"{"execute":"stop"}"# + "\n") == [#"{"return": {}}"#])
+        let rest = h.advance(10_000_000_000)
+        #expect(rest.map { h.json($0)["event"]?.stringValue ?? "" } == ["BALLOON_CHANGE", "RESUME", "RTC_CHANGE"])
+        #expect(h.session.report.lateness.count == 4)
+    }
+
+    @Test func speedAndMaxGapScaleTheClock() throws {
+        var o = ReplayOptions()
+        o.clockOnly = true
+        o.speed = 10
+        o.maxGap = 500_000_000
+        let h = try Harness(options: o)
+        h.negotiate()
+        // STOP: 2 s after negotiation, capped to 0.5 s, at 10x: 50 ms.
+        #expect(h.advance(49_000_000).isEmpty)
+        #expect(h.advance(1_000_000).count == 1)
+    }
+
+    @Test func retimeRewritesTimestampsToTheReplayClock() throws {
+        var o = ReplayOptions()
+        o.retime = true
+        let h = try Harness(options: o)
+        h.negotiate()
+        let before = WallClock.nowMicros()
+        let out = h.send(#"{"execute":"stop"}"# + "\n")
+        let ts = h.json(out[0])["timestamp"]!
+        let us = ts["seconds"]!.int64Value! * 1_000_000 + ts["microseconds"]!.int64Value!
+        #expect(abs(us - before) < 5_000_000)
+        #expect(out[0].hasPrefix(#"{"timestamp": {"seconds": "#))
+        #expect(out[0].hasSuffix(#""event": "STOP"}"#))
+    }
+
+    @Test func strictReportsDivergencesWithADiff() throws {
+        var o = ReplayOptions()
+        o.strict = true
+        let h = try Harness(options: o)
+        h.negotiate()
+        _ = h.send(#"{"execute":"query-status"}"# + "\n")
+        // Expected stop; got balloon with other arguments (recorded later).
+        _ = h.send(#"{"execute":"balloon","arguments":{"value":5}}"# + "\n")
+        var d = h.session.report.divergences
+        #expect(d.count == 1)
+        #expect(d[0].kind == .unexpected)
+        #expect(d[0].diff.map(\.path) == ["execute", "arguments"])
+        #expect(d[0].expectedLine == 8)
+        // Skipping ahead to a recorded command is out of order.
+        _ = h.send(#"{"execute":"query-balloon"}"# + "\n")
+        d = h.session.report.divergences
+        #expect(d.count == 2 && d[1].kind == .outOfOrder)
+        h.session.finish(reason: "test")
+        d = h.session.report.divergences
+        #expect(d.count == 3 && d[2].kind == .missing)
+        #expect(d[2].message.contains("cont"))
+        #expect(!h.session.failedFast)
+    }
+
+    @Test func strictArgumentDiffPaths() throws {
+        var o = ReplayOptions()
+        o.strict = true
+        var lines = Array(TestRecording.session.prefix(3))
+        lines.append((2_000_000_000, .client, #"{"execute":"balloon","arguments":{"value":1073741824}}"#))
+        lines.append((2_000_100_000, .qemu, #"{"return": {}}"#))
+        let h = try Harness(lines, options: o)
+        h.negotiate()
+        _ = h.send(#"{"execute":"balloon","arguments":{"value":5,"extra":true}}"# + "\n")
+        let d = h.session.report.divergences
+        #expect(d.count == 1)
+        #expect(d[0].diff.map(\.description) == ["arguments.value: expected 1073741824, got 5", "arguments.extra: unexpected true"])
+        #expect(d[0].json["diff"]?.arrayValue?.count == 2)
+    }
+
+    @Test func strictFailFastStopsAtTheFirst() throws {
+        var o = ReplayOptions()
+        o.strict = true
+        o.failFast = true
+        let h = try Harness(options: o)
+        h.negotiate()
+        _ = h.send(#"{"execute":"cont"}"# + "\n")
+        #expect(h.session.failedFast)
+        _ = h.send(#"{"execute":"cont"}"# + "\n")
+        #expect(h.session.report.divergences.count == 1)
+    }
+
+    @Test func strictPassesWhenTheClientFollowsTheRecording() throws {
+        var o = ReplayOptions()
+        o.strict = true
+        let h = try Harness(options: o)
+        h.negotiate()
+        for c in [#"{"execute":"query-status"}"#, #"{"execute":"stop"}"#, #"{"execute":"query-status"}"#,
+                  #"{"execute":"balloon","arguments":{"value":1073741824}}"#, #"{"execute":"query-balloon"}"#, #"{"execute":"cont"}"#] {
+            _ = h.send(c + "\n")
+        }
+        h.session.finish(reason: "done")
+        #expect(h.session.report.divergences.isEmpty)
+        #expect(h.session.report.json["strict"]?["ok"] == .bool(true))
+    }
+
+    @Test func reportCountsAndPercentiles() throws {
+        var r = SessionReport(client: 1, peer: "x", connectedAtMicros: 0)
+        r.lateness = (1...100).map { Int64($0) * 1000 }
+        #expect(r.latenessPercentile(0.5) == 50_000)
+        #expect(r.latenessPercentile(0.99) == 99_000)
+        let j = r.json
+        #expect(j["lateness"]?["max_us"]?.doubleValue == 100)
+        #expect(j["commands"]?["matched"]?.int64Value == 0)
+    }
+
+    @Test func scriptFindsGatesAndBarriers() throws {
+        let r = try TestRecording.recording()
+        let s = try ReplayScript(recording: r, options: ReplayOptions())
+        #expect(s.commands.count == 7)
+        #expect(s.events.map(\.name) == ["STOP", "BALLOON_CHANGE", "RESUME", "RTC_CHANGE"])
+        #expect(s.events[0].gate == 2)
+        #expect(s.events[1].barrier == 4)
+        #expect(s.clockEvents == [1, 3])
+        #expect(s.spanStart == 1_000_100_000)
+        #expect(s.commands[5].reply?["error"]?["class"]?.stringValue == "DeviceNotActive")
+    }
+
+    @Test func missingGreetingIsSynthesized() throws {
+        let lines = Array(TestRecording.session.dropFirst())
+        let h = try Harness(lines)
+        #expect(h.script.greetingSynthesized)
+        h.session.connect()
+        let g = h.lines()
+        #expect(g.count == 1 && h.json(g[0])["QMP"]?["capabilities"] == .array([.string("oob")]))
+    }
+}
+
+struct ArgumentsTests {
+    @Test func parsesShellWords() throws {
+        let (o, ep) = try ReplayArguments.parse(["--listen", "unix:/tmp/s", "--speed", "10", "--loop", "--max-gap", "2s",
+                                                 "--from", "#3", "--match=name", "--unmatched", "empty", "--shared", "--socket-mode", "0660"])
+        #expect(ep == .unix("/tmp/s"))
+        #expect(o.speed == 10 && o.loop && o.maxGap == 2_000_000_000 && o.match == .name && o.unmatched == .empty && o.shared)
+        #expect(o.from == .record(3))
+        #expect(o.socketMode == 0o660)
+        let (m, _) = try ReplayArguments.parse(["--speed", "max", "--listen", "tcp::4444"])
+        #expect(m.speed == nil)
+    }
+
+    @Test(arguments: [
+        (["--speed", "10"], "--listen"),
+        (["--listen", "unix:/tmp/s", "--speed", "5000"], "between 0.1 and 1000"),
+        (["--listen", "bogus"], "invalid address"),
+        (["--listen", "unix:/tmp/s", "--frobnicate"], "unknown option '--frobnicate'"),
+        (["--listen", "unix:/tmp/s", "--fail-fast"], "--fail-fast needs --strict"),
+        (["--listen"], "--listen needs a value"),
+        (["--listen", "unix:/tmp/s", "--from", "yesterday"], "--from: invalid time"),
+    ])
+    func readableErrors(words: [String], message: String) {
+        do {
+            _ = try ReplayArguments.parse(words)
+            Issue.record("expected an error for \(words)")
+        } catch {
+            #expect(error.description.contains(message), "\(error.description)")
+        }
+    }
+}
