@@ -27,7 +27,7 @@ let package = Package(
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
         // GNU readline is process-global C state (callbacks, line buffer, history), which
         // Swift 6's strict concurrency checking cannot express; the shell is single-threaded.
-        .target(name: "Shell", dependencies: ["QMP", "Recording", "CReadline", "Analysis", "Replay"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Shell", dependencies: ["QMP", "Recording", "Capture", "CReadline", "Analysis", "Replay"], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [

@@ -1,3 +1,4 @@
+import Analysis
 import CReadline
 import QMP
 import Recording
@@ -122,7 +123,7 @@ public struct Completer: Sendable {
     let fieldPaths: [String]
     var markNames: @Sendable () -> [String]
 
-    public static let analysisNames = ["balloon", "rtc", "nic-rx-filter", "runstate", "block-jobs", "sessions", "commands", "throttle", "triage"]
+    public static let analysisNames = Analyses.names
     static let filterWords = ["event", "command", "kind", "from", "conn", "time", "has", "and", "or", "not", "off",
                               "qemu", "client", "greeting", "return", "error", "other", "open", "close", "note"]
 

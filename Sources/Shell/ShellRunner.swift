@@ -45,6 +45,7 @@ public final class ShellRunner {
             output.flush()
             if session.quitRequested { break }
         }
+        session.stopBackgroundWork()
         return failed ? 1 : 0
     }
 
@@ -73,8 +74,10 @@ public final class ShellRunner {
                 output.write("\(e) \(error.message)\n")
             }
             if Interrupt.pending { Interrupt.clear() }
+            if let notice = session.backgroundNotice { output.write(notice + "\n") }
             output.flush()
         }
+        session.stopBackgroundWork()
         output.flush()
         return 0
     }

@@ -37,6 +37,8 @@ public final class ShellSession {
     public var colorOverride: Bool?
     public private(set) var quitRequested = false
     private lazy var tracker = StateTracker(recording: recording)
+    /// The server started by `replay start` (ShellReplay.swift), while it runs.
+    var backgroundReplay: ShellReplay?
 
     public init(recording: Recording, out: ShellOutput) throws(ShellError) {
         self.recording = recording
@@ -88,9 +90,14 @@ public final class ShellSession {
         .init(name: "unmark", aliases: [], usage: "unmark NAME", summary: "delete a bookmark", details: ""),
         .init(name: "export", aliases: [], usage: "export FROM TO -o FILE [--filtered]", summary: "write a span as a new .qmprec",
               details: "Copies the records from FROM to TO (times or #N, inclusive) byte for byte into FILE with the original header and a label saying where it came from. --filtered keeps only records matching the active filter."),
-        .init(name: "analyze", aliases: [], usage: "analyze NAME [args]", summary: "run an analysis (not available yet)", details: ""),
-        .init(name: "plot", aliases: [], usage: "plot NAME", summary: "draw an analysis as a terminal chart (not available yet)", details: ""),
-        .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to clients (not available yet)", details: ""),
+        .init(name: "analyze", aliases: [], usage: "analyze NAME [--from T] [--to T] [--here] [--json]", summary: "run an analysis and show its table",
+              details: "NAME: balloon, rtc, nic-rx-filter, runstate, block-jobs, sessions, commands, throttle, triage. Over the whole recording unless --from/--to (times, #N or marks) or --here (from the start to the cursor) limit it. --json prints the JSON of docs/ANALYSIS.md."),
+        .init(name: "plot", aliases: [], usage: "plot NAME [--from T] [--to T] [--here]", summary: "draw an analysis as a terminal chart",
+              details: "NAME: balloon, rtc or runstate (the series). The chart is as wide as the terminal; the range options are those of analyze."),
+        .init(name: "triage", aliases: [], usage: "triage [N] [--from T] [--to T] [--here] [--json]", summary: "ranked findings of every analysis, with records to goto",
+              details: "Findings grouped by analysis, kind and subject (a NIC, a job type, a device, a command), most important first, numbered, each with its first records; N shows the first N only. 'goto #REC' then jumps to a finding's record."),
+        .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to QMP clients in the background",
+              details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
         .init(name: "set", aliases: [], usage: "set pager on|off | set color on|off", summary: "shell options", details: "pager: pipe long output through $PAGER (default less). color: override terminal detection."),
         .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
         .init(name: "quit", aliases: ["q", "exit"], usage: "quit", summary: "leave (Ctrl-D too)", details: ""),
@@ -125,13 +132,15 @@ public final class ShellSession {
         case "marks": listMarks()
         case "unmark": try unmark(rest)
         case "export": try export(rest)
-        case "analyze", "plot":
-            throw ShellError("'\(spec.name)' is not available yet: the analyses (balloon, rtc, nic-rx-filter, runstate, triage...) arrive with the analysis work; use 'find' and 'state' meanwhile")
-        case "replay":
-            throw ShellError("'replay' is not available yet: serving recordings to clients arrives with the replay work")
+        case "analyze": try analyze(rest)
+        case "plot": try plot(rest)
+        case "triage": try triage(rest)
+        case "replay": try replayCommand(rest)
         case "set": try set(rest)
         case "help": try help(rest)
-        case "quit": quitRequested = true
+        case "quit":
+            stopBackgroundWork()
+            quitRequested = true
         default: throw ShellError("unknown command '\(word)'")
         }
     }
@@ -151,11 +160,11 @@ public final class ShellSession {
         }
     }
 
-    private func emit(_ s: String) { out.write(s + "\n") }
+    func emit(_ s: String) { out.write(s + "\n") }
 
     // MARK: Resolving positions
 
-    private func requireRecords() throws(ShellError) {
+    func requireRecords() throws(ShellError) {
         if recording.isEmpty { throw ShellError("the recording has no records") }
     }
 

@@ -154,8 +154,28 @@ struct ShellCLITests {
         #expect(r.out.contains("data.actual < 1G"))
         let u = try sh(lifecycle, "frobnicate")
         #expect(u.stderr.contains("unknown command 'frobnicate'; 'help' lists the commands"))
-        let a = try sh(lifecycle, "analyze balloon")
-        #expect(a.status == 1 && a.stderr.contains("not available yet"))
+        for c in ["analyze", "plot", "triage", "replay"] { #expect(r.out.contains(c)) }
+    }
+
+    @Test("replay from a script: start serves on the socket, status and stop report, errors are clear")
+    func replayScripted() throws {
+        let dir = NSTemporaryDirectory() + "qsr-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sock = dir + "/s.sock"
+        let r = try sh(lifecycle, "replay start --listen unix:\(sock) --speed 10 --clock-only; replay status; replay speed max; replay pause; replay stop")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("serving \(lifecycle) on unix:\(sock) at speed 10.0x"))
+        #expect(r.out.contains("playing on unix:\(sock): speed 10.0x"))
+        #expect(r.out.contains("replay speed max"))
+        #expect(r.out.contains("replay paused at"))
+        #expect(r.out.contains("replay stopped: 0 events sent, 0 session(s) finished"))
+        let e = try sh(lifecycle, "replay pause")
+        #expect(e.status == 1 && e.stderr.contains("no replay is running; 'replay start' starts one"))
+        let noClient = try sh(lifecycle, "replay start --listen unix:\(sock); replay seek #3")
+        #expect(noClient.status == 1 && noClient.stderr.contains("no client is connected, so there is no timeline to move"))
+        let bad = try sh(lifecycle, "replay start --speed 5000")
+        #expect(bad.status == 1 && bad.stderr.contains("--speed"))
     }
 
     @Test("info and quit")

@@ -64,18 +64,10 @@ final class Output {
 }
 
 /// ANSI styles, applied only when the stream shows colours.
-struct Style {
-    let on: Bool
-    init(_ out: Output) { on = out.colors }
-    private func wrap(_ code: String, _ s: String) -> String { on ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
-    func bold(_ s: String) -> String { wrap("1", s) }
-    func dim(_ s: String) -> String { wrap("2", s) }
-    func red(_ s: String) -> String { wrap("31", s) }
-    func green(_ s: String) -> String { wrap("32", s) }
-    func yellow(_ s: String) -> String { wrap("33", s) }
-    func blue(_ s: String) -> String { wrap("34", s) }
-    func magenta(_ s: String) -> String { wrap("35", s) }
-    func cyan(_ s: String) -> String { wrap("36", s) }
+typealias Style = ANSIStyle
+
+extension ANSIStyle {
+    init(_ out: Output) { self.init(out.colors) }
 
     func kind(_ k: RecordKind, _ s: String) -> String {
         switch k {

@@ -1,1 +1,0 @@
-// The analysis module: streaming analyses over a recording (see docs/ANALYSIS.md).

@@ -1,0 +1,235 @@
+import QMP
+import Recording
+
+/// Lazy, allocation-light access to members of one record's message, read straight from
+/// the line's bytes (the `msg` member) without decoding the whole record; `record()` decodes
+/// in full when a caller needs more. Paths start inside `msg`: `view.int("data", "actual")`.
+///
+/// Example: for `{"t":..,"msg":{"event":"BALLOON_CHANGE","data":{"actual":1073741824}}}`,
+/// `int("data", "actual")` is 1073741824.
+public struct RecordView: @unchecked Sendable {
+    public let recording: Recording
+    public let index: Int
+    /// For a view of a nested object (`object("data", "client")`): its byte range in the
+    /// line, and its path from `msg` (for lines without `msg`, which decode in full).
+    private var base: Range<Int>?
+    private var prefix: [StaticString] = []
+
+    public init(recording: Recording, index: Int) {
+        self.recording = recording
+        self.index = index
+    }
+
+    /// A view of the object at `path`, so that several members of it are read without
+    /// finding it again each time: `let c = view.object("data", "client")`, then
+    /// `c?.string("host")`, `c?.string("port")`. `nil` when there is no object there.
+    public func object(_ path: StaticString...) -> RecordView? {
+        let line = recording.lineBytes(index)
+        var v = self
+        if let b = base ?? RawScan.member(line, in: 0..<line.count, key: "msg") {
+            var r = b
+            for key in path {
+                guard let next = RawScan.member(line, in: r, key: key) else { return nil }
+                r = next
+            }
+            guard r.lowerBound < r.upperBound, line[r.lowerBound] == UInt8(ascii: "{") else { return nil }
+            v.base = r
+        } else {
+            guard fallback(prefix + path, { b in b.first == UInt8(ascii: "{") ? true : nil }) == true else { return nil }
+            v.prefix = prefix + path
+        }
+        return v
+    }
+
+    public var qemuMicros: Int64? { recording.eventTimestampMicros(index) }
+
+    /// Full decode (about 3 µs); `nil` when the record is damaged.
+    public func record() -> Record? { try? recording.record(at: index) }
+
+    /// The raw bytes of the value at `path` inside `msg`, passed to `body`.
+    @inline(__always)
+    func withValue<T>(_ path: [StaticString], _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        let line = recording.lineBytes(index)
+        guard var r = base ?? RawScan.member(line, in: 0..<line.count, key: "msg") else { return fallback(prefix + path, body) }
+        for key in path {
+            guard let next = RawScan.member(line, in: r, key: key) else { return nil }
+            r = next
+        }
+        return body(UnsafeBufferPointer(rebasing: line[r]))
+    }
+
+    /// Lines without `msg` (text/b64 only) go through a full decode.
+    private func fallback<T>(_ path: [StaticString], _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        guard let json = record()?.message?.json else { return nil }
+        var v: JSONValue? = json
+        for key in path { v = v?[key.description] }
+        guard let found = v else { return nil }
+        let bytes = found.serializedBytes()
+        return bytes.withUnsafeBufferPointer { body($0) }
+    }
+
+    public func value(_ path: StaticString...) -> JSONValue? {
+        withValue(path) { try? JSONParser.parse($0) }
+    }
+
+    public func int(_ path: StaticString...) -> Int64? {
+        withValue(path) { RawScan.int64($0) }
+    }
+
+    public func double(_ path: StaticString...) -> Double? {
+        withValue(path) { RawScan.double($0) }
+    }
+
+    public func string(_ path: StaticString...) -> String? {
+        withValue(path) { RawScan.string($0) }
+    }
+
+    public func bool(_ path: StaticString...) -> Bool? {
+        withValue(path) { b -> Bool? in
+            if RawScan.equals(b, "true") { return true }
+            if RawScan.equals(b, "false") { return false }
+            return nil
+        }
+    }
+
+    /// Whether the message has a member at `path`.
+    public func has(_ path: StaticString...) -> Bool {
+        withValue(path) { _ in true } ?? false
+    }
+
+    /// The identity of the message's `id` (0 when it has none). Fast path: QEMU and clients
+    /// write `id` last, so the line ends `"id": VALUE}}`; the match is verified by the value
+    /// ending exactly where `msg` closes, else the members are scanned from the start.
+    func idKey() -> UInt64 {
+        let line = recording.lineBytes(index)
+        var end = line.count
+        while end > 0, isJSONSpace(line[end - 1]) { end -= 1 }
+        // `}` of the line, then `}` of msg.
+        guard end >= 2, line[end - 1] == UInt8(ascii: "}") else { return identityKey("id") }
+        var close = end - 2
+        while close > 0, isJSONSpace(line[close]) { close -= 1 }
+        guard line[close] == UInt8(ascii: "}") else { return identityKey("id") }
+        var i = close - 1
+        let lower = max(0, close - 256)
+        while i > lower {
+            if line[i] == UInt8(ascii: "\""), i >= 3, line[i - 1] == UInt8(ascii: "d"), line[i - 2] == UInt8(ascii: "i"), line[i - 3] == UInt8(ascii: "\""),
+               i >= 4, line[i - 4] == UInt8(ascii: ",") || isJSONSpace(line[i - 4]) || line[i - 4] == UInt8(ascii: "{") {
+                var j = i + 1
+                while j < close, isJSONSpace(line[j]) { j += 1 }
+                if j < close, line[j] == UInt8(ascii: ":") {
+                    j += 1
+                    while j < close, isJSONSpace(line[j]) { j += 1 }
+                    if let e = JSONScan.skipValue(line, j) {
+                        var k = e
+                        while k < close, isJSONSpace(line[k]) { k += 1 }
+                        if k == close { return RawScan.identity(UnsafeBufferPointer(rebasing: line[j..<e])) }
+                    }
+                }
+            }
+            i -= 1
+        }
+        return identityKey("id")
+    }
+
+    /// A key identifying the value at `path` (equal JSON values, equal keys; 0 when absent).
+    func identityKey(_ path: StaticString...) -> UInt64 {
+        withValue(path) { RawScan.identity($0) } ?? 0
+    }
+}
+
+/// Byte-level helpers over JSON text that the index and `JSONScan` already delimit.
+enum RawScan {
+    /// The value range of member `key` of the object spanning `range` (keys compared as
+    /// raw bytes: the keys we look for have no escapes).
+    static func member(_ buf: UnsafeBufferPointer<UInt8>, in range: Range<Int>, key: StaticString) -> Range<Int>? {
+        var i = range.lowerBound
+        let n = range.upperBound
+        @inline(__always) func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
+        ws()
+        guard i < n, buf[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        let kn = key.utf8CodeUnitCount
+        let kp = key.utf8Start
+        while true {
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: "\"") else { return nil }
+            guard let keyEnd = JSONScan.skipString(buf, i), keyEnd <= n else { return nil }
+            var match = keyEnd - i - 2 == kn
+            if match {
+                for j in 0..<kn where buf[i + 1 + j] != kp[j] { match = false; break }
+            }
+            i = keyEnd
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            ws()
+            guard let end = JSONScan.skipValue(buf, i), end <= n else { return nil }
+            if match { return i..<end }
+            i = end
+            ws()
+            guard i < n else { return nil }
+            if buf[i] == UInt8(ascii: ",") { i += 1; continue }
+            return nil
+        }
+    }
+
+    static func int64(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
+        guard !b.isEmpty else { return nil }
+        var i = 0
+        var neg = false
+        if b[0] == UInt8(ascii: "-") { neg = true; i = 1 }
+        guard i < b.count else { return nil }
+        var v: Int64 = 0
+        while i < b.count {
+            let c = b[i]
+            guard c >= 0x30 && c <= 0x39 else {
+                // 1e3, 2.0: let the number type decide.
+                if case .number(let n)? = try? JSONParser.parse(b) { return n.int64 }
+                return nil
+            }
+            let (m, o1) = v.multipliedReportingOverflow(by: 10)
+            let (a, o2) = m.addingReportingOverflow(Int64(c - 0x30))
+            if o1 || o2 { return nil }
+            v = a
+            i += 1
+        }
+        return neg ? -v : v
+    }
+
+    static func double(_ b: UnsafeBufferPointer<UInt8>) -> Double? {
+        if let i = int64(b) { return Double(i) }
+        return Double(String(decoding: b, as: UTF8.self))
+    }
+
+    static func string(_ b: UnsafeBufferPointer<UInt8>) -> String? {
+        guard b.count >= 2, b[0] == UInt8(ascii: "\""), b[b.count - 1] == UInt8(ascii: "\"") else { return nil }
+        let inner = UnsafeBufferPointer(rebasing: b[1..<(b.count - 1)])
+        if !inner.contains(UInt8(ascii: "\\")) { return String(decoding: inner, as: UTF8.self) }
+        return (try? JSONParser.parse(b))?.stringValue
+    }
+
+    static func equals(_ b: UnsafeBufferPointer<UInt8>, _ s: StaticString) -> Bool {
+        guard b.count == s.utf8CodeUnitCount else { return false }
+        for j in 0..<b.count where b[j] != s.utf8Start[j] { return false }
+        return true
+    }
+
+    /// FNV-1a of a value's bytes; scalars hash as written (QEMU echoes ids exactly),
+    /// objects and arrays through their compact serialisation (spacing differs between
+    /// client and QEMU). Never 0, so 0 can mean "no value".
+    static func identity(_ b: UnsafeBufferPointer<UInt8>) -> UInt64 {
+        func fnv<C: Sequence>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
+            var h: UInt64 = 0xcbf2_9ce4_8422_2325
+            for c in bytes { h = (h ^ UInt64(c)) &* 0x100_0000_01b3 }
+            return h == 0 ? 1 : h
+        }
+        if let first = b.first, first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
+            if let v = try? JSONParser.parse(b) { return fnv(v.serializedBytes(.compact)) }
+        }
+        if let first = b.first, first != UInt8(ascii: "\""), let v = try? JSONParser.parse(b), case .number(let n) = v,
+           let i = n.int64, !n.isInteger {
+            return fnv(String(i).utf8)   // 1.0 and 1 are the same id to QEMU's visitors
+        }
+        return fnv(b)
+    }
+}

@@ -1,0 +1,131 @@
+import Analysis
+import QMP
+import Recording
+
+/// The shell's `analyze`, `plot` and `triage`: the analyses of the `Analysis` module run over
+/// the recording (or a span of it) and shown at the terminal's width. `triage` numbers its
+/// findings and lists their records; `goto #N` then jumps to one (the investigation loop).
+///
+/// Example: `analyze balloon --from 10s --to #500`, `plot rtc --here`, `triage 10`.
+extension ShellSession {
+    /// The options shared by the three commands, parsed from the words after the command.
+    struct AnalysisArguments {
+        var name: String?
+        var from: Int64?
+        var to: Int64?
+        var json = false
+        var limit: Int?
+    }
+
+    private var analysisColors: Bool { colorOverride ?? out.colors }
+
+    /// `NAME [--from T] [--to T] [--here] [--json]`; `triage` takes `[N]` instead of a name.
+    func parseAnalysisArguments(_ arg: String, command: String, wantsName: Bool) throws(ShellError) -> AnalysisArguments {
+        var a = AnalysisArguments()
+        var words = arg.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        func value(_ option: String) throws(ShellError) -> String {
+            guard !words.isEmpty else { throw ShellError("\(command): \(option) needs a time, e.g. \(option) 10s, \(option) #120 or a mark") }
+            return words.removeFirst()
+        }
+        while !words.isEmpty {
+            let w = words.removeFirst()
+            switch w {
+            case "--from": a.from = try analysisTime(try value(w))
+            case "--to": a.to = try analysisTime(try value(w))
+            case "--here":
+                try requireAnalysisRecords()
+                a.to = recording.time(cursor)
+            case "--json" where command != "plot": a.json = true
+            default:
+                if w.hasPrefix("-") { throw ShellError("\(command): unknown option '\(w)'; options: --from T, --to T, --here\(command == "plot" ? "" : ", --json")") }
+                if wantsName, a.name == nil {
+                    a.name = w
+                } else if !wantsName, a.limit == nil, let n = Int(w), n > 0 {
+                    a.limit = n
+                } else {
+                    throw ShellError("\(command): unexpected '\(w)'; usage: \(ShellSession.spec(command)?.usage ?? command)")
+                }
+            }
+        }
+        if let f = a.from, let t = a.to, t < f { throw ShellError("\(command): --to is before --from") }
+        return a
+    }
+
+    private func requireAnalysisRecords() throws(ShellError) {
+        if recording.isEmpty { throw ShellError("the recording has no records") }
+    }
+
+    /// A time for --from/--to (ns since the start): a time, `#N`, or a mark (its record's time).
+    private func analysisTime(_ text: String) throws(ShellError) -> Int64 {
+        try requireAnalysisRecords()
+        if let m = marks.mark(named: text), m.record < recording.count { return recording.time(m.record) }
+        let spec: TimeSpec
+        do { spec = try TimeSpec.parse(text) } catch {
+            throw ShellError("'\(text)' is neither a time, a record number nor a mark: \(error.reason); e.g. 12.5s, #120, 10:00:05")
+        }
+        if case .record(let n) = spec {
+            guard n < recording.count else { throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)") }
+            return recording.time(n)
+        }
+        return spec.resolveTime(in: recording, current: cursor)
+    }
+
+    private func runAnalysis(_ name: String, _ a: AnalysisArguments) throws(ShellError) -> AnalysisReport {
+        do {
+            return try Analyses.run(name, on: recording, from: a.from, to: a.to)
+        } catch {
+            throw ShellError(error.description)
+        }
+    }
+
+    private func analysisName(_ a: AnalysisArguments, command: String) throws(ShellError) -> String {
+        guard let name = a.name else {
+            throw ShellError("\(command) needs an analysis: \(Analyses.names.joined(separator: ", "))")
+        }
+        guard Analyses.summary(of: name) != nil else {
+            throw ShellError("unknown analysis '\(name)'; valid analyses: \(Analyses.names.joined(separator: ", "))")
+        }
+        return name
+    }
+
+    /// `analyze NAME [--from T] [--to T] [--here] [--json]`: the analysis's table (or JSON).
+    func analyze(_ arg: String) throws(ShellError) {
+        let a = try parseAnalysisArguments(arg, command: "analyze", wantsName: true)
+        let report = try runAnalysis(try analysisName(a, command: "analyze"), a)
+        out.write(a.json ? report.json.serialized(.pretty(indent: 2)) + "\n" : report.table(colors: analysisColors, width: out.width))
+    }
+
+    /// `plot NAME [--from T] [--to T] [--here]`: the series as a terminal chart, as wide as the terminal.
+    func plot(_ arg: String) throws(ShellError) {
+        let a = try parseAnalysisArguments(arg, command: "plot", wantsName: true)
+        let name = try analysisName(a, command: "plot")
+        let report = try runAnalysis(name, a)
+        guard let chart = report.terminalChart(width: out.width, height: 16) else {
+            throw ShellError("'\(name)' is not a series and has no plot; plots: balloon, rtc, runstate ('analyze \(name)' shows its table)")
+        }
+        out.write(chart)
+    }
+
+    /// `triage [N] [--from T] [--to T] [--here] [--json]`: the findings of every analysis, grouped
+    /// and ranked, numbered, each with the records to `goto`.
+    func triage(_ arg: String) throws(ShellError) {
+        let a = try parseAnalysisArguments(arg, command: "triage", wantsName: false)
+        let report = try runAnalysis("triage", a)
+        if a.json {
+            out.write(report.json.serialized(.pretty(indent: 2)) + "\n")
+            return
+        }
+        let f = report.findings
+        let bySeverity = FindingSeverity.allCases.map { sev in "\(f.filter { $0.severity == sev }.count) \(sev.rawValue)" }.joined(separator: ", ")
+        let occurrences = f.reduce(0) { $0 + $1.count }
+        let c = report.context
+        out.write("triage of #\(c.firstRecord)..#\(max(c.firstRecord, c.endRecord - 1)) (\(report.clock.rawValue) clock): \(bySeverity)"
+                  + " (\(f.count) finding\(f.count == 1 ? "" : "s") grouping \(occurrences) occurrence\(occurrences == 1 ? "" : "s"))\n")
+        if f.isEmpty { return }
+        out.write(report.findingsTable(colors: analysisColors, width: out.width, limit: a.limit))
+        if let n = a.limit, n < f.count { out.write("… \(f.count - n) more ('triage' without a number lists them all)\n") }
+        if let first = f.first?.records.first {
+            out.write("goto #N jumps to a record: 'goto #\(first)' is the first record of finding 1\n")
+        }
+    }
+}

@@ -1,0 +1,198 @@
+import Capture
+import Foundation
+import QMP
+import Recording
+import Replay
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A replay server running in the background of the shell (`replay start`), so the user can
+/// keep investigating while a client under test talks to the fake QEMU. The server's own
+/// threads serve; this keeps the handle and what the server said (log lines and session
+/// summaries), shown by `replay status` instead of being printed over the prompt.
+final class ShellReplay: @unchecked Sendable {
+    let server: ReplayServer
+    let endpoint: Endpoint
+    private let lock = NSLock()
+    private var log: [String] = []
+    private var unseen = 0
+    private var announced = 0
+
+    init(server: ReplayServer, endpoint: Endpoint) {
+        self.server = server
+        self.endpoint = endpoint
+    }
+
+    func note(_ line: String) {
+        lock.lock()
+        log.append(line)
+        if log.count > 200 { log.removeFirst(log.count - 200) }
+        unseen += 1
+        lock.unlock()
+    }
+
+    /// The last `n` lines, and how many arrived since the last call.
+    func recent(_ n: Int) -> (lines: [String], new: Int) {
+        lock.lock(); defer { lock.unlock() }
+        let new = unseen
+        unseen = 0
+        announced = 0
+        return (Array(log.suffix(n)), new)
+    }
+
+    /// Messages not yet shown, when more arrived since the last call (to mention once).
+    func newlyPending() -> Int? {
+        lock.lock(); defer { lock.unlock() }
+        guard unseen > announced else { return nil }
+        announced = unseen
+        return unseen
+    }
+}
+
+extension ShellSession {
+    static let replayUsage = """
+        replay start [--listen ADDR] [--here] [options]   serve this recording in the background
+        replay pause | resume                             hold or continue the timeline
+        replay speed X|max                                change the speed (0.1 ... 1000)
+        replay seek POSITION                              jump the timeline (#N, 12.5s, a mark, or 'here')
+        replay status                                     position, clients, events sent, recent log
+        replay stop                                       disconnect clients and stop serving
+        """
+
+    /// `replay SUBCOMMAND ...`: controls the background server.
+    func replayCommand(_ arg: String) throws(ShellError) {
+        let (sub, rest) = arg.splitFirstWord()
+        switch sub {
+        case "start": try replayStart(rest)
+        case "pause": try runningReplay().server.pause(); emit("replay paused at " + replayPosition())
+        case "resume": try runningReplay().server.resume(); emit("replay resumed at " + replayPosition())
+        case "speed": try replaySpeed(rest)
+        case "seek": try replaySeek(rest)
+        case "status": replayStatus()
+        case "stop": try replayStop()
+        case "": throw ShellError("replay needs a subcommand:\n" + ShellSession.replayUsage)
+        default: throw ShellError("unknown replay subcommand '\(sub)':\n" + ShellSession.replayUsage)
+        }
+    }
+
+    private func runningReplay() throws(ShellError) -> ShellReplay {
+        guard let r = backgroundReplay, r.server.status().running else {
+            throw ShellError("no replay is running; 'replay start' starts one")
+        }
+        return r
+    }
+
+    private func replayPosition() -> String {
+        guard let s = backgroundReplay?.server.status() else { return "-" }
+        if s.negotiatedClients == 0 { return "(no client connected yet: timelines start when a client negotiates)" }
+        return DurationFormat.clock(s.positionMicros.multipliedSaturating(by: 1000)) + (s.nextRecord.map { " (next event #\($0))" } ?? " (no event left)")
+    }
+
+    private func replayStart(_ rest: String) throws(ShellError) {
+        if let r = backgroundReplay, r.server.status().running {
+            throw ShellError("a replay is already serving on \(r.endpoint); 'replay stop' first")
+        }
+        try requireRecords()
+        var words = rest.split(whereSeparator: { $0 == " " || $0 == "\t" }).map(String.init)
+        // `--here`: start the timeline at the cursor (a shell convenience over --from #N).
+        if let h = words.firstIndex(of: "--here") {
+            words.remove(at: h)
+            words += ["--from", "#\(cursor)"]
+        }
+        if !words.contains(where: { $0 == "--listen" || $0.hasPrefix("--listen=") }) {
+            words += ["--listen", "unix:" + ShellSession.defaultReplaySocket()]
+        }
+        let options: ReplayOptions
+        let endpoint: Endpoint
+        do {
+            (options, endpoint) = try ReplayArguments.parse(words)
+        } catch {
+            throw ShellError("replay start: \(error)\n" + ReplayArguments.help)
+        }
+        let server: ReplayServer
+        do {
+            server = try ReplayServer(recording: recording, options: options)
+        } catch {
+            throw ShellError("replay start: \(error)")
+        }
+        let handle = ShellReplay(server: server, endpoint: endpoint)
+        server.onLog = { [weak handle] line in handle?.note(line) }
+        server.onSessionEnd = { [weak handle] report in handle?.note("session ended: \(report)") }
+        do {
+            try server.start(listen: endpoint, socketMode: options.socketMode)
+        } catch {
+            throw ShellError("replay start: \(error)")
+        }
+        backgroundReplay = handle
+        let speed = options.speed.map { DurationFormat.fixed($0, $0 < 1 ? 2 : 1) + "x" } ?? "max"
+        emit("serving \(recording.path) on \(endpoint) at speed \(speed), in the background")
+        if case .unix(let path) = endpoint {
+            emit("  connect a client, e.g.: qmp-shell \(path)   or   socat - UNIX-CONNECT:\(path)")
+        }
+        emit("  'replay status' shows clients and progress; 'replay stop' ends it (quitting the shell does too)")
+    }
+
+    private func replaySpeed(_ rest: String) throws(ShellError) {
+        let r = try runningReplay()
+        var word = rest.trimmed().lowercased()
+        if word.hasSuffix("x") && word != "max" { word.removeLast() }      // "10x" as well as "10"
+        if word == "max" {
+            r.server.setSpeed(nil)
+        } else if let v = Double(word), v >= 0.1, v <= 1000 {
+            r.server.setSpeed(v)
+        } else {
+            throw ShellError("replay speed takes a number from 0.1 to 1000, or max")
+        }
+        emit("replay speed \(word == "max" ? "max" : word + "x") at " + replayPosition())
+    }
+
+    private func replaySeek(_ rest: String) throws(ShellError) {
+        let r = try runningReplay()
+        let a = rest.trimmed()
+        guard !a.isEmpty else { throw ShellError("replay seek needs a position: #N, a time, a mark, or 'here' (the cursor)") }
+        let i = (a == "here" || a == ".") ? cursor : try resolve(a)
+        guard r.server.status().negotiatedClients > 0 else {
+            throw ShellError("no client is connected, so there is no timeline to move: each client's timeline starts at --from when it negotiates ('replay stop', then 'replay start --here' starts them at the cursor)")
+        }
+        r.server.seek(toMicros: recording.time(i) / 1000)
+        emit("replay moved to #\(i) " + replayPosition())
+    }
+
+    private func replayStatus() {
+        guard let r = backgroundReplay else {
+            emit("no replay has been started; 'replay start' serves this recording to clients")
+            return
+        }
+        emit(r.server.status().description)
+        let (lines, _) = r.recent(10)
+        for l in lines { emit("  " + l) }
+    }
+
+    private func replayStop() throws(ShellError) {
+        guard let r = backgroundReplay else { throw ShellError("no replay is running") }
+        r.server.stop()
+        let s = r.server.status()
+        backgroundReplay = nil
+        emit("replay stopped: \(s.eventsSent) events sent, \(s.sessionsFinished) session(s) finished")
+        for report in r.server.reports { emit("  " + report.description) }
+    }
+
+    /// Called when the shell ends: a background server must not outlive it.
+    public func stopBackgroundWork() {
+        backgroundReplay?.server.stop()
+        backgroundReplay = nil
+    }
+
+    /// A line for the prompt loop: news from the background replay since the last command.
+    public var backgroundNotice: String? {
+        guard let n = backgroundReplay?.newlyPending() else { return nil }
+        return "(replay: \(n) new message(s) from the server; 'replay status' shows them)"
+    }
+
+    static func defaultReplaySocket() -> String {
+        let dir = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] ?? ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        return "\(dir)/qmpreplay-\(getpid()).sock"
+    }
+}
