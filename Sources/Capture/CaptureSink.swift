@@ -140,12 +140,20 @@ public final class CaptureSink: @unchecked Sendable {
 
     // MARK: Writer thread
 
+    /// Records reach the kernel at most this long after the writer encoded them (one write
+    /// per millisecond at most, however busy the traffic): a recorder killed with SIGKILL
+    /// loses about a millisecond of traffic, and a flood costs no write per message.
+    static let promptWriteNanos: Int64 = 1_000_000
+
     private func run() {
         var lastFlushWall = WallClock.monotonicNanos()
+        var lastWrite = lastFlushWall
+        var dirty = false
         while true {
             cond.lock()
             while queue.isEmpty && !stopping {
-                let deadline = Date(timeIntervalSinceNow: Double(options.flushInterval) / 1e9)
+                let wait = dirty ? CaptureSink.promptWriteNanos : options.flushInterval
+                let deadline = Date(timeIntervalSinceNow: Double(wait) / 1e9)
                 if !cond.wait(until: deadline) { break }
             }
             let items = queue
@@ -165,17 +173,22 @@ public final class CaptureSink: @unchecked Sendable {
                             data: JSONObject(["dropped_chunks": .int(drops.chunks), "dropped_bytes": .int(drops.bytes)])))
                     }
                     for item in items { try process(item) }
+                    if !items.isEmpty { dirty = true }
                     let now = WallClock.monotonicNanos()
                     if done || now - lastFlushWall >= options.flushInterval {
                         try writer?.flush()
                         lastFlushWall = now
+                        lastWrite = now
+                        dirty = false
                         try rotateIfNeeded()
-                    } else if !items.isEmpty {
-                        // Hand each batch to the kernel at once (one write per batch, however
-                        // large), so that a recorder killed with SIGKILL loses only what was
-                        // still queued, not up to a flush interval of forwarded traffic. The
-                        // interval still paces fsync (--fsync) and file rotation.
+                    } else if dirty && (items.isEmpty || now - lastWrite >= CaptureSink.promptWriteNanos) {
+                        // Hand records to the kernel within about a millisecond (when traffic
+                        // pauses, or every millisecond while it flows), so that a recorder killed
+                        // with SIGKILL loses only that much, not a flush interval of forwarded
+                        // traffic. The interval still paces fsync (--fsync) and file rotation.
                         try writer?.flush(sync: false)
+                        lastWrite = now
+                        dirty = false
                     }
                     if done {
                         try flushFramers()

@@ -1,5 +1,6 @@
 import QMP
 import Recording
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -102,6 +103,9 @@ final class LineClient {
     let fd: Int32
     private var buf = [UInt8](repeating: 0, count: 1 << 16)
     private var pending: [UInt8] = []
+    /// Start of the unread part of `pending` (lines are consumed by moving this, not by
+    /// shifting the array, which made reading a large burst quadratic).
+    private var start = 0
 
     init(_ ep: Endpoint) throws {
         fd = try Sockets.connect(ep)
@@ -115,13 +119,17 @@ final class LineClient {
 
     func readLine() throws -> ArraySlice<UInt8> {
         while true {
-            if let nl = pending.firstIndex(of: 0x0A) {
-                let line = pending[..<nl]
-                pending.removeFirst(nl + 1)
+            if let nl = pending[start...].firstIndex(of: 0x0A) {
+                let line = pending[start..<nl]
+                start = nl + 1
                 return line
             }
             let n = recv(fd, &buf, buf.count, 0)
             if n <= 0 { throw Closed() }
+            if start > 0 {
+                pending.removeFirst(start)
+                start = 0
+            }
             pending += buf[..<n]
         }
     }
@@ -170,7 +178,8 @@ final class LineClient {
 final class FastQMPPeer: @unchecked Sendable {
     private let listenFD: Int32
     private var threads: [JoinableThread] = []
-    private var stopped = false
+    /// Read by the accept loop while `stop()` sets it from another thread.
+    private let stopped = Atomic<Bool>(false)
     private let path: String
 
     init(path: String) throws {
@@ -181,14 +190,18 @@ final class FastQMPPeer: @unchecked Sendable {
     }
 
     func stop() {
-        stopped = true
+        stopped.store(true, ordering: .releasing)
+        // Wake the accept loop, wait for it, and only then close: closing a descriptor that
+        // another thread is blocked on could let a new socket reuse its number underneath it.
         shutdown(listenFD, Int32(SHUT_RDWR))
+        for t in threads { t.join() }
+        threads.removeAll()
         close(listenFD)
         unlink(path)
     }
 
     private func acceptLoop() {
-        while !stopped, let (fd, _) = Sockets.accept(listenFD) {
+        while !stopped.load(ordering: .acquiring), let (fd, _) = Sockets.accept(listenFD) {
             JoinableThread { FastQMPPeer.serve(fd) }.detach()
         }
     }

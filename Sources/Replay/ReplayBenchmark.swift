@@ -28,6 +28,13 @@ public enum ReplayBenchmark {
         public var maxSpeedEvents = 0
         public var maxSpeedSeconds = 0.0
         public var maxSpeedEventsPerSecond: Double { maxSpeedSeconds > 0 ? Double(maxSpeedEvents) / maxSpeedSeconds : 0 }
+        /// Max speed to many clients at once, each on its own timeline: events delivered in
+        /// all, over the time from the first negotiation to the last arrival.
+        public var manyClients = 0
+        public var manyEvents = 0
+        public var manyComplete = 0
+        public var manySeconds = 0.0
+        public var manyEventsPerSecond: Double { manySeconds > 0 ? Double(manyEvents) / manySeconds : 0 }
         public var sharedClients = 0
         public var sharedEvents = 0
         public var sharedSpeed = 0.0
@@ -150,14 +157,15 @@ public enum ReplayBenchmark {
 
     /// Runs the three measurements; `workDir` holds the recordings and sockets.
     public static func run(realtime rt: Bool = false, workDir: String, seconds: Double = 6, floodEvents: Int = 400_000, clients: Int = 100,
-                           sharedSpeed: Double = 10, progress: (String) -> Void = { _ in }) throws -> Result {
+                           sharedSpeed: Double = 10, speeds: [Double] = [1, 10, 100],
+                           progress: (String) -> Void = { _ in }) throws -> Result {
         var result = Result()
         let bursty = workDir + "/bursty.qmprec"
         try writeBurstyRecording(path: bursty, seconds: seconds)
         let rec = try Recording(path: bursty)
 
-        // 1. Lateness at speed 1 and 10, one client, clock-only (no barriers: pure schedule).
-        for speed in [1.0, 10.0] {
+        // 1. Lateness at each speed, one client, clock-only (no barriers: pure schedule).
+        for speed in speeds {
             progress("lateness at speed \(speed)")
             let (server, ep) = try serve(rec, speed: speed, realtime: rt, at: workDir + "/lat.sock")
             let script = server.script
@@ -195,6 +203,27 @@ public enum ReplayBenchmark {
             if let e = reader.error { throw ReplayError.socket("max-speed run: \(e)") }
             result.maxSpeedEvents = reader.arrivals.count
             result.maxSpeedSeconds = Double((reader.arrivals.last ?? reader.sentAt) - reader.sentAt) / 1e9
+        }
+
+        // 2b. Max speed to `clients` clients at once, each on its own timeline.
+        progress("max speed, \(clients) clients")
+        do {
+            let per = max(1000, floodEvents / 20)
+            let few = workDir + "/flood-many.qmprec"
+            try writeFloodRecording(path: few, count: per)
+            let (server, ep) = try serve(try Recording(path: few), speed: nil, realtime: rt, at: workDir + "/many.sock")
+            var readers: [Reader] = []
+            for _ in 0..<clients { readers.append(try Reader(ep, expect: per)) }
+            let threads = readers.map { r in JoinableThread { r.run(expect: per) } }
+            for t in threads { t.join() }
+            for r in readers { r.close() }
+            server.stop()
+            let first = readers.map(\.sentAt).min() ?? 0
+            let last = readers.compactMap(\.arrivals.last).max() ?? first
+            result.manyClients = clients
+            result.manyEvents = readers.reduce(0) { $0 + $1.arrivals.count }
+            result.manyComplete = readers.filter { $0.arrivals.count == per }.count
+            result.manySeconds = Double(last - first) / 1e9
         }
 
         // 3. Many clients on one shared timeline.

@@ -107,7 +107,7 @@ def test_recorder_sigkilled_during_traffic(plab, recorders):
     for i in range(20):
         c.send(burst(10, start=i * 10))
         c.wait_reply(i * 10 + 9)
-    time.sleep(0.02)        # far less than the flush interval (100 ms): batches reach the file at once
+    time.sleep(0.02)        # far less than the flush interval (100 ms); records reach the file within ~1 ms
     rec.signal(signal.SIGKILL)
     assert rec.wait(10) == -signal.SIGKILL
     c.drain(0.3)
@@ -117,8 +117,8 @@ def test_recorder_sigkilled_during_traffic(plab, recorders):
     assert len(r.bad_lines) <= 1                     # at most a torn last line
     conn = only_conn(r)
     recorded = r.stream("qemu", conn)
-    # The recorder forwards first and writes each batch on its own thread right after, so
-    # a SIGKILL loses at most what was still queued: after 20 ms idle, nothing.
+    # The recorder forwards first and its writer thread hands records to the kernel within
+    # about a millisecond, so a SIGKILL after 20 ms of quiet loses nothing.
     assert recorded == c.received
     assert len(r.replies(conn=conn)) == 201
     assert qmpreplay("info", str(rec.out)).returncode == 0

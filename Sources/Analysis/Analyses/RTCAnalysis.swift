@@ -248,7 +248,17 @@ public struct RTCResult: AnalysisResult {
             let label = sr.qomPath.isEmpty ? "offset" : "offset " + (sr.qomPath.split(separator: "/").last.map(String.init) ?? sr.qomPath)
             p.series.append(.step(label: label, points: sr.samples.filter { $0.kind != "anomaly" }.map { ($0.time, Double($0.offset)) }, color: c))
             if sr.driftPerDay != nil {
-                p.series.append(.line(label: "drift fit \(fmt(sr.driftPerDay!, 2)) s/day", points: zip(sr.samples, sr.fitted).map { ($0.time, $1) }, color: "#d62728", dashed: true))
+                // The fit is one slope; a step (the guest setting its clock) shifts it. Draw each
+                // segment on its own: end the previous one at the step, lift the pen, go on.
+                var pts: [(t: Int64, y: Double?)] = []
+                for (s, f) in zip(sr.samples, sr.fitted) {
+                    if (s.kind == "step" || s.kind == "dst"), let f, !pts.isEmpty {
+                        pts.append((s.time, f - Double(s.delta ?? 0)))
+                        pts.append((s.time, nil))
+                    }
+                    pts.append((s.time, f))
+                }
+                p.series.append(.line(label: "drift fit \(fmt(sr.driftPerDay!, 2)) s/day", points: pts, color: "#d62728", dashed: true))
             }
         }
         let anomalies = all.filter { $0.kind == "anomaly" }

@@ -29,7 +29,7 @@ struct RecordCommand: ParsableCommand {
             QEMU and passes bytes both ways unchanged, recording both directions. One client at a
             time by default, as QEMU's own socket behaves (--max-clients N for more).
 
-            Records reach the file as soon as the writer thread has them; --fsync syncs every
+            Records reach the file within about a millisecond; --fsync syncs every
             --flush-interval (default 100ms). SIGINT/SIGTERM flush and write the trailer. Secrets (passwords, secret objects, credentials in URIs)
             are replaced by "<redacted>" unless --no-redact; the header says which.
 

@@ -12,7 +12,7 @@ import Darwin
 struct BenchReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
-        abstract: "Measure the fake QEMU: release lateness at speed 1 and 10, events/s at max speed, many clients on one timeline.",
+        abstract: "Measure the fake QEMU: release lateness at speed 1, 10 and 100, events/s at max speed to 1 and to many clients, many clients on one timeline.",
         discussion: """
             Runs 'serve' in-process on unix sockets with synthetic recordings and reading clients on
             threads. Lateness is measured on the client side (arrival against the recorded schedule,
@@ -62,6 +62,10 @@ struct BenchReplayCommand: ParsableCommand {
         o["max_speed"] = .object(JSONObject([
             "events": .int(r.maxSpeedEvents), "seconds": n(r.maxSpeedSeconds, 3), "events_per_second": .int(Int(r.maxSpeedEventsPerSecond)),
         ]))
+        o["max_speed_many"] = .object(JSONObject([
+            "clients": .int(r.manyClients), "clients_complete": .int(r.manyComplete), "events": .int(r.manyEvents),
+            "seconds": n(r.manySeconds, 3), "events_per_second": .int(Int(r.manyEventsPerSecond)),
+        ]))
         o["shared"] = .object(JSONObject([
             "clients": .int(r.sharedClients), "speed": n(r.sharedSpeed, 0), "events": .int(r.sharedEvents),
             "clients_complete": .int(r.sharedComplete), "dropped": .int(r.sharedDropped),
@@ -80,6 +84,7 @@ struct BenchReplayCommand: ParsableCommand {
                 out.line("  speed \(DurationFormat.fixed(t.speed, 0).padding(10))\(String(t.events).leftPadding(7))   \(cols[0]) \(cols[1]) \(cols[2])   \(cols[3]) \(cols[4]) \(cols[5])")
             }
             out.line("max speed, 1 client: \(r.maxSpeedEvents) events in \(DurationFormat.fixed(r.maxSpeedSeconds, 3)) s = \(Int(r.maxSpeedEventsPerSecond)) events/s")
+            out.line("max speed, \(r.manyClients) clients (own timelines): \(r.manyComplete)/\(r.manyClients) got every event; \(r.manyEvents) events in \(DurationFormat.fixed(r.manySeconds, 3)) s = \(Int(r.manyEventsPerSecond)) events/s in all")
             out.line("shared timeline, \(r.sharedClients) clients at speed \(DurationFormat.fixed(r.sharedSpeed, 0)): \(r.sharedComplete)/\(r.sharedClients) got all \(r.sharedEvents) events, \(r.sharedDropped) dropped, worst client p99 \(DurationFormat.fixed(r.sharedWorstP99us, 1)) µs, max \(DurationFormat.fixed(r.sharedWorstMaxUs, 1)) µs; server release p99 \(DurationFormat.fixed(r.sharedServerP99us, 1)) µs, max \(DurationFormat.fixed(r.sharedServerMaxUs, 1)) µs")
             out.line("load average at the end: \(DurationFormat.fixed(r.loadAverage, 2)) (figures are noisy on a busy machine)")
         }
