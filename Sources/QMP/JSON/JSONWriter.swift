@@ -18,6 +18,7 @@ public extension JSONValue {
 
     func serializedBytes(_ layout: JSONLayout = .compact) -> [UInt8] {
         var out: [UInt8] = []
+        out.reserveCapacity(1 << 12)
         JSONWriter.write(self, layout: layout, level: 0, into: &out)
         return out
     }

@@ -13,13 +13,36 @@ public enum WallClock {
         let (y, m, d) = civil(fromDays: days)
         let secOfDay = rem / 1_000_000
         let frac = rem % 1_000_000
-        var s = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay / 60 % 60, 2)):\(pad(secOfDay % 60, 2))"
-        if fractionDigits > 0 {
-            var f = pad(frac, 6)
-            f = String(f.prefix(fractionDigits))
-            s += "." + f
+        guard (0...9999).contains(y) else {
+            // Outside four-digit years (damaged input): the general, slower form.
+            var s = "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))T\(pad(secOfDay / 3600, 2)):\(pad(secOfDay / 60 % 60, 2)):\(pad(secOfDay % 60, 2))"
+            if fractionDigits > 0 { s += "." + String(pad(frac, 6).prefix(fractionDigits)) }
+            return s + "Z"
         }
-        return s + "Z"
+        // Analyses write one of these per sample (tens of thousands per report): digits go
+        // straight into a fixed buffer instead of through string interpolation.
+        let digits = min(max(fractionDigits, 0), 6)
+        let count = 20 + (digits > 0 ? digits + 1 : 0)
+        return String(unsafeUninitializedCapacity: count) { buf in
+            var i = 0
+            func put(_ v: Int64, _ width: Int) {
+                var v = v
+                var k = i + width - 1
+                while k >= i { buf[k] = 0x30 + UInt8(v % 10); v /= 10; k -= 1 }
+                i += width
+            }
+            func sep(_ c: UInt8) { buf[i] = c; i += 1 }
+            put(y, 4); sep(0x2D); put(m, 2); sep(0x2D); put(d, 2); sep(0x54)
+            put(secOfDay / 3600, 2); sep(0x3A); put(secOfDay / 60 % 60, 2); sep(0x3A); put(secOfDay % 60, 2)
+            if digits > 0 {
+                sep(0x2E)
+                var f = frac
+                for _ in digits..<6 { f /= 10 }
+                put(f, digits)
+            }
+            sep(0x5A)
+            return i
+        }
     }
 
     /// `10:00:05.250` (time of day, UTC).

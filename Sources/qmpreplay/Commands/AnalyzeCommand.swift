@@ -115,7 +115,10 @@ struct AnalyzeCommand: ParsableCommand {
             return
         }
         switch format {
-        case .json: out.line(report.json.serialized(.pretty(indent: 2)))
+        case .json:
+            // Bytes straight to the output: no 20-30 MB String to build and validate on the way.
+            out.writeLarge(report.json.serializedBytes(.pretty(indent: 2)))
+            out.line()
         case .csv: out.write(report.csv())
         case .table: out.write(report.table(colors: out.colors, width: terminalColumns()))
         }

@@ -48,16 +48,25 @@ final class Output {
 
     func line(_ s: String = "") { write(s); write("\n") }
 
+    /// Writes a large block straight to the descriptor (after what is buffered), without
+    /// copying it into the buffer first.
+    func writeLarge(_ bytes: [UInt8]) {
+        flush()
+        bytes.withUnsafeBytes { writeFully($0) }
+    }
+
     func flush() {
-        var off = 0
-        buffer.withUnsafeBytes { raw in
-            while off < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
-                if n < 0 { if errno == EINTR { continue }; break }
-                off += n
-            }
-        }
+        buffer.withUnsafeBytes { writeFully($0) }
         buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeFully(_ raw: UnsafeRawBufferPointer) {
+        var off = 0
+        while off < raw.count {
+            let n = Glibc.write(fd, raw.baseAddress! + off, raw.count - off)
+            if n < 0 { if errno == EINTR { continue }; break }
+            off += n
+        }
     }
 
     deinit { flush() }
