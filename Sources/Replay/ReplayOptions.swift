@@ -95,6 +95,23 @@ public struct ReplayOptions: Sendable {
         return v
     }
 
+    /// Parses `--match`'s value.
+    public static func parseMatch(_ s: String) throws(ReplayError) -> MatchMode {
+        guard let m = MatchMode(rawValue: s) else { throw ReplayError.usage("--match must be exact or name (got '\(s)')") }
+        return m
+    }
+
+    /// Parses `--unmatched`'s value.
+    public static func parseUnmatched(_ s: String) throws(ReplayError) -> UnmatchedPolicy {
+        guard let u = UnmatchedPolicy(rawValue: s) else { throw ReplayError.usage("--unmatched must be error or empty (got '\(s)')") }
+        return u
+    }
+
+    /// Parses a duration option (`--max-gap 2s`, `--stall-timeout 10s`) to nanoseconds.
+    public static func parseDuration(_ s: String, option: String) throws(ReplayError) -> Int64 {
+        do { return try TimeSpec.duration(s) } catch { throw ReplayError.usage("\(option): \(error)") }
+    }
+
     /// Parses a byte size: `65536`, `64k`, `8M`, `1G`.
     public static func parseSize(_ s: String) throws(ReplayError) -> Int {
         var t = s.lowercased()
@@ -184,18 +201,10 @@ public enum ReplayArguments {
             case "--from": o.from = try time(w, try v())
             case "--to": o.to = try time(w, try v())
             case "--loop": o.loop = true
-            case "--max-gap":
-                let s = try v()
-                do { o.maxGap = try TimeSpec.duration(s) } catch { throw ReplayError.usage("--max-gap: \(error)") }
+            case "--max-gap": o.maxGap = try ReplayOptions.parseDuration(try v(), option: w)
             case "--retime": o.retime = true
-            case "--match":
-                let s = try v()
-                guard let m = MatchMode(rawValue: s) else { throw ReplayError.usage("--match must be exact or name (got '\(s)')") }
-                o.match = m
-            case "--unmatched":
-                let s = try v()
-                guard let u = UnmatchedPolicy(rawValue: s) else { throw ReplayError.usage("--unmatched must be error or empty (got '\(s)')") }
-                o.unmatched = u
+            case "--match": o.match = try ReplayOptions.parseMatch(try v())
+            case "--unmatched": o.unmatched = try ReplayOptions.parseUnmatched(try v())
             case "--clock-only": o.clockOnly = true
             case "--strict": o.strict = true
             case "--fail-fast": o.failFast = true
@@ -207,9 +216,7 @@ public enum ReplayArguments {
                 o.connection = c
             case "--socket-mode": o.socketMode = try ReplayOptions.parseMode(try v())
             case "--client-buffer": o.clientBufferLimit = try ReplayOptions.parseSize(try v())
-            case "--stall-timeout":
-                let s = try v()
-                do { o.stallTimeout = try TimeSpec.duration(s) } catch { throw ReplayError.usage("--stall-timeout: \(error)") }
+            case "--stall-timeout": o.stallTimeout = try ReplayOptions.parseDuration(try v(), option: w)
             default:
                 throw ReplayError.usage("unknown option '\(words[i])'; options are:\n\(help)")
             }

@@ -136,16 +136,14 @@ extension ShellSession {
 
     private func replaySpeed(_ rest: String) throws(ShellError) {
         let r = try runningReplay()
-        var word = rest.trimmed().lowercased()
-        if word.hasSuffix("x") && word != "max" { word.removeLast() }      // "10x" as well as "10"
-        if word == "max" {
-            r.server.setSpeed(nil)
-        } else if let v = Double(word), v >= 0.1, v <= 1000 {
-            r.server.setSpeed(v)
-        } else {
-            throw ShellError("replay speed takes a number from 0.1 to 1000, or max")
+        // The same values as `serve --speed`: 0.1 ... 1000, "10x" as well as "10", or max.
+        let word = rest.trimmed().lowercased()
+        let speed: Double?
+        do { speed = try ReplayOptions.parseSpeed(word) } catch {
+            throw ShellError("replay speed takes a number from 0.1 to 1000, or max: \(error)")
         }
-        emit("replay speed \(word == "max" ? "max" : word + "x") at " + replayPosition())
+        r.server.setSpeed(speed)
+        emit("replay speed \(speed == nil || word.hasSuffix("x") ? word : word + "x") at " + replayPosition())
     }
 
     private func replaySeek(_ rest: String) throws(ShellError) {

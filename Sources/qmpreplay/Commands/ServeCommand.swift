@@ -57,13 +57,9 @@ struct ReplayTimingOptions: ParsableArguments {
         var o = ReplayOptions()
         do {
             o.speed = try ReplayOptions.parseSpeed(speed)
-            if let g = maxGap {
-                do { o.maxGap = try TimeSpec.duration(g) } catch { throw ReplayError.usage("--max-gap: \(error)") }
-            }
-            guard let m = MatchMode(rawValue: match) else { throw ReplayError.usage("--match must be exact or name (got '\(match)')") }
-            guard let u = UnmatchedPolicy(rawValue: unmatched) else { throw ReplayError.usage("--unmatched must be error or empty (got '\(unmatched)')") }
-            o.match = m
-            o.unmatched = u
+            if let g = maxGap { o.maxGap = try ReplayOptions.parseDuration(g, option: "--max-gap") }
+            o.match = try ReplayOptions.parseMatch(match)
+            o.unmatched = try ReplayOptions.parseUnmatched(unmatched)
             o.from = from
             o.to = to
             o.loop = loop
@@ -226,7 +222,7 @@ struct ServeCommand: ParsableCommand {
             ep = try Endpoint(parsing: listen)
             o.socketMode = try ReplayOptions.parseMode(socketMode)
             o.clientBufferLimit = try ReplayOptions.parseSize(clientBuffer)
-            do { o.stallTimeout = try TimeSpec.duration(stallTimeout) } catch { throw ReplayError.usage("--stall-timeout: \(error)") }
+            o.stallTimeout = try ReplayOptions.parseDuration(stallTimeout, option: "--stall-timeout")
             o.shared = shared
             o.realtime = realtime
             o.maxClients = max(1, maxClients)
