@@ -50,7 +50,11 @@ def cmd_scenario(args) -> int:
             return 64
         t0 = time.monotonic()
         with Lab(**S.lab_options(name)) as lab:
-            q = lab.qmp("ctl")
+            if name in S.RAW_CLIENT:
+                from .rawclient import RawClient
+                q = RawClient(lab.qmp_path("ctl"))
+            else:
+                q = lab.qmp("ctl")
             kw = {"hidden": lab.qmp("rec")} if name == "rx_filter" else {}
             t1 = time.monotonic()
             r = S.SCENARIOS[name](lab, q, **kw)
@@ -60,7 +64,7 @@ def cmd_scenario(args) -> int:
                 for e in r.events:
                     print("   " + json.dumps(e))
             if r.info:
-                print(f"   info: {json.dumps(r.info)}")
+                print(f"   info: {json.dumps(r.info, ensure_ascii=False)}")
     return 0
 
 
@@ -79,41 +83,101 @@ CAPTURES = {
     "block-jobs": ("block_jobs", None,
                    "block-stream; blockdev-mirror throttled, paused, resumed, cancelled; mirror to ready, completed"),
     "vnc": ("vnc", dict(vnc="tcp"), "two RFB sessions on 127.0.0.1 with query-vnc while connected"),
+    # lab options None: S.lab_options(scenario)
+    "migration": ("migration", None,
+                  "live migration to a second QEMU (-incoming unix:), recorded on the source: "
+                  "events capability, migrate, query-migrate, status postmigrate"),
+    "migration-failed": ("migration_failed", None,
+                         "two failed migrations: destination SIGKILLed mid-way (64 KiB/s), then "
+                         "SIGKILLed while the source waits in pre-switchover (STOP ... failed, RESUME)"),
+    "panic-none": ("panic_none", None, "guest panic (sysrq c, pvpanic) with -action panic=none"),
+    "panic-pause": ("panic_pause", None,
+                    "guest panic with -action panic=pause, then system_reset, cont, the guest boots again"),
+    "panic-shutdown": ("panic_shutdown", None,
+                       "guest panic with -action panic=shutdown: QEMU exits"),
+    "watchdog-reset": ("watchdog_reset", None,
+                       "i6300esb armed and fed by the guest, then starved; -watchdog-action reset"),
+    "watchdog-pause": ("watchdog_pause", None,
+                       "i6300esb starved with -watchdog-action pause, then cont"),
+    "watchdog-none": ("watchdog_none", None, "i6300esb starved with -watchdog-action none"),
+    "io-errors": ("io_errors", None,
+                  "blkdebug-injected errors on five virtio-blk disks: werror report/enospc/stop, "
+                  "rerror report, ENOSPC; cont after each stop"),
+    "unplug-stuck": ("unplug_stuck", None,
+                     "device_del (twice) of a NIC on a pcie-root-port with no OS to answer: no "
+                     "DEVICE_DELETED; a usb-kbd unplug that completes at once; device_del refused on "
+                     "pcie.0; system_reset completes the NIC's unplug"),
+    "block-jobs-reuse": ("block_jobs_reuse", None,
+                         "commit, active commit, mirror, backup (dismissed by hand), stream, all "
+                         "with job-id job0; reuse while running refused"),
+    "qemu-killed": ("qemu_killed", None,
+                    "a short session, then SIGKILL while dump-guest-memory hangs on a FIFO"),
+    "quirky-ids": ("quirky_ids", None,
+                   "raw bytes: single-quoted commands, escaped/raw UTF-8, numeric, float, huge, "
+                   "object, array and null ids, no ids, unknown commands, two commands on a line"),
+    "reboot-loop": ("reboot_loop", None, "the guest reboots itself three times in a row"),
 }
 
 
-def capture_one(name: str, out_dir: Path, binary: str) -> Path:
-    from .qmp import QMP
-    from .recorder import Recorder, qmpreplay, read_qmprec
+def capture_options(name: str) -> dict:
+    """The Lab keyword arguments of capture ``name`` (a CAPTURES key)."""
     scen, opts = CAPTURES[name][:2]
-    opts = S.lab_options(scen) if opts is None else dict(opts)
+    return S.lab_options(scen) if opts is None else dict(opts)
+
+
+
+def record_scenario(lab: Lab, scen: str, out: Path, *extra: str, proxy=None):
+    """Record scenario ``scen`` (a scenarios.SCENARIOS key) on the started ``lab`` into
+    ``out`` the way the captures are made: ``qmpreplay record --listen unix:LAB/proxy.sock
+    --upstream <the "rec" monitor> --once --quiet --overwrite`` plus ``extra``, the
+    scenario's client (qemu.qmp, or a raw client for RAW_CLIENT) connected through it.
+    Returns the Recorder after it exited with status 0 (else RuntimeError).
+
+    ``proxy(listen, upstream, out, *args)`` makes the Recorder (default
+    ``Recorder.proxy``); the pytest ``recorders.proxy`` fits, so the test fixtures
+    clean up and report it."""
+    from .qmp import QMP
+    from .recorder import Recorder
+    from .rawclient import RawClient
+    make = proxy or Recorder.proxy
+    listen = lab.dir / "proxy.sock"
+    rec = make(f"unix:{listen}", lab.qmp_path("rec"), out, "--once", "--quiet", "--overwrite", *extra)
+    rec.start()
+    rec.wait_listening()
+    q = RawClient(str(listen)) if scen in S.RAW_CLIENT else QMP(str(listen), name="capture")
+    hidden = lab.qmp("ctl") if scen == "rx_filter" else None
+    try:
+        kw = {"hidden": hidden} if hidden is not None else {}
+        if scen == "vnc":
+            kw["sessions"] = 2
+        S.SCENARIOS[scen](lab, q, **kw)
+        if scen in ("balloon", "rtc"):
+            time.sleep(1.2)        # a throttled event may still be on its way
+    finally:
+        q.close()
+    rc = rec.wait(30)
+    if rc != 0:
+        raise RuntimeError(f"recorder failed for {scen}:\n{rec.describe()}")
+    return rec
+
+
+def capture_one(name: str, out_dir: Path, binary: str) -> Path:
+    import functools
+    from .recorder import Recorder, qmpreplay, read_qmprec
+    scen = CAPTURES[name][0]
+    opts = capture_options(name)
     out = out_dir / f"{name}.qmprec"
+    t0 = time.monotonic()
     lab = Lab(name=name, **opts)
     lab.start()
     try:
-        listen = lab.dir / "proxy.sock"
-        rec = Recorder.proxy(f"unix:{listen}", lab.qmp_path("rec"), out, "--once", "--quiet", "--overwrite",
-                             "--label", f"scenario={name}", "--label", "made-by=Scripts/capture-recordings",
-                             binary=binary, log_dir=lab.dir)
-        rec.start()
-        rec.wait_listening()
-        q = QMP(str(listen), name="capture")
-        hidden = lab.qmp("ctl") if scen == "rx_filter" else None
-        try:
-            kw = {"hidden": hidden} if hidden is not None else {}
-            if scen == "vnc":
-                kw["sessions"] = 2
-            S.SCENARIOS[scen](lab, q, **kw)
-            if scen in ("balloon", "rtc"):
-                time.sleep(1.2)        # a throttled event may still be on its way
-        finally:
-            q.close()
-        rc = rec.wait(30)
-        if rc != 0:
-            raise RuntimeError(f"recorder failed for {name}:\n{rec.describe()}")
+        record_scenario(lab, scen, out, "--label", f"scenario={name}",
+                        "--label", "made-by=Scripts/capture-recordings",
+                        proxy=functools.partial(Recorder.proxy, binary=binary, log_dir=lab.dir))
         rec_ = read_qmprec(out)
         got = Counter(rec_.event_names())
-        print(f"{out}: {len(rec_.records)} records, events {dict(got)}")
+        print(f"{out}: {len(rec_.records)} records, {out.stat().st_size} bytes, "
+              f"{time.monotonic() - t0:.1f} s, events {dict(got)}")
         v = qmpreplay("validate", str(out), binary=binary)
         if v.returncode != 0:
             print(f"  note: validate reported findings:\n{v.stdout_text}{v.stderr_text}")
@@ -143,7 +207,7 @@ def cmd_capture(args) -> int:
     print("\n| file | what it shows | how it was made |\n|---|---|---|")
     for n in names:
         print(f"| `{n}.qmprec` | {CAPTURES[n][2]} | `Scripts/capture-recordings`: real QEMU "
-              f"(TCG{', lab guest' if CAPTURES[n][1] and CAPTURES[n][1].get('guest') else ''}), "
+              f"(TCG{', lab guest' if capture_options(n).get('guest') else ''}), "
               f"`qmpreplay record --listen ... --once`, scenario `{CAPTURES[n][0]}` (Tests/Integration/guestlab) |")
     return 0
 

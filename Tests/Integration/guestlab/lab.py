@@ -13,6 +13,7 @@ console). :meth:`Lab.logs` returns their tails for failure reports.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shlex
@@ -89,6 +90,13 @@ class Disk:
     fill: Optional[str] = None          # qemu-io pattern writes, e.g. "0x5a 0 8M"
     device: Optional[str] = None
     path: Optional[Path] = None         # set by the lab
+    # A blkdebug node ``<node>-dbg`` between the format node and the file node, e.g.
+    # {"inject-error": [{"event": "write_aio", "errno": 5, "iotype": "write"}]}
+    # (members as in QEMU's BlockdevOptionsBlkdebug, without image/node-name).
+    blkdebug: Optional[dict] = None
+    werror: Optional[str] = None        # virtio-blk werror=/rerror= (report, stop, enospc, ignore)
+    rerror: Optional[str] = None
+    serial: Optional[str] = None        # virtio-blk serial (the guest sees /sys/block/vdX/serial)
 
     def create(self, directory: Path) -> Path:
         self.path = directory / f"{self.node}.{self.fmt}"
@@ -108,11 +116,20 @@ class Disk:
         return self.path
 
     def args(self) -> list[str]:
-        a = ["-blockdev", f"driver=file,filename={self.path},node-name={self.node}-file",
-             "-blockdev", f"driver={self.fmt},file={self.node}-file,node-name={self.node}"
-             + (f",backing={self.backing.node}" if self.backing is not None else "")]
+        a = ["-blockdev", f"driver=file,filename={self.path},node-name={self.node}-file"]
+        below = f"{self.node}-file"
+        if self.blkdebug is not None:
+            a += ["-blockdev", json.dumps({"driver": "blkdebug", "node-name": f"{self.node}-dbg",
+                                           "image": below, **self.blkdebug}, separators=(",", ":"))]
+            below = f"{self.node}-dbg"
+        a += ["-blockdev", f"driver={self.fmt},file={below},node-name={self.node}"
+              + (f",backing={self.backing.node}" if self.backing is not None else "")]
         if self.device:
-            a += ["-device", f"virtio-blk-pci,drive={self.node},id={self.device}"]
+            dev = f"virtio-blk-pci,drive={self.node},id={self.device}"
+            for k in ("werror", "rerror", "serial"):
+                if getattr(self, k):
+                    dev += f",{k}={getattr(self, k)}"
+            a += ["-device", dev]
         return a
 
 
@@ -272,6 +289,12 @@ class Lab:
                      (events then name the client's host and port); see vnc_address
       virtio_serial  add virtio-serial with a port "gl.port" (id port0) backed by a socket
       no_shutdown    -no-shutdown (a guest poweroff stops instead of exiting)
+      watchdog       add a watchdog device: "i6300esb" (PCI, id wdt0)
+      watchdog_action  -watchdog-action ... (reset, shutdown, poweroff, pause, debug, none,
+                     inject-nmi; QEMU's default is reset)
+      root_ports     number of pcie-root-port devices rp0, rp1, ... (hotplug targets on q35)
+      usb            add a qemu-xhci USB controller (id usb0; usb devices go on bus usb0.0)
+      incoming       -incoming URI: wait for an incoming migration (no guest boot is awaited)
       extra          more QEMU arguments
       keep           keep the lab directory after stop (also when $GUESTLAB_KEEP is set)
       firmware       "halt" (the default without a guest): a 64 KiB BIOS that halts the CPU at
@@ -287,8 +310,12 @@ class Lab:
                  panic_action: Optional[str] = None,
                  cdrom: bool = False, disks: Sequence[Disk] = (), vnc=False,
                  virtio_serial: bool = False, no_shutdown: bool = False,
+                 watchdog: Optional[str] = None, watchdog_action: Optional[str] = None,
+                 root_ports: int = 0, usb: bool = False, incoming: Optional[str] = None,
                  extra: Sequence[str] = (), append: str = "", keep: bool = False,
                  name: str = "lab", workdir: Optional[Path] = None, firmware: Optional[str] = None):
+        # the options as given, for twin() (a migration destination with the same devices)
+        self._options = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         self.guest_enabled = guest
         self.memory = memory
         self.monitors = list(monitors)
@@ -303,6 +330,11 @@ class Lab:
         self._vnc_port = 0
         self.virtio_serial = virtio_serial
         self.no_shutdown = no_shutdown
+        self.watchdog = watchdog
+        self.watchdog_action = watchdog_action
+        self.root_ports = root_ports
+        self.usb = usb
+        self.incoming = incoming
         self.extra = list(extra)
         self.append = append
         self.keep = keep or bool(os.environ.get("GUESTLAB_KEEP"))
@@ -320,6 +352,15 @@ class Lab:
         self.args: list[str] = []
         self.started_at = 0.0
         self.boot_seconds: Optional[float] = None
+
+    def twin(self, **overrides) -> "Lab":
+        """A new (not started) Lab with the same options, e.g. a migration destination:
+        ``lab.twin(incoming="unix:/tmp/.../mig.sock", monitors=("ctl",))``. Disks are shared
+        objects (their images are not created again) and workdir/keep are not copied."""
+        opts = dict(self._options)
+        opts.pop("workdir", None)
+        opts.update(overrides)
+        return Lab(**opts)
 
     # -- paths
     def qmp_path(self, name: str = "rec") -> str:
@@ -386,6 +427,16 @@ class Lab:
                   "-device", "virtserialport,chardev=port0c,name=gl.port,id=port0"]
         if self.no_shutdown:
             a += ["-no-shutdown"]
+        if self.watchdog:
+            a += ["-device", f"{self.watchdog},id=wdt0"]
+        if self.watchdog_action:
+            a += ["-watchdog-action", self.watchdog_action]
+        for i in range(self.root_ports):
+            a += ["-device", f"pcie-root-port,id=rp{i},chassis={i + 1},bus=pcie.0,addr={0x10 + i:#x}"]
+        if self.usb:
+            a += ["-device", "qemu-xhci,id=usb0"]
+        if self.incoming:
+            a += ["-incoming", self.incoming]
         return a + self.extra
 
     def _halt_bios(self) -> Path:
@@ -422,7 +473,7 @@ class Lab:
             if self.guest_enabled:
                 self.guest = Guest(Path(self.serial_path), self.serial_log)
                 self.guest.connect()
-                if wait_ready:
+                if wait_ready and not self.incoming:
                     self.wait_booted(boot_timeout)
         except BaseException:
             self.kill()

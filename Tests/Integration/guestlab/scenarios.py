@@ -18,9 +18,22 @@ Lab requirements (see LAB_OPTIONS for ready-made Lab keyword arguments):
   guest_reset guest                                              RESET guest-reset
   guest_poweroff guest                                           SHUTDOWN guest-shutdown (QEMU exits)
   vserport    guest, virtio_serial=True                          VSERPORT_CHANGE open true/false
+  panic_none / panic_pause / panic_shutdown
+              guest, pvpanic=True, panic_action=none/pause/shutdown   GUEST_PANICKED run / pause+STOP / poweroff+SHUTDOWN
+  migration   no guest, a second QEMU made by the scenario        MIGRATION setup/active/completed, MIGRATION_PASS, STOP
+  migration_failed  same                                         MIGRATION failed (twice), STOP + RESUME around the second
+  watchdog_reset / watchdog_pause / watchdog_none
+              guest, watchdog="i6300esb", watchdog_action=...    WATCHDOG + RESET / STOP (cont: RESUME) / nothing
+  io_errors   guest, disks=io_error_disks()                      BLOCK_IO_ERROR report/stop/enospc, STOP, RESUME
+  unplug_stuck  root_ports=1, usb=True                           no DEVICE_DELETED for the NIC until system_reset; kbd0 at once
+  block_jobs_reuse  disks=job_reuse_disks()                      JOB_STATUS_CHANGE, BLOCK_JOB_{READY,COMPLETED}, one job id
+  qemu_killed no guest                                           STOP RESUME, then the connection closes (SIGKILL)
+  quirky_ids  no guest; raw client (RAW_CLIENT)                  none: replies echoing odd ids
+  reboot_loop guest                                              RESET guest-reset, 2-3 per reboot
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -327,12 +340,27 @@ def cdrom(lab: Lab, q) -> Result:
     return r
 
 
-def panic(lab: Lab, q) -> Result:
-    """The guest panics (sysrq c) and pvpanic reports it. QEMU 7.2's default panic action is
-    poweroff: GUEST_PANICKED action=poweroff, SHUTDOWN reason=guest-panic, QEMU exits. With
-    Lab(panic_action="pause"): GUEST_PANICKED action=pause, STOP, status guest-panicked."""
+def panic(lab: Lab, q, after: bool = False) -> Result:
+    """The guest panics (sysrq c) and pvpanic reports it. What QEMU 7.2 does depends on
+    ``-action panic=`` (Lab(panic_action=...)):
+
+      shutdown (the default)  GUEST_PANICKED action=poweroff, SHUTDOWN guest=true
+                              reason=guest-panic, QEMU exits 0. No STOP: the panic is
+                              reported on the vCPU thread, whose vm_stop() only queues a
+                              stop request, and the main loop handles the shutdown request
+                              first and exits.
+      pause                   GUEST_PANICKED action=pause, STOP; status guest-panicked
+      none                    GUEST_PANICKED action=run (sic: "run", not "none"); nothing
+                              else, the status stays running (the lab kernel has panic=0,
+                              so the guest just hangs)
+
+    With ``after``: query-status first, and at the end when QEMU is still there; for pause also
+    system_reset (RESET host-qmp-system-reset, status prelaunch), cont (RESUME) and the
+    guest booting again, then query-status running."""
     r = Result("panic")
     start = q.mark()
+    if after:
+        _check(q.cmd("query-status")["status"] == "running", "not running before the panic")
     lab.guest.start("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger")
     ev = expect(q, start, "GUEST_PANICKED", timeout=20)
     action = ev["data"].get("action")
@@ -342,12 +370,55 @@ def panic(lab: Lab, q) -> Result:
         expect(q, start, "STOP")
         r.expected.append(("STOP", None))
         _check(q.cmd("query-status")["status"] == "guest-panicked", "status is not guest-panicked")
+        if after:
+            since = lab.guest.mark()
+            m = q.mark()
+            q.cmd("system_reset")
+            reset = {"guest": False, "reason": "host-qmp-system-reset"}
+            expect(q, m, "RESET", reset)
+            r.info["status_after_reset"] = q.cmd("query-status")["status"]
+            q.cmd("cont")
+            expect(q, m, "RESUME")
+            lab.guest.wait_ready(60, since=since)
+            r.expected += [("RESET", reset), ("RESUME", None)]
     elif action == "poweroff":
         data = {"guest": True, "reason": "guest-panic"}
         expect(q, start, "SHUTDOWN", data)
         r.expected.append(("SHUTDOWN", data))
         r.info["exit_status"] = lab.wait_exit(10)
+    elif action == "run" and after:
+        time.sleep(0.5)                     # nothing else comes
+    if after and lab.running:
+        r.info["status"] = q.cmd("query-status")["status"]
     r.events = q.events_since(start)
+    return r
+
+
+def panic_none(lab: Lab, q) -> Result:
+    """-action panic=none: GUEST_PANICKED action=run and nothing else; query-status
+    says running (the panicked kernel spins with panic=0)."""
+    r = panic(lab, q, after=True)
+    _check(r.info["action"] == "run" and r.info.get("status") == "running", f"panic=none: {r.info}")
+    r.name = "panic_none"
+    return r
+
+
+def panic_pause(lab: Lab, q) -> Result:
+    """-action panic=pause: GUEST_PANICKED action=pause, STOP, status guest-panicked; then
+    system_reset (RESET host-qmp-system-reset; the status becomes prelaunch), cont (RESUME),
+    the guest boots again, query-status running."""
+    r = panic(lab, q, after=True)
+    _check(r.info["action"] == "pause" and r.info.get("status") == "running", f"panic=pause: {r.info}")
+    r.name = "panic_pause"
+    return r
+
+
+def panic_shutdown(lab: Lab, q) -> Result:
+    """-action panic=shutdown: GUEST_PANICKED action=poweroff, SHUTDOWN guest-panic, QEMU
+    exits (status 0) and closes the monitor, so there is no final query-status. No STOP."""
+    r = panic(lab, q, after=True)
+    _check(r.info["action"] == "poweroff", f"panic=shutdown: {r.info}")
+    r.name = "panic_shutdown"
     return r
 
 
@@ -409,6 +480,568 @@ def vserport(lab: Lab, q) -> Result:
     return r
 
 
+# --------------------------------------------------------------------------- migration
+def _migration_target(lab: Lab) -> tuple[Lab, str]:
+    """A second QEMU with the source's options, waiting with -incoming on a unix socket
+    in the source's lab directory; returns (the started destination, the migrate URI)."""
+    n = 1
+    while (lab.dir / f"mig{n}.sock").exists():       # a killed destination leaves its socket
+        n += 1
+    path = lab.dir / f"mig{n}.sock"
+    uri = f"unix:{path}"
+    dst = lab.twin(incoming=uri, monitors=("ctl",), name=f"{lab.name}-dst{n}")
+    dst.start()
+    from .recorder import _listening          # the file exists from bind(), before listen()
+    deadline = time.monotonic() + 10
+    while not _listening(uri):
+        if time.monotonic() > deadline:
+            dst.stop()
+            raise ScenarioError(f"the destination never listened on {uri}:\n{dst.logs()}")
+        time.sleep(0.005)
+    return dst, uri
+
+
+def _migration_status(q, since: int, statuses, timeout: float = 30.0) -> dict:
+    return expect_where(q, since, "MIGRATION", lambda d: d.get("status") in statuses, timeout)
+
+
+def expect_where(q, start: int, name: str, pred, timeout: float = 10.0) -> dict:
+    """Wait for an event after ``start`` whose data satisfies ``pred``."""
+    return q.wait_event(name, timeout=timeout, since=start, where=lambda e: pred(e.get("data") or {}))
+
+
+def migration(lab: Lab, q) -> Result:
+    """Live migration to a second QEMU started with -incoming on a unix socket, driven on
+    the source's monitor: migrate-set-capabilities (events on), migrate, then
+    query-migrate and query-status. QEMU 7.2 emits MIGRATION setup, MIGRATION_PASS 1,
+    MIGRATION active, STOP (the source stops for the final pass), MIGRATION_PASS 2,
+    MIGRATION completed: the STOP comes *before* "completed". The source ends in
+    status postmigrate (no further event); the destination (not recorded) sends RESUME."""
+    r = Result("migration")
+    start = q.mark()
+    dst, uri = _migration_target(lab)
+    try:
+        _check(q.cmd("query-status")["status"] == "running", "source not running")
+        q.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+        q.cmd("migrate", uri=uri)
+        _migration_status(q, start, ("completed", "failed"))
+        info = q.cmd("query-migrate")
+        _check(info["status"] == "completed", f"migration did not complete: {info}")
+        r.info["total_time_ms"] = info.get("total-time")
+        r.info["status"] = q.cmd("query-status")["status"]
+        _check(r.info["status"] == "postmigrate", f"source status {r.info['status']}")
+        d = dst.qmp("ctl")
+        r.info["destination_status"] = d.cmd("query-status")["status"]
+        r.expected += [("MIGRATION", {"status": "setup"}), ("MIGRATION", {"status": "active"}),
+                       ("STOP", None), ("MIGRATION", {"status": "completed"})]
+    finally:
+        dst.stop()
+    r.events = q.events_since(start)
+    return r
+
+
+def migration_failed(lab: Lab, q, bandwidth: int = 65536) -> Result:
+    """Two failed migrations, recorded on the source.
+
+    1. max-bandwidth 64 KiB/s (migrate-set-parameters) so the first RAM pass takes seconds;
+       the destination is SIGKILLed one second in: MIGRATION setup, MIGRATION_PASS 1,
+       active, then failed about 0.1 s after the kill ("Unable to write to socket: Broken
+       pipe" in query-migrate's error-desc). The source never stopped, so there is no STOP
+       and no RESUME; it stays running.
+    2. A new destination, full bandwidth, capability pause-before-switchover: the source
+       stops (STOP) and waits in pre-switchover; the destination is SIGKILLed there, then
+       migrate-continue: MIGRATION device, MIGRATION_PASS 2, MIGRATION failed, RESUME (the
+       source runs again). query-migrate then has no error-desc. Ends with query-status."""
+    r = Result("migration_failed")
+    start = q.mark()
+    q.cmd("migrate-set-capabilities", capabilities=[{"capability": "events", "state": True}])
+    # 1: killed mid-way
+    dst, uri = _migration_target(lab)
+    try:
+        q.cmd("migrate-set-parameters", max_bandwidth=bandwidth)
+        q.cmd("migrate", uri=uri)
+        _migration_status(q, start, ("active",))
+        time.sleep(1.0)
+        mid = q.cmd("query-migrate")
+        _check(mid["status"] == "active", f"migration no longer active before the kill: {mid['status']}")
+        r.info["transferred_at_kill"] = mid["ram"]["transferred"]
+        dst.kill()
+        _migration_status(q, start, ("failed", "completed"))
+    finally:
+        dst.stop()
+    info = q.cmd("query-migrate")
+    _check(info["status"] == "failed", f"first migration: {info['status']}")
+    r.info["error_desc"] = info.get("error-desc")
+    r.info["status_after_1"] = q.cmd("query-status")["status"]
+    r.expected += [("MIGRATION", {"status": "active"}), ("MIGRATION", {"status": "failed"})]
+    # 2: killed while the source waits before switchover
+    m = q.mark()
+    dst, uri = _migration_target(lab)
+    try:
+        q.cmd("migrate-set-parameters", max_bandwidth=1 << 30)
+        q.cmd("migrate-set-capabilities", capabilities=[{"capability": "pause-before-switchover", "state": True}])
+        q.cmd("migrate", uri=uri)
+        _migration_status(q, m, ("pre-switchover",))
+        expect(q, m, "STOP")
+        r.info["status_pre_switchover"] = q.cmd("query-status")["status"]
+        dst.kill()
+        time.sleep(0.2)
+        q.cmd("migrate-continue", state="pre-switchover")
+        _migration_status(q, m, ("failed", "completed"))
+        expect(q, m, "RESUME", timeout=5)
+    finally:
+        dst.stop()
+    info = q.cmd("query-migrate")
+    _check(info["status"] == "failed", f"second migration: {info['status']}")
+    r.info["status"] = q.cmd("query-status")["status"]
+    _check(r.info["status"] == "running", f"source status after the failures: {r.info['status']}")
+    r.expected += [("STOP", None), ("MIGRATION", {"status": "pre-switchover"}),
+                   ("MIGRATION", {"status": "failed"}), ("RESUME", None)]
+    r.events = q.events_since(start)
+    return r
+
+
+# --------------------------------------------------------------------------- watchdog
+_ESB_FIND = ('for x in /sys/bus/pci/devices/*; do [ "$(cat $x/vendor):$(cat $x/device)" = 0x8086:0x25ab ] '
+             '&& echo $x; done; true')
+
+
+def watchdog(lab: Lab, q, feeds: int = 3) -> Result:
+    """The guest arms the i6300esb watchdog (Lab(watchdog="i6300esb")), feeds it a few
+    times, then stops feeding; QEMU acts on ``-watchdog-action`` (Lab(watchdog_action=...)).
+
+    The Debian cloud kernel has no i6300esb driver (nor iTCO_wdt), so the guest programs the
+    device itself: PCI config 0x60 := 0x0004 (16-bit write: 1 MHz clock, reboot on timeout),
+    config 0x68 := 0x02 (enable); each stage then lasts 0xfffff << 5 ticks of 33 MHz, about
+    1.02 s, and QEMU acts when the second stage runs out. A feed is the unlock sequence
+    0x80, 0x86 then 0x0100 written to the reload register (BAR0 + 0xc) with busybox devmem.
+    The last feed is followed by WATCHDOG about 2.0 s later.
+
+      reset   WATCHDOG action=reset, RESET guest=true reason=guest-reset; the guest reboots
+              (the watchdog is off again after the reset); query-status running
+      pause   WATCHDOG action=pause, STOP; status "watchdog"; cont -> RESUME; running
+      none    WATCHDOG action=none and nothing else (QEMU resets the device, so it does not
+              fire again); status running
+    """
+    g = lab.guest
+    assert g is not None, "watchdog needs a guest"
+    r = Result("watchdog")
+    dev = g.run(_ESB_FIND).strip()
+    _check(bool(dev), "no i6300esb in the guest (Lab(watchdog='i6300esb'))")
+    bar = int(g.run(f"head -1 {dev}/resource").split()[0], 16)
+    reload = f"{bar + 0xc:#x}"
+    feed = f"devmem {reload} 8 0x80; devmem {reload} 8 0x86; devmem {reload} 16 0x100"
+    start = q.mark()
+    _check(q.cmd("query-status")["status"] == "running", "not running before the watchdog")
+    g.run(f"printf '\\004\\000' | dd of={dev}/config bs=2 seek=48 count=1 conv=notrunc 2>/dev/null && "
+          f"printf '\\002' | dd of={dev}/config bs=1 seek=104 count=1 conv=notrunc 2>/dev/null")
+    for _ in range(feeds):
+        time.sleep(0.5)
+        g.run(feed)
+    t_last = time.monotonic()
+    since = g.mark()
+    ev = expect(q, start, "WATCHDOG", timeout=20)
+    r.info["seconds_after_last_feed"] = round(time.monotonic() - t_last, 2)
+    action = ev["data"]["action"]
+    r.info["action"] = action
+    r.expected.append(("WATCHDOG", {"action": action}))
+    if action == "reset":
+        data = {"guest": True, "reason": "guest-reset"}
+        expect(q, start, "RESET", data)
+        r.expected.append(("RESET", data))
+        g.wait_ready(60, since=since)
+    elif action == "pause":
+        expect(q, start, "STOP")
+        r.expected.append(("STOP", None))
+        r.info["status_stopped"] = q.cmd("query-status")["status"]
+        _check(r.info["status_stopped"] == "watchdog", f"status {r.info['status_stopped']}")
+        m = q.mark()
+        q.cmd("cont")
+        expect(q, m, "RESUME")
+        r.expected.append(("RESUME", None))
+        g.run("true")
+    else:
+        time.sleep(2.5)                     # would a second stage fire again? (it does not)
+    r.info["status"] = q.cmd("query-status")["status"]
+    _check(r.info["status"] == "running", f"status {r.info['status']}")
+    r.events = q.events_since(start)
+    _check(r.count("WATCHDOG") == 1, f"WATCHDOG events: {r.names()}")
+    return r
+
+
+# --------------------------------------------------------------------------- I/O errors
+def io_error_disks() -> list[Disk]:
+    """Raw 8 MiB disks on virtio-blk, each with a blkdebug node under the raw node that
+    fails requests: the rules fire on ``write_aio``/``read_aio`` (the raw driver's events)."""
+    def err(errno: int, iotype: str = "write", **kw) -> dict:
+        return {"event": f"{iotype}_aio", "iotype": iotype, "errno": errno, **kw}
+    return [
+        Disk("report", size="8M", fmt="raw", device="vd-report", serial="report", werror="report",
+             blkdebug={"inject-error": [err(5)]}),
+        Disk("enoeio", size="8M", fmt="raw", device="vd-enoeio", serial="enoeio", werror="enospc",
+             blkdebug={"inject-error": [err(5)]}),
+        Disk("rderr", size="8M", fmt="raw", device="vd-rderr", serial="rderr", rerror="report",
+             blkdebug={"inject-error": [err(5, "read", sector=2048)]}),
+        # two failures in a row, then success: state 1 -> 2 -> 3, one error per state
+        Disk("stop", size="8M", fmt="raw", device="vd-stop", serial="stop", werror="stop",
+             blkdebug={"inject-error": [err(5, state=1, once=True), err(5, state=2, once=True)],
+                       "set-state": [{"event": "write_aio", "state": 1, "new_state": 2},
+                                     {"event": "write_aio", "state": 2, "new_state": 3}]}),
+        Disk("nospc", size="8M", fmt="raw", device="vd-nospc", serial="nospc", werror="enospc",
+             blkdebug={"inject-error": [err(28, once=True)]}),
+    ]
+
+
+def io_errors(lab: Lab, q) -> Result:
+    """BLOCK_IO_ERROR with each error policy (Lab(guest=True, disks=io_error_disks())); the
+    guest writes or reads 4 KiB with O_DIRECT on each virtio-blk disk (found by serial):
+
+      report  werror=report, EIO on writes      BLOCK_IO_ERROR write/report, dd fails
+      enoeio  werror=enospc, EIO on writes      BLOCK_IO_ERROR write/report (EIO is not ENOSPC)
+      rderr   rerror=report, EIO reading 1 MiB  BLOCK_IO_ERROR read/report
+      stop    werror=stop, EIO twice            BLOCK_IO_ERROR write/stop, STOP, status
+                                                io-error (query-block io-status failed); cont ->
+                                                RESUME, the retried write fails again ->
+                                                BLOCK_IO_ERROR, STOP; cont -> RESUME, dd succeeds
+      nospc   werror=enospc, ENOSPC once        BLOCK_IO_ERROR write/stop nospace=true, STOP;
+                                                cont -> RESUME, dd succeeds
+    Starts and ends with query-status (running). BLOCK_IO_ERROR has ``nospace`` only when
+    the device's I/O status is tracked (werror or rerror is stop/enospc): the
+    report/report disk's events lack it."""
+    g = lab.guest
+    assert g is not None, "io_errors needs a guest"
+    r = Result("io_errors")
+    devs = {}
+    for line in g.run("for b in /sys/block/vd*; do echo ${b##*/} $(cat $b/serial); done").split("\n"):
+        name, _, serial = line.partition(" ")
+        devs[serial] = f"/dev/{name}"
+    _check(all(k in devs for k in ("report", "enoeio", "rderr", "stop", "nospc")), f"disks: {devs}")
+
+    def write(serial: str) -> str:
+        return f"dd if=/dev/zero of={devs[serial]} bs=4k count=1 oflag=direct"
+
+    start = q.mark()
+    q.cmd("query-status")
+    for serial, node, op in (("report", "report", "write"), ("enoeio", "enoeio", "write"),
+                             ("rderr", "rderr", "read")):
+        m = q.mark()
+        cmd = write(serial) if op == "write" else \
+            f"dd if={devs[serial]} of=/dev/null bs=4k skip=256 count=1 iflag=direct"
+        st, out = g.run_status(cmd)
+        _check(st != 0, f"{serial}: dd did not fail: {out}")
+        data = {"node-name": node, "operation": op, "action": "report"}
+        expect(q, m, "BLOCK_IO_ERROR", data)
+        r.expected.append(("BLOCK_IO_ERROR", data))
+    # werror=stop, two errors in a row
+    m = q.mark()
+    cid = g.start(write("stop"))
+    stop = {"node-name": "stop", "operation": "write", "action": "stop"}
+    expect(q, m, "BLOCK_IO_ERROR", stop)
+    expect(q, m, "STOP")
+    r.info["status_io_error"] = q.cmd("query-status")["status"]
+    _check(r.info["status_io_error"] == "io-error", f"status {r.info['status_io_error']}")
+    blk = [b for b in q.cmd("query-block") if b.get("qdev") == "vd-stop"
+           or b.get("qdev", "").endswith("/vd-stop/virtio-backend")]
+    r.info["io_status"] = blk[0].get("io-status") if blk else None
+    for round_ in range(2):
+        m = q.mark()
+        q.cmd("cont")
+        expect(q, m, "RESUME")
+        if round_ == 0:
+            expect(q, m, "BLOCK_IO_ERROR", stop)
+            expect(q, m, "STOP")
+            _check(q.cmd("query-status")["status"] == "io-error", "not stopped again")
+    g.wait(cid, timeout=20)
+    r.expected += [("BLOCK_IO_ERROR", stop), ("STOP", None), ("RESUME", None),
+                   ("BLOCK_IO_ERROR", stop), ("STOP", None), ("RESUME", None)]
+    # werror=enospc with ENOSPC
+    m = q.mark()
+    cid = g.start(write("nospc"))
+    nospc = {"node-name": "nospc", "operation": "write", "action": "stop", "nospace": True}
+    expect(q, m, "BLOCK_IO_ERROR", nospc)
+    expect(q, m, "STOP")
+    _check(q.cmd("query-status")["status"] == "io-error", "not stopped on ENOSPC")
+    m = q.mark()
+    q.cmd("cont")
+    expect(q, m, "RESUME")
+    g.wait(cid, timeout=20)
+    r.expected += [("BLOCK_IO_ERROR", nospc), ("STOP", None), ("RESUME", None)]
+    r.info["status"] = q.cmd("query-status")["status"]
+    _check(r.info["status"] == "running", f"status {r.info['status']}")
+    r.events = q.events_since(start)
+    return r
+
+
+# --------------------------------------------------------------------------- hot-unplug
+def unplug_stuck(lab: Lab, q, wait: float = 3.0) -> Result:
+    """Hot-unplug nobody acknowledges (Lab(root_ports=1, usb=True), no guest: the firmware
+    halts at once, so no OS answers the PCIe hotplug controller of rp0; QEMU 7.2 uses
+    native PCIe hotplug on q35 root ports).
+
+      1. netdev_add user + device_add virtio-net-pci nic9 on pcie-root-port rp0: no event
+      2. device_del nic9 -> {}, at once again -> {} (QEMU 7.2 accepts the repeated request
+         here); no DEVICE_DELETED within ``wait`` s; qom-list /machine/peripheral still
+         lists nic9 (query-pci would not show it at all: nobody numbered rp0's bus)
+      3. contrast: usb-kbd kbd0 on the qemu-xhci controller, device_del -> DEVICE_DELETED
+         kbd0 at once (USB unplug needs no guest)
+      4. device_del usb0 -> GenericError "Bus 'pcie.0' does not support hotplugging"
+      5. system_reset: RESET host-qmp-system-reset, and the reset completes the pending
+         unplug: DEVICE_DELETED for nic9's child (path .../nic9/virtio-backend, no
+         ``device`` member), then DEVICE_DELETED nic9; netdev_del hn9.
+      6. nic10 on rp0, device_del -> {}, and the capture ends ``wait`` s later with that
+         unplug still pending (what an investigator sees when nobody reset the VM)."""
+    r = Result("unplug_stuck")
+    start = q.mark()
+    q.cmd("netdev_add", type="user", id="hn9")
+    q.cmd("device_add", driver="virtio-net-pci", id="nic9", netdev="hn9", bus="rp0")
+    q.cmd("device_del", id="nic9")
+    try:
+        q.cmd("device_del", id="nic9")
+        r.info["second_device_del"] = "ok"
+    except Exception as e:                  # QMPError
+        r.info["second_device_del"] = f"{getattr(e, 'error_class', '')}: {getattr(e, 'desc', e)}"
+    expect_none(q, start, "DEVICE_DELETED", wait)
+    # (query-pci would not list it: with the firmware halted nobody numbered rp0's bus)
+    ids = [p["name"] for p in q.cmd("qom-list", path="/machine/peripheral")]
+    r.info["nic9_still_present"] = "nic9" in ids
+    _check(r.info["nic9_still_present"], f"nic9 vanished: {ids}")
+    _check(not q.events_since(start, "DEVICE_DELETED"), "DEVICE_DELETED for nic9")
+    # contrast: an unplug that completes without a guest
+    m = q.mark()
+    q.cmd("device_add", driver="usb-kbd", id="kbd0", bus="usb0.0")
+    q.cmd("device_del", id="kbd0")
+    expect(q, m, "DEVICE_DELETED", {"device": "kbd0"})
+    r.expected.append(("DEVICE_DELETED", {"device": "kbd0"}))
+    try:
+        q.cmd("device_del", id="usb0")
+        r.info["usb0_del"] = "ok"
+    except Exception as e:
+        r.info["usb0_del"] = f"{getattr(e, 'error_class', '')}: {getattr(e, 'desc', e)}"
+    # a reset completes the pending unplug
+    m = q.mark()
+    q.cmd("system_reset")
+    reset = {"guest": False, "reason": "host-qmp-system-reset"}
+    expect(q, m, "RESET", reset)
+    expect(q, m, "DEVICE_DELETED", {"device": "nic9"}, timeout=10)
+    r.expected += [("RESET", reset), ("DEVICE_DELETED", {"device": "nic9"})]
+    ids = [p["name"] for p in q.cmd("qom-list", path="/machine/peripheral")]
+    _check("nic9" not in ids, f"nic9 still there after the reset: {ids}")
+    q.cmd("netdev_del", id="hn9")
+    # an unplug still pending when the capture ends
+    m = q.mark()
+    q.cmd("netdev_add", type="user", id="hn10")
+    q.cmd("device_add", driver="virtio-net-pci", id="nic10", netdev="hn10", bus="rp0")
+    q.cmd("device_del", id="nic10")
+    expect_none(q, m, "DEVICE_DELETED", wait)
+    r.events = q.events_since(start)
+    r.info["deleted_paths"] = [e["data"]["path"] for e in r.events if e["event"] == "DEVICE_DELETED"]
+    return r
+
+
+# --------------------------------------------------------------------------- job id reuse
+def job_reuse_disks() -> list[Disk]:
+    """base <- mid <- top (commit twice), src (mirrored, then backed up), sbase <- stop (stream)."""
+    base = Disk("base", size="16M", fill="0x11 0 4M")
+    mid = Disk("mid", size="16M", backing=base, fill="0x22 4M 4M")
+    top = Disk("top", size="16M", backing=mid, fill="0x33 8M 4M")
+    sbase = Disk("sbase", size="16M", fill="0x55 0 4M")
+    return [base, mid, top, Disk("src", size="16M", fill="0x44 0 8M"), sbase,
+            Disk("stop", size="16M", backing=sbase)]
+
+
+def block_jobs_reuse(lab: Lab, q, job: str = "job0") -> Result:
+    """Five block jobs one after another, all with job-id "job0" (Lab(disks=job_reuse_disks())),
+    each finished and gone (JOB_STATUS_CHANGE null) before the next starts:
+
+      1. block-commit top-node=mid into base (intermediate commit; completes by itself)
+      2. block-commit of the active layer top into base: READY, block-job-complete
+         (meanwhile blockdev-backup with job-id job0 fails: the id is in use)
+      3. blockdev-mirror src -> tgt0: READY, block-job-complete
+      4. blockdev-backup tgt0 -> tgt1 with auto-dismiss false: concluded, job-dismiss
+      5. block-stream stop
+    Targets are qemu-img images added with blockdev-add."""
+    import subprocess
+    from .lab import qemu_img
+    r = Result("block_jobs_reuse")
+    start = q.mark()
+
+    def done(m: int) -> None:
+        _job_done(q, m, job)
+
+    # 1. intermediate commit
+    m = q.mark()
+    q.cmd("block-commit", job_id=job, device="top", top_node="mid", base_node="base")
+    expect(q, m, "BLOCK_JOB_COMPLETED", {"device": job, "type": "commit"}, timeout=30)
+    done(m)
+    # 2. active commit
+    m = q.mark()
+    q.cmd("block-commit", job_id=job, device="top", base_node="base")
+    expect(q, m, "BLOCK_JOB_READY", {"device": job, "type": "commit"}, timeout=30)
+    for t in ("tgt0", "tgt1"):
+        path = lab.dir / f"{t}.qcow2"
+        subprocess.run([qemu_img(), "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+        q.cmd("blockdev-add", {"driver": "qcow2", "node-name": t, "file": {"driver": "file", "filename": str(path)}})
+    try:
+        q.cmd("blockdev-backup", job_id=job, device="src", target="tgt1", sync="full")
+        r.info["reuse_while_running"] = "accepted"
+    except Exception as e:
+        r.info["reuse_while_running"] = f"{getattr(e, 'error_class', '')}: {getattr(e, 'desc', e)}"
+    q.cmd("block-job-complete", device=job)
+    expect(q, m, "BLOCK_JOB_COMPLETED", {"device": job, "type": "commit"}, timeout=30)
+    done(m)
+    # 3. mirror
+    m = q.mark()
+    q.cmd("blockdev-mirror", job_id=job, device="src", target="tgt0", sync="full")
+    expect(q, m, "BLOCK_JOB_READY", {"device": job, "type": "mirror"}, timeout=30)
+    q.cmd("block-job-complete", device=job)
+    expect(q, m, "BLOCK_JOB_COMPLETED", {"device": job, "type": "mirror"}, timeout=30)
+    done(m)
+    # 4. backup, dismissed by hand
+    m = q.mark()
+    q.cmd("blockdev-backup", job_id=job, device="tgt0", target="tgt1", sync="full", auto_dismiss=False)
+    expect(q, m, "JOB_STATUS_CHANGE", {"id": job, "status": "concluded"}, timeout=30)
+    r.info["query_jobs_concluded"] = [j["status"] for j in q.cmd("query-jobs")]
+    q.cmd("job-dismiss", id=job)
+    done(m)
+    # 5. stream
+    m = q.mark()
+    q.cmd("block-stream", job_id=job, device="stop")
+    expect(q, m, "BLOCK_JOB_COMPLETED", {"device": job, "type": "stream"}, timeout=30)
+    done(m)
+    _check(q.cmd("query-jobs") == [], "jobs left over")
+    r.events = q.events_since(start)
+    r.info["types"] = [e["data"]["type"] for e in r.events if e["event"] == "BLOCK_JOB_COMPLETED"]
+    r.info["statuses"] = [e["data"]["status"] for e in r.events if e["event"] == "JOB_STATUS_CHANGE"]
+    r.expected += [("BLOCK_JOB_COMPLETED", {"device": job, "type": t})
+                   for t in ("commit", "commit", "mirror", "backup", "stream")]
+    return r
+
+
+# --------------------------------------------------------------------------- QEMU killed
+def qemu_killed(lab: Lab, q, hang: float = 0.5) -> Result:
+    """A short session, then QEMU is SIGKILLed while a command hangs: query-status, stop,
+    cont, query-name, then dump-guest-memory to a FIFO that nobody reads (QEMU's main
+    thread blocks in open(), so that command never gets a reply); ``hang`` seconds later
+    SIGKILL. The recording ends with the unanswered command and the connection closed
+    by QEMU: no SHUTDOWN, no reply."""
+    import os
+    import threading
+    r = Result("qemu_killed")
+    start = q.mark()
+    q.cmd("query-status")
+    q.cmd("stop"); expect(q, start, "STOP")
+    m = q.mark(); q.cmd("cont"); expect(q, m, "RESUME")
+    q.cmd("query-name")
+    fifo = lab.dir / "dump.fifo"
+    os.mkfifo(fifo)
+    outcome: dict = {}
+
+    def hung() -> None:
+        try:
+            outcome["reply"] = q.cmd("dump-guest-memory", paging=False, protocol=f"file:{fifo}", timeout=15)
+        except BaseException as e:           # the connection goes away
+            outcome["error"] = f"{type(e).__name__}: {e}"
+    t = threading.Thread(target=hung, daemon=True)
+    t.start()
+    time.sleep(hang)
+    _check("reply" not in outcome, f"dump-guest-memory answered: {outcome}")
+    lab.kill()
+    t.join(20)
+    r.info["client_saw"] = outcome.get("error", "")[:200]
+    r.info["exit_status"] = lab.proc.returncode if lab.proc else None
+    r.events = q.events_since(start)
+    r.expected += [("STOP", None), ("RESUME", None)]
+    return r
+
+
+# --------------------------------------------------------------------------- raw ids
+# Lines the quirky_ids scenario writes to the socket, one at a time (after the greeting),
+# with how many replies each should produce. Bytes, not Python strings: the raw UTF-8 é
+# and the escapes are exactly as written here.
+QUIRKY_LINES: list[tuple[bytes, int]] = [
+    (b'{"execute": "qmp_capabilities"}\n', 1),
+    (b"{'execute': 'query-name', 'id': 'sq1'}\n", 1),
+    (b'{"execute": "query-name", "id": "caf\\u00e9"}\n', 1),
+    (b'{"execute": "query-name", "id": "caf\\u00E9"}\n', 1),
+    (b'{"execute": "query-name", "id": "caf\xc3\xa9"}\n', 1),
+    (b'{"execute": "query-name", "id": 42}\n', 1),
+    (b'{"execute": "query-name", "id": {"a": 1}}\n', 1),
+    (b'{"execute": "query-status"}\n', 1),
+    (b"{'execute': 'query-kvm'}\n", 1),
+    (b'{"execute": "query-name", "id": -1.5e3}\n', 1),
+    (b'{"execute": "query-name", "id": 18446744073709551616}\n', 1),
+    (b'{"execute": "query-name", "id": [1, "two", null, true]}\n', 1),
+    (b'{"execute": "query-name", "id": null}\n', 1),
+    (b'{"execute": "query-name", "id": "\\ud83d\\ude00 tab\\t quote\\" slash\\/ back\\\\"}\n', 1),
+    (b"{'execute': 'query-name', 'id': 'it\"s'}\n", 1),
+    (b'{"execute": "no-such-command", "id": "e1"}\n', 1),
+    (b'{"execute": "no-such-command"}\n', 1),
+    (b'{"execute":"query-name","id":"a1"}{"execute":"query-name","id":"a2"}\n', 2),
+    (b'{"execute": "query-name", "id": "last"}\n', 1),
+]
+
+
+def quirky_ids(lab: Lab, c) -> Result:
+    """Raw bytes on a QMP socket (``c`` is a guestlab.rawclient.RawClient, not qemu.qmp):
+    commands with single quotes (QEMU's JSON parser accepts them), ids with a lowercase
+    \\u escape, an uppercase one and raw UTF-8, numeric, float, huge, object, array, null
+    and escaped-character ids, commands without id, an unknown command with and without
+    id, and two commands on one line (QUIRKY_LINES). Each line is sent after the previous
+    one was answered. QEMU re-serialises the ids it echoes (r.info["echo"] has each line
+    and its replies as bytes)."""
+    r = Result("quirky_ids")
+    c.greeting()
+    echo = []
+
+    def replies() -> list[bytes]:
+        out = []
+        for ln in c.received.split(b"\r\n")[:-1]:
+            try:
+                m = json.loads(ln)
+            except ValueError:
+                continue
+            if isinstance(m, dict) and ("return" in m or "error" in m):
+                out.append(ln)
+        return out
+
+    for line, n in QUIRKY_LINES:
+        before = len(replies())
+        c.send(line)
+        deadline = time.monotonic() + 10
+        while len(replies()) < before + n:
+            if c.eof or time.monotonic() > deadline:
+                raise ScenarioError(f"no reply to {line!r}; received {c.received[-300:]!r}")
+            c._recv_once(deadline - time.monotonic())
+        echo.append((line, replies()[before:before + n]))
+    r.info["echo"] = [(line.decode("utf-8", "replace").rstrip("\n"),
+                       [x.decode("utf-8", "replace") for x in got]) for line, got in echo]
+    r.events = [m for m in c.messages() if "event" in m]
+    return r
+
+
+# --------------------------------------------------------------------------- reboot loop
+def reboot_loop(lab: Lab, q, times: int = 3) -> Result:
+    """The guest reboots itself ``times`` times in a row (reboot -f, wait for the init each
+    time); each reboot brings 1 to 3 RESET guest-reset (Linux tries several reset methods;
+    2 or 3 here). Starts and ends with query-status."""
+    r = Result("reboot_loop")
+    start = q.mark()
+    q.cmd("query-status")
+    per = []
+    for _ in range(times):
+        m = q.mark()
+        since = lab.guest.mark()
+        lab.guest.start("reboot -f")
+        expect(q, m, "RESET", {"guest": True, "reason": "guest-reset"}, timeout=20)
+        lab.guest.wait_ready(90, since=since)
+        per.append(len(q.events_since(m, "RESET")))
+        r.expected.append(("RESET", {"guest": True, "reason": "guest-reset"}))
+    r.info["resets_per_reboot"] = per
+    r.info["status"] = q.cmd("query-status")["status"]
+    r.events = q.events_since(start)
+    return r
+
+
 # Lab keyword arguments each scenario needs (guest scenarios share one lab fine).
 LAB_OPTIONS = {
     "lifecycle": dict(),
@@ -423,12 +1056,35 @@ LAB_OPTIONS = {
     "guest_reset": dict(guest=True),
     "guest_poweroff": dict(guest=True),
     "vserport": dict(guest=True, virtio_serial=True),
+    "panic_none": dict(guest=True, pvpanic=True, panic_action="none"),
+    "panic_pause": dict(guest=True, pvpanic=True, panic_action="pause"),
+    "panic_shutdown": dict(guest=True, pvpanic=True, panic_action="shutdown"),
+    "migration": dict(memory="64M"),
+    "migration_failed": dict(memory="64M"),
+    "watchdog_reset": dict(guest=True, watchdog="i6300esb", watchdog_action="reset"),
+    "watchdog_pause": dict(guest=True, watchdog="i6300esb", watchdog_action="pause"),
+    "watchdog_none": dict(guest=True, watchdog="i6300esb", watchdog_action="none"),
+    "io_errors": dict(guest=True, disks=None),            # io_error_disks() at use
+    "unplug_stuck": dict(root_ports=1, usb=True),
+    "block_jobs_reuse": dict(disks=None),                 # job_reuse_disks() at use
+    "qemu_killed": dict(),
+    "quirky_ids": dict(),
+    "reboot_loop": dict(guest=True),
 }
+
+# Scenarios driven with a guestlab.rawclient.RawClient instead of a qemu.qmp client (they
+# write bytes qemu.qmp would never send); the raw client does its own negotiation.
+RAW_CLIENT = {"quirky_ids"}
 
 SCENARIOS = {
     "lifecycle": lifecycle, "balloon": balloon, "rtc": rtc, "rx_filter": rx_filter,
     "block_jobs": block_jobs, "vnc": vnc, "cdrom": cdrom, "panic": panic, "suspend": suspend,
     "guest_reset": guest_reset, "guest_poweroff": guest_poweroff, "vserport": vserport,
+    "panic_none": panic_none, "panic_pause": panic_pause, "panic_shutdown": panic_shutdown,
+    "migration": migration, "migration_failed": migration_failed,
+    "watchdog_reset": watchdog, "watchdog_pause": watchdog, "watchdog_none": watchdog,
+    "io_errors": io_errors, "unplug_stuck": unplug_stuck, "block_jobs_reuse": block_jobs_reuse,
+    "qemu_killed": qemu_killed, "quirky_ids": quirky_ids, "reboot_loop": reboot_loop,
 }
 
 
@@ -436,4 +1092,8 @@ def lab_options(name: str) -> dict:
     opts = dict(LAB_OPTIONS[name])
     if name == "block_jobs":
         opts["disks"] = block_job_disks()
+    elif name == "io_errors":
+        opts["disks"] = io_error_disks()
+    elif name == "block_jobs_reuse":
+        opts["disks"] = job_reuse_disks()
     return opts
