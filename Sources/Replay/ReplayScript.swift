@@ -38,7 +38,7 @@ public struct ReplayScript: Sendable {
         public var line: Int
         public var time: Int64
         public var name: String
-        /// Exact recorded bytes, ending in `\r\n` (QMP-NOTES.md, "Framing").
+        /// Exact recorded bytes, ending in `\r\n` (docs/QEMU-FACTS.md, "Framing").
         public var bytes: [UInt8]
         /// QEMU's timestamp in µs since the epoch, when it had one.
         public var timestampMicros: Int64?
@@ -79,7 +79,7 @@ public struct ReplayScript: Sendable {
     public init(recording r: Recording, options: ReplayOptions) throws(ReplayError) {
         path = r.path
         startMicros = r.header?.startMicros ?? 0
-        // QMP-NOTES.md, "Disconnect": each connection is its own session with its own greeting;
+        // docs/QEMU-FACTS.md, "Disconnect": each connection is its own session with its own greeting;
         // the main one is the first with a greeting.
         var conn: UInt32? = options.connection
         if conn == nil {
@@ -99,9 +99,9 @@ public struct ReplayScript: Sendable {
         var caps: [String] = []
         var cmds: [Command] = []
         var evs: [Event] = []
-        /// Requests waiting for their reply, oldest first (QMP-NOTES.md, "Ordering without
+        /// Requests waiting for their reply, oldest first (docs/QEMU-FACTS.md, "Ordering without
         /// oob": one at a time, replies in order); nil entries are input that was not a command.
-        var pending: [(command: Int?, id: JSONValue?)] = []
+        var pending = ReplyQueue<Int?>()
         var lastAnswered: Int?
         var negotiationReply: Int64?
 
@@ -118,16 +118,13 @@ public struct ReplayScript: Sendable {
                 cmds.append(Command(
                     record: i, line: rec.line, time: rec.time, name: cmd.name, arguments: cmd.arguments,
                     json: m.json ?? .null))
-                pending.append((cmds.count - 1, cmd.id))
+                pending.sent(IDKey(value: cmd.id), cmds.count - 1)
             case (.client, _):
                 // Garbage and other bad input are answered too (with an error), in order.
-                pending.append((nil, nil))
+                pending.sent(.none, nil)
             case (.qemu, .return), (.qemu, .error):
-                let id = m.id
-                let k = pending.firstIndex { $0.id == id } ?? (pending.isEmpty ? nil : 0)
-                if let k {
-                    let p = pending.remove(at: k)
-                    if let ci = p.command, cmds[ci].reply == nil {
+                if let p = pending.reply(IDKey(value: m.id)) {
+                    if let ci = p, cmds[ci].reply == nil {
                         cmds[ci].reply = m.json?.objectValue
                         cmds[ci].replyTime = rec.time
                         if cmds[ci].isNegotiation {
@@ -138,7 +135,7 @@ public struct ReplayScript: Sendable {
                     }
                 }
             case (.qemu, .event(let e)):
-                let gate = pending.first.flatMap { $0.command }
+                let gate = pending.outstanding.first.flatMap { $0 }
                 evs.append(Event(
                     record: i, line: rec.line, time: rec.time, name: e.name, bytes: ReplayScript.crlf(m.bytes),
                     timestampMicros: e.timestamp?.totalMicroseconds, gate: gate, barrier: lastAnswered))
@@ -213,7 +210,7 @@ public struct ReplayScript: Sendable {
         return a
     }
 
-    /// QEMU ends every message with CR LF (QMP-NOTES.md, "Framing"); imported or hand-made
+    /// QEMU ends every message with CR LF (docs/QEMU-FACTS.md, "Framing"); imported or hand-made
     /// recordings may not, so the terminator is made right without touching the JSON text.
     static func crlf(_ b: [UInt8]) -> [UInt8] {
         var out = b

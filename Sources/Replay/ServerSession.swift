@@ -3,7 +3,7 @@ import Recording
 
 /// One client's conversation with the fake QEMU, without any I/O: bytes in, bytes out.
 ///
-/// It answers exactly as QEMU 7.2 does (QMP-NOTES.md, "Wire protocol"; the texts were checked
+/// It answers exactly as QEMU 7.2 does (docs/QEMU-FACTS.md, "Wire protocol"; the texts were checked
 /// against a real QEMU 7.2): the recorded greeting, capabilities negotiation, QEMU's errors
 /// for bad input, the recorded replies with the client's own `id`, and the recorded events,
 /// either from its own timeline or pushed by a shared one (`deliver`).
@@ -92,7 +92,7 @@ public final class ServerSession {
 
     // MARK: conversation
 
-    /// The greeting, sent as soon as the client connects (QMP-NOTES.md: "On connect QEMU sends a greeting").
+    /// The greeting, sent as soon as the client connects (docs/QEMU-FACTS.md, "Wire protocol": QEMU greets a client as soon as it connects).
     public func connect() {
         output.append(contentsOf: script.greetingBytes)
     }
@@ -302,7 +302,7 @@ public final class ServerSession {
         negotiated = true
         report.negotiated = true
         sendReturn(.object(JSONObject()), id: id)
-        // QMP-NOTES.md: no events before negotiation; the timeline starts now.
+        // docs/QEMU-FACTS.md: no events before negotiation; the timeline starts now.
         scheduler?.start()
     }
 
@@ -340,7 +340,7 @@ public final class ServerSession {
         if n >= cands.count { report.commandsRepeated += 1 }
         let cmd = script.commands[k]
         if consumed.insert(k).inserted {
-            // QMP-NOTES.md, "Ordering without oob": events raised while a command runs are
+            // docs/QEMU-FACTS.md, "Ordering without oob": events raised while a command runs are
             // written before its reply.
             let now = clock.now()
             for e in cmd.gatedEvents {
@@ -426,7 +426,7 @@ public final class ServerSession {
     }
 
     /// A shared timeline's release, already formatted (`bytes`); ignored before negotiation
-    /// (QMP-NOTES.md: events are not queued for an unnegotiated client).
+    /// (docs/QEMU-FACTS.md: events are not queued for an unnegotiated client).
     public func deliver(_ bytes: [UInt8], release r: Scheduler.Release) {
         guard negotiated else { return }
         output.append(contentsOf: bytes)
@@ -453,7 +453,7 @@ public final class ServerSession {
 
     /// The event with its timestamp moved to the replay's wall clock: the scheduled release
     /// time, less the recorded gap between creation (QEMU's timestamp) and delivery (the
-    /// record time) scaled by the speed (QMP-NOTES.md: the timestamp is the creation time).
+    /// record time) scaled by the speed (docs/QEMU-FACTS.md: the timestamp is the creation time).
     public static func retimed(_ script: ReplayScript, _ k: Int, due: Int64, speed: Double?, wallOffsetMicros: Int64) -> [UInt8] {
         let e = script.events[k]
         guard let ts = e.timestampMicros, case .object(var o)? = try? JSONParser.parse(e.bytes) else { return e.bytes }

@@ -154,7 +154,10 @@ public struct Completer: Sendable {
         case "next", "prev", "filter", "find":
             return .words(eventNames + commandNames + fieldPaths + Completer.filterWords)
         case "seek", "show", "mark", "unmark": return .words(markNames() + ["#"])
-        case "analyze", "plot": return words.count == 1 ? .words(Completer.analysisNames) : .words([])
+        case "analyze": return words.count == 1 ? .words(Completer.analysisNames) : .words([])
+        case "plot":
+            if words.count == 1 { return .words(Completer.analysisNames) }
+            return words.last == "--svg" ? .files : .words(["--from", "--to", "--here", "--svg"] + markNames())
         case "export": return words.last == "-o" ? .files : .words(["-o", "--filtered"] + markNames())
         case "set": return words.count == 1 ? .words(["pager", "color"]) : .words(["on", "off"])
         case "replay": return .words(["start", "pause", "resume", "speed", "seek", "stop", "status"])

@@ -2,11 +2,18 @@ import Analysis
 import QMP
 import Recording
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The shell's `analyze`, `plot` and `triage`: the analyses of the `Analysis` module run over
 /// the recording (or a span of it) and shown at the terminal's width. `triage` numbers its
 /// findings and lists their records; `goto #N` then jumps to one (the investigation loop).
 ///
-/// Example: `analyze balloon --from 10s --to #500`, `plot rtc --here`, `triage 10`.
+/// Example: `analyze balloon --from 10s --to #500`, `plot rtc --here`, `triage 10`,
+/// `plot triage --svg incident.svg` (the incident as one picture, findings numbered as in `triage`).
 extension ShellSession {
     /// The options shared by the three commands, parsed from the words after the command.
     struct AnalysisArguments {
@@ -15,11 +22,14 @@ extension ShellSession {
         var to: Int64?
         var json = false
         var limit: Int?
+        /// `plot ... --svg FILE`: write the SVG there instead of drawing in the terminal.
+        var svg: String?
     }
 
     private var analysisColors: Bool { colorOverride ?? out.colors }
 
-    /// `NAME [--from T] [--to T] [--here] [--json]`; `triage` takes `[N]` instead of a name.
+    /// `NAME [--from T] [--to T] [--here] [--json]`; `triage` takes `[N]` instead of a name;
+    /// `plot` takes `--svg FILE` instead of `--json`.
     func parseAnalysisArguments(_ arg: String, command: String, wantsName: Bool) throws(ShellError) -> AnalysisArguments {
         var a = AnalysisArguments()
         var words = arg.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
@@ -36,8 +46,13 @@ extension ShellSession {
                 try requireAnalysisRecords()
                 a.to = recording.time(cursor)
             case "--json" where command != "plot": a.json = true
+            case "--svg" where command == "plot":
+                guard !words.isEmpty, !words[0].hasPrefix("--") else {
+                    throw ShellError("plot: --svg needs a file name, e.g. plot triage --svg incident.svg")
+                }
+                a.svg = words.removeFirst()
             default:
-                if w.hasPrefix("-") { throw ShellError("\(command): unknown option '\(w)'; options: --from T, --to T, --here\(command == "plot" ? "" : ", --json")") }
+                if w.hasPrefix("-") { throw ShellError("\(command): unknown option '\(w)'; options: --from T, --to T, --here\(command == "plot" ? ", --svg FILE" : ", --json")") }
                 if wantsName, a.name == nil {
                     a.name = w
                 } else if !wantsName, a.limit == nil, let n = Int(w), n > 0 {
@@ -95,15 +110,45 @@ extension ShellSession {
         out.write(a.json ? report.json.serialized(.pretty(indent: 2)) + "\n" : report.table(colors: analysisColors, width: out.width))
     }
 
-    /// `plot NAME [--from T] [--to T] [--here]`: the series as a terminal chart, as wide as the terminal.
+    /// `plot NAME [--from T] [--to T] [--here] [--svg FILE]`: the series as a terminal chart, as
+    /// wide as the terminal; `plot triage` draws the incident's timeline (findings' numbers,
+    /// run state, events per lane, then the findings, numbered as in `triage`). With
+    /// `--svg FILE` the same picture is written as SVG (for triage: flags, band, lanes and
+    /// legends, docs/ANALYSIS.md) and the shell says where.
     func plot(_ arg: String) throws(ShellError) {
         let a = try parseAnalysisArguments(arg, command: "plot", wantsName: true)
         let name = try analysisName(a, command: "plot")
         let report = try runAnalysis(name, a)
-        guard let chart = report.terminalChart(width: out.width, height: 16) else {
-            throw ShellError("'\(name)' is not a series and has no plot; plots: balloon, rtc, runstate ('analyze \(name)' shows its table)")
+        let notPlottable = ShellError("'\(name)' is not a series and has no plot; plots: balloon, rtc, runstate ('analyze \(name)' shows its table)")
+        if let path = a.svg {
+            guard let svg = report.svg() else { throw notPlottable }
+            guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
+            try Self.writeFile(svg, to: path)
+            let what = name == "triage"
+                ? "the triage timeline (\(report.findings.count) finding\(report.findings.count == 1 ? "" : "s"), numbered as in 'triage')"
+                : "the \(name) plot"
+            out.write("wrote \(what) to \(path)\n")
+            return
         }
+        guard let chart = report.terminalChart(width: out.width, height: 16) else { throw notPlottable }
         out.write(chart)
+    }
+
+    /// Writes `text` to `path` (created or truncated), whole.
+    static func writeFile(_ text: String, to path: String) throws(ShellError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw ShellError("cannot write \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ShellError("cannot write \(path): \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
     }
 
     /// `triage [N] [--from T] [--to T] [--here] [--json]`: the findings of every analysis, grouped

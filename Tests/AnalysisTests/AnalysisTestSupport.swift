@@ -13,6 +13,10 @@ struct Session {
     static let start: Int64 = 1_800_000_000_000_000   // 2027-01-15T08:00:00Z
     var items: [(Int64, UInt32, RecordBody)] = []
     var endTime: Int64?
+    /// The header's mode and labels: `.import` with `("format", "qmp-lines")` makes a
+    /// recording whose receive times are not delivery times.
+    var mode: CaptureMode = .synthetic
+    var labels: [(key: String, value: String)] = []
 
     mutating func event(_ t: Int64, _ name: String, _ data: String? = nil, conn: UInt32 = 1, qemu: Int64? = nil) {
         let q = qemu ?? (Session.start + t / 1000)
@@ -46,8 +50,8 @@ struct Session {
         var template = Array("/tmp/qmpreplay-analysis-XXXXXX".utf8CString)
         let dir = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
         let path = dir + "/t.qmprec"
-        let header = RecordingHeader(startMicros: Session.start, source: "test", mode: .synthetic, host: "test",
-                                     qemuVersion: "9.0.0", redacted: false, labels: [])
+        let header = RecordingHeader(startMicros: Session.start, source: "test", mode: mode, host: "test",
+                                     qemuVersion: "9.0.0", redacted: false, labels: labels)
         let w = try RecordingWriter(path: path, header: header)
         for (t, c, body) in items.sorted(by: { $0.0 < $1.0 }) { try w.append(time: t, connection: c, body) }
         try w.finish(reason: "complete", time: endTime)

@@ -16,7 +16,8 @@ struct BalloonRTCTests {
         ss.command(s(2), "balloon", "{\"value\": \(768 * Self.mib)}", id: "2")
         ss.reply(s(2.01), id: "2")
         ss.event(s(2.5), "BALLOON_CHANGE", "{\"actual\": \(900 * Self.mib)}")
-        ss.event(s(3.5), "BALLOON_CHANGE", "{\"actual\": \(768 * Self.mib)}")   // end of the throttle window
+        // Created at 3.1 s, inside the window the 2.5 s delivery opened: held to its end.
+        ss.event(s(3.5), "BALLOON_CHANGE", "{\"actual\": \(768 * Self.mib)}", qemu: Session.start + s(3.1) / 1000)
         ss.command(s(6), "balloon", "{\"value\": \(512 * Self.mib)}", id: "3")
         ss.reply(s(6.01), id: "3")
         ss.command(s(7), "balloon", "{\"value\": \(600 * Self.mib)}", id: "4")  // supersedes 512 MiB
@@ -42,8 +43,12 @@ struct BalloonRTCTests {
         #expect(st.timeAtLevel.map(\.time) == [s(4.5), s(4), s(1.4), s(1)])
         #expect(r.targets.map(\.outcome) == ["reached", "superseded", "reached", "rejected", "never"])
         #expect(r.targets[0].latency == s(1.5))
+        // By QEMU's clock the guest got there at 3.1 s, 1.1 s after the command (2 s).
+        #expect(r.targets[0].latencyQemu == s(1.1))
         #expect(r.targets[0].reachedRecord == 5)
         #expect(r.targets[2].latency == s(1))
+        #expect(r.targets[2].latencyQemu == s(1))
+        #expect(r.targets[1].latencyQemu == nil && r.targets[3].latencyQemu == nil)
         #expect(r.targets[3].error == "DeviceNotActive: No balloon device has been activated")
         #expect(r.flapping.isEmpty)
         let f = report.findings
@@ -56,7 +61,10 @@ struct BalloonRTCTests {
         var ss = Session()
         ss.event(s(1), "BALLOON_CHANGE", "{\"actual\": \(Self.gib)}")
         for k in 0..<9 {
-            ss.event(s(10 + Double(k) * 1.0003), "BALLOON_CHANGE", "{\"actual\": \(k % 2 == 0 ? 960 * Self.mib : Self.gib)}")
+            // Each after the first created half-way through the window, delivered at its end.
+            let t = s(10 + Double(k) * 1.0003)
+            ss.event(t, "BALLOON_CHANGE", "{\"actual\": \(k % 2 == 0 ? 960 * Self.mib : Self.gib)}",
+                     qemu: Session.start + t / 1000 - (k == 0 ? 0 : 500_000))
         }
         ss.event(s(40), "BALLOON_CHANGE", "{\"actual\": \(512 * Self.mib)}")
         let rec = try ss.open()
@@ -68,9 +76,12 @@ struct BalloonRTCTests {
         #expect(fl.changes == 8)
         #expect(fl.values == [960 * Self.mib, Self.gib])
         #expect(fl.duration == s(8 * 1.0003))
+        #expect(fl.deliveries == 9)
         #expect(r.samples.filter(\.possiblyMerged).count == 8)
-        #expect(report.findings.first?.code == "flapping")
-        #expect(report.findings.first?.message.hasPrefix("balloon flapping for 8.002s between 960.0 MiB and 1.00 GiB") == true)
+        // Nine deliveries at the cadence, but flapping explains them: no flood on top.
+        #expect(r.floods.isEmpty)
+        #expect(report.findings.map(\.code) == ["flapping"])
+        #expect(report.findings.first?.message == "balloon flapping for 8.002s between 960 MiB and 1024 MiB (8 changes in 9 deliveries at the 1 s throttle cadence)")
     }
 
     @Test("balloon: --from/--to limit the records and the time-weighted span")
@@ -106,8 +117,12 @@ struct BalloonRTCTests {
         #expect(r.series.map(\.qomPath) == [dev, ""])
         let a = r.series[0]
         #expect(a.samples.map(\.offset) == [0, 1, 2, 22, 3623, 1_650_000_000, 3624])
-        #expect(a.samples.map(\.kind) == ["first", "noise", "noise", "step", "dst", "anomaly", "noise"])
-        #expect(a.samples.map(\.delta) == [nil, 1, 1, 20, 3601, nil, 1])
+        // The first write: 0 from the offset QEMU started with (0, assumed), no interval.
+        #expect(a.samples.map(\.kind) == ["unchanged", "noise", "noise", "step", "dst", "anomaly", "noise"])
+        #expect(a.samples.map(\.delta) == [0, 1, 1, 20, 3601, nil, 1])
+        #expect(a.samples.map(\.previousAssumed) == [true, false, false, false, false, false, false])
+        #expect(a.samples[0].interval == nil)
+        #expect(a.writes == 7 && a.writesHeld == 0)
         #expect(a.samples[1].driftPerDay.map { fmt($0, 3) } == "2.000")
         // Steps and DST taken out: 0, 1, 2, 2, 2, 3 over 0, .5, 1, 1+60s, 1.5, 2 days.
         let xs: [Double] = [0, 0.5, 1, 1 + 60 / day, 1.5, 2]
@@ -120,7 +135,8 @@ struct BalloonRTCTests {
         }
         let slope = sxy / sxx
         #expect(abs(a.driftPerDay! - slope) < 1e-6)
-        #expect(r.series[1].samples.map(\.kind) == ["first", "noise"])
+        #expect(r.series[1].samples.map(\.kind) == ["noise", "noise"])
+        #expect(r.series[1].samples.map(\.delta) == [-1, 1])
         let codes = report.findings.map(\.code)
         #expect(codes.first == "anomaly")
         #expect(codes.contains("dst") && codes.contains("step") && codes.contains("drift"))
@@ -133,7 +149,13 @@ struct BalloonRTCTests {
         let r = try #require(try Analyses.run("rtc", on: rec).result as? RTCResult)
         #expect(r.series.count == 1)
         #expect(r.series[0].samples.map(\.offset) == [3600, 3620, 0])
-        #expect(r.series[0].samples.map(\.kind) == ["first", "step", "step"])
+        // Three writes, three deliveries; the first a step from 0 (assumed).
+        #expect(r.series[0].samples.map(\.kind) == ["step", "step", "step"])
+        #expect(r.series[0].samples.map(\.delta) == [3600, 20, -3620])
+        #expect(r.series[0].samples.map(\.previousAssumed) == [true, false, false])
         #expect(r.series[0].samples.map(\.record) == [5, 6, 7])
+        #expect(r.series[0].writes == 3 && r.series[0].writesHeld == 0)
+        // Steps only: no interval measured drift.
+        #expect(r.series[0].driftPerDay == nil)
     }
 }

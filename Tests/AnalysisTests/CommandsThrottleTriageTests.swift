@@ -60,7 +60,10 @@ struct CommandsThrottleTriageTests {
         #expect(b.deliveries == 12 && b.violationCount == 0)
         #expect(b.floods.count == 1 && b.floods[0].deliveries == 12 && b.floods[0].end - b.floods[0].start == s(11))
         #expect(b.minQemuGap == s(0.2))
-        #expect(b.merged == 1)
+        // Every delivery after the first was created 0.2 s into its window and held to its
+        // end (ThrottleRule): the second by its QEMU timestamp (0.2 s after the first's), the
+        // others 1 s after a held delivery, at the receive cadence.
+        #expect(b.merged == 11)
         #expect(r.keys[1].violationCount == 1 && r.keys[1].minGap == s(0.3))
         #expect(r.exempt == 1)
         #expect(report.findings.map(\.code) == ["flood", "violation"])
@@ -106,12 +109,15 @@ struct CommandsThrottleTriageTests {
                 #expect(svg.hasPrefix("<?xml") && svg.hasSuffix("</svg>\n"))
                 #expect(svg.contains("time of day (UTC)"))
                 #expect(r.terminalChart(width: 60, height: 8) != nil)
+            } else if name == "triage" {
+                // The incident timeline (TriageTimeline).
+                #expect(r.svg()?.hasSuffix("</svg>\n") == true)
             } else {
                 #expect(r.svg() == nil)
             }
         }
         #expect(throws: UnknownAnalysisError.self) { try Analyses.run("nope", on: rec) }
-        #expect(Analyses.names.count == 9 && Analyses.names.last == "triage")
+        #expect(Analyses.names.count == 10 && Analyses.names.last == "triage")
         #expect(Analyses.summary(of: "balloon") != nil && Analyses.summary(of: "nope") == nil)
     }
 }

@@ -17,7 +17,7 @@ struct AnalyzeCLITests {
     func list() throws {
         let r = try CLI.run(["analyze", "--list"])
         #expect(r.status == 0)
-        let names = ["balloon", "rtc", "nic-rx-filter", "runstate", "block-jobs", "sessions", "commands", "throttle", "triage"]
+        let names = ["balloon", "rtc", "nic-rx-filter", "runstate", "block-jobs", "sessions", "commands", "throttle", "incidents", "triage"]
         #expect(r.out.split(separator: "\n").map { String($0.split(separator: " ")[0]) } == names)
         let h = try CLI.run(["analyze", "--help"])
         for n in names { #expect(h.out.contains(n)) }

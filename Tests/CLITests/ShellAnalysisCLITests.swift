@@ -22,7 +22,7 @@ struct ShellAnalysisCLITests {
         let r = try CLI.run(["shell", CLI.recording("synthetic-mixed.qmprec"), "-c", "triage 3; analyze rtc; plot rtc"], env: ["COLUMNS": "100"])
         #expect(r.status == 0, "\(r.stderr)")
         #expect(r.out.contains("  1.  error    +00:01:55.194  runstate: VM paused for 29.259s after WATCHDOG (action pause)"))
-        #expect(r.out.contains("… 6 more ('triage' without a number lists them all)"))
+        #expect(r.out.contains("… 9 more ('triage' without a number lists them all)"))
         #expect(r.out.contains("rtc — guest RTC offset"))
         #expect(r.out.contains("Guest RTC offset"))
         let bad = try CLI.run(["shell", CLI.recording("synthetic-mixed.qmprec"), "-c", "plot sessions"])

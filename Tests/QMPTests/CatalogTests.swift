@@ -43,7 +43,7 @@ enum SeedDocuments {
     static let newerFile = "000_5d6fb442a800517d.txt"
     static let olderFile = "002_7feaaf30e3635ee6.txt"
 
-    /// QMPREPLAY_SEEDS, else `<package root>/../shared/seeds` (this file is
+    /// QMPREPLAY_SEEDS, else the folder `shared/seeds` in the parent of the package root (this file is
     /// `<package root>/Tests/QMPTests/CatalogTests.swift`).
     static var directory: URL {
         if let env = ProcessInfo.processInfo.environment["QMPREPLAY_SEEDS"], !env.isEmpty {
@@ -375,7 +375,7 @@ struct CatalogSeedTests {
     /// Every member the documents list (top level and nested) is in the catalog entry with the
     /// documented type, optionality and values. Members the document marks "optional" must be
     /// optional in the catalog; the others must be required, with deliberate exceptions:
-    /// QMP-NOTES.md says NIC_RX_FILTER_CHANGED `name` is optional, and BLOCK_IMAGE_CORRUPTED
+    /// docs/QEMU-FACTS.md says NIC_RX_FILTER_CHANGED `name` is optional, and BLOCK_IMAGE_CORRUPTED
     /// `offset`/`size` are conditional in the document's own words ("If the corruption resulted
     /// from an image access, ...") without the word "optional".
     @Test("documented members are in the catalog with the documented type and optionality")
@@ -609,7 +609,7 @@ struct CatalogTests {
         #expect(Set(a).count == 3)
     }
 
-    // Throttling (QMP-NOTES.md table, monitor/monitor.c).
+    // Throttling (docs/QEMU-FACTS.md table, monitor/monitor.c).
 
     private func ev(_ name: String, _ data: String?) -> Event? {
         var text = #"{"timestamp": {"seconds": 1, "microseconds": 0}, "event": "# + JSONWriter.quoted(name)

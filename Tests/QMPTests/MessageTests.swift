@@ -12,7 +12,7 @@ private func json(_ text: String, sourceLocation: SourceLocation = #_sourceLocat
     }
 }
 
-/// Every JSON type an `id` can have (QMP-NOTES.md: "The id is echoed exactly as sent (any JSON value)").
+/// Every JSON type an `id` can have (docs/QEMU-FACTS.md, "Reply": the id may be any JSON value and comes back as the same value).
 let idsOfEveryType: [String] = [
     #""libvirt-12""#, #""__qmp#00001""#, #""""#, "7", "0", "-3", "1.5", "1e3", "18446744073709551615", "null", "true", "false",
     #"{"a": [1, {"b": null}], "c": "d"}"#, "{}", #"[1, "two", 3.0, null]"#, "[]",

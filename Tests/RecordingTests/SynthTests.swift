@@ -9,7 +9,7 @@ import Darwin
 #endif
 
 // Tests of `Synthesizer` (Sources/Recording/Synth): determinism, the file it writes, and
-// that its sessions behave like QEMU and libvirt do (QMP-NOTES.md).
+// that its sessions behave like QEMU and libvirt do (docs/QEMU-FACTS.md).
 
 private typealias SynthTestRecord = SynthIterator.Element
 
@@ -511,7 +511,7 @@ struct SynthTests {
         #expect(offsets.allSatisfy { abs($0) < 1_000_000_000 })
     }
 
-    /// The latch (QMP-NOTES.md): a second event for a NIC only after a query-rx-filter (with
+    /// The latch (docs/QEMU-FACTS.md): a second event for a NIC only after a query-rx-filter (with
     /// no name, or naming that NIC) re-armed it. Each new QEMU process starts armed.
     @Test(arguments: [SynthProfile.rxFilter, .mixed])
     func rxFilterRespectsTheLatch(profile: SynthProfile) throws {

@@ -30,7 +30,7 @@ struct ShellAnalysisTests {
         #expect(lines[0] == "triage of #0..#22 (receive clock): 1 error, 0 warning, 2 info (3 findings grouping 3 occurrences)")
         #expect(lines[1] == "  1.  error    +00:00:07.887  runstate: VM paused for 10.248s after BLOCK_IO_ERROR on")
         #expect(lines[3].hasSuffix("records #13 #14"))
-        #expect(lines.contains { $0.hasPrefix("  3.  info     +00:00:18.135  runstate: VM shut down: SHUTDOWN (host-qmp-quit)") })
+        #expect(lines.contains { $0.hasPrefix("  3.  info     +00:00:18.135  runstate: VM shut down: SHUTDOWN reason host-qmp-quit") })
         #expect(lines.last == "goto #N jumps to a record: 'goto #13' is the first record of finding 1")
         try sh.execute("goto #13")
         #expect(sh.cursor == 13)

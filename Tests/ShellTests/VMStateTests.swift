@@ -125,11 +125,14 @@ private let sec: Int64 = 1_000_000_000
     #expect(st[stopEvent].runState == .paused)
     #expect(st[stopEvent].runStateSince == 1 * sec + 300_000)
     #expect(st[stopEvent].runStateRecord == stopEvent)
-    #expect(st[stopEvent].runStateCause == "stop command (#\(stop))")
+    #expect(st[stopEvent].runStateCause == "stop command")
+    #expect(st[stopEvent].runStateCauseRecord == stop)
     #expect(st[resume].runState == .running)
     #expect(st[resume].runStateRecord == resume)
-    #expect(st[resume].runStateCause == "cont command (#\(cont))")
-    #expect(st.last!.runStateCause == "cont command (#\(cont))")
+    #expect(st[resume].runStateCause == "cont command")
+    #expect(st[resume].runStateCauseRecord == cont)
+    #expect(st.last!.runStateCause == "cont command")
+    #expect(st.last!.runStateCauseRecord == cont)
 }
 
 @Test func blockIOErrorWithActionStopExplainsSTOP() {
@@ -152,11 +155,11 @@ private let sec: Int64 = 1_000_000_000
     let st = s.states()
 
     #expect(st[stop1].runState == .paused)
-    #expect(st[stop1].runStateCause == "BLOCK_IO_ERROR on drive-virtio-disk0 (action stop)")
+    #expect(st[stop1].runStateCause == "BLOCK_IO_ERROR on drive-virtio-disk0 (write)")
     #expect(st[stop1].runStateRecord == stop1)
-    #expect(st[stop2].runStateCause == "STOP event")
-    #expect(st[stop3].runStateCause == "STOP event")
-    #expect(st[stop4].runStateCause == "BLOCK_IO_ERROR on /machine/peripheral/disk1/virtio-backend (action stop)")
+    #expect(st[stop2].runStateCause == "STOP event (no command or trigger seen)")
+    #expect(st[stop3].runStateCause == "STOP event (no command or trigger seen)")
+    #expect(st[stop4].runStateCause == "BLOCK_IO_ERROR on /machine/peripheral/disk1/virtio-backend (write, no space)")
 }
 
 @Test func watchdogPauseExplainsSTOPAndAgreeingQueryStatusKeepsIt() {
@@ -171,9 +174,9 @@ private let sec: Int64 = 1_000_000_000
     let st = s.states()
 
     #expect(st[stop].runState == .paused)
-    #expect(st[stop].runStateCause == "WATCHDOG pause")
+    #expect(st[stop].runStateCause == "WATCHDOG (action pause)")
     // query-status agrees (watchdog is a paused state): the explanation and time stay.
-    #expect(st[qs].runStateCause == "WATCHDOG pause")
+    #expect(st[qs].runStateCause == "WATCHDOG (action pause)")
     #expect(st[qs].runStateRecord == stop)
     #expect(st[qs].lastStatus?.status == "watchdog")
     #expect(st[qs].lastStatus?.running == false)
@@ -207,7 +210,8 @@ private let sec: Int64 = 1_000_000_000
     #expect(st[reset].runState == .paused)
     #expect(st[reset].runStateCause == "RESET after panicked (QEMU goes to prelaunch)")
     #expect(st[resume].runState == .running)
-    #expect(st[resume].runStateCause == "cont command (#\(cont))")
+    #expect(st[resume].runStateCause == "cont command")
+    #expect(st[resume].runStateCauseRecord == cont)
 }
 
 @Test func shutdownWithReasonAndNoShutdownSTOP() {
@@ -228,7 +232,7 @@ private let sec: Int64 = 1_000_000_000
     #expect(st[shutdown].runStateCause == "SHUTDOWN reason guest-shutdown (guest)")
     #expect(st[stop].runState == .shutdown)
     #expect(st[stop].runStateRecord == shutdown)
-    #expect(st[stop].runStateCause == "SHUTDOWN reason guest-shutdown (guest); STOP (#\(stop)): -no-shutdown, QEMU stays up")
+    #expect(st[stop].runStateCause == "SHUTDOWN reason guest-shutdown (guest); then STOP: -no-shutdown, QEMU stays up")
     #expect(st[qs].runStateRecord == shutdown)
     #expect(st[quit].runState == .shutdown)
     #expect(st[quit].runStateCause == "SHUTDOWN reason host-qmp-quit")
@@ -249,10 +253,11 @@ private let sec: Int64 = 1_000_000_000
     let wakeup2 = s.event(4 * sec, "WAKEUP")
     let st = s.states()
     #expect(st[suspend].runState == .suspended)
-    #expect(st[suspend].runStateCause == "SUSPEND (guest entered S3)")
+    #expect(st[suspend].runStateCause == "guest suspended (S3)")
     #expect(st[wakeup].runState == .running)
-    #expect(st[wakeup].runStateCause == "WAKEUP after system_wakeup (#\(wake))")
-    #expect(st[wakeup2].runStateCause == "WAKEUP event")
+    #expect(st[wakeup].runStateCause == "WAKEUP after system_wakeup")
+    #expect(st[wakeup].runStateCauseRecord == wake)
+    #expect(st[wakeup2].runStateCause == "guest woke up (WAKEUP)")
 }
 
 @Test func queryStatusValuesAreMapped() {
@@ -448,7 +453,8 @@ private let sec: Int64 = 1_000_000_000
     let j = s.event(4 * sec + 1 * ms, "JOB_STATUS_CHANGE", #"{"id": "j1", "status": "created"}"#, c: 2, stampMicros: 4_000_000)
     let st = s.states()
     #expect(st[first].runState == .paused)
-    #expect(st[first].runStateCause == "stop command (#\(stop))")
+    #expect(st[first].runStateCause == "stop command")
+    #expect(st[first].runStateCauseRecord == stop)
     #expect(st[first + 1].runStateRecord == first)
     #expect(st[first + 2].runStateRecord == first)
     #expect(st[b1 + 1].balloon?.record == b1)
@@ -683,7 +689,7 @@ private let sec: Int64 = 1_000_000_000
     let last = r.count - 1
     let lines = tracker.render(tracker.state(at: last), at: last)
     #expect(lines.first == "at          #\(last) +00:00:03.000")
-    #expect(lines.contains("run state   paused since +00:00:01.001 (#\(stop)): BLOCK_IO_ERROR on ide0-hd1 (action stop)"))
+    #expect(lines.contains("run state   paused since +00:00:01.001 (#\(stop)): BLOCK_IO_ERROR on ide0-hd1 (write) (#\(stop - 1))"))
     #expect(lines.contains("balloon     2.00 GiB (2147483648) at +00:00:02.000 (#\(stop + 1), BALLOON_CHANGE)"))
     #expect(lines.contains { $0.hasPrefix("nic         net0 disarmed, last event +00:00:03.000") })
     #expect(lines.contains("qemu        7.2.0"))
@@ -782,10 +788,12 @@ private func projectRecording(_ name: String) throws -> Recording {
     #expect(r.name(8) == "STOP" && r.name(14) == "STOP" && r.name(22) == "SHUTDOWN")
     #expect(t.state(at: 6).runState == .running)
     #expect(t.state(at: 8).runState == .paused)
-    #expect(t.state(at: 8).runStateCause == "stop command (#7)")
+    #expect(t.state(at: 8).runStateCause == "stop command")
+    #expect(t.state(at: 8).runStateCauseRecord == 7)
     #expect(t.state(at: 11).runState == .running)
-    #expect(t.state(at: 11).runStateCause == "cont command (#10)")
-    #expect(t.state(at: 14).runStateCause == "BLOCK_IO_ERROR on drive-virtio-disk0 (action stop)")
+    #expect(t.state(at: 11).runStateCause == "cont command")
+    #expect(t.state(at: 11).runStateCauseRecord == 10)
+    #expect(t.state(at: 14).runStateCause == "BLOCK_IO_ERROR on drive-virtio-disk0 (write)")
     let end = t.state(at: r.count - 1)
     #expect(end.runState == .shutdown)
     #expect(end.runStateCause == "SHUTDOWN reason host-qmp-quit")

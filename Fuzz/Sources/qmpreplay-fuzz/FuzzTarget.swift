@@ -23,6 +23,7 @@ enum FuzzTarget: String, CaseIterable {
     case importLibvirtLog = "import-libvirt-log"
     case importVirshEvents = "import-virsh-events"
     case replaySession = "replay-session"
+    case model
 
     static let current: FuzzTarget = {
         guard let raw = getenv("QMPREPLAY_FUZZ_TARGET").map({ String(cString: $0) }), let t = FuzzTarget(rawValue: raw) else {
@@ -46,6 +47,7 @@ enum FuzzTarget: String, CaseIterable {
         case .importLibvirtLog: Self.importer(bytes, .libvirtLog)
         case .importVirshEvents: Self.importer(bytes, .virshEvents)
         case .replaySession: ReplayFuzz.run(bytes)
+        case .model: Self.model(bytes)
         }
     }
 
@@ -117,6 +119,21 @@ enum FuzzTarget: String, CaseIterable {
         for i in 0..<sample.count { _ = f.matches(sample, i) }
         // The rendered form is itself a valid expression.
         precondition((try? FilterExpression(parsing: f.description)) != nil, "rendered filter does not parse: \(f.description)")
+    }
+
+    /// The VM model on any recording: triage (every analysis, the model, the input driver)
+    /// runs to the end, and the shell's state with checkpoints equals a straight fold.
+    static func model(_ bytes: [UInt8]) {
+        guard let r = try? Recording(bytes: FileBytes(bytes: bytes), path: "fuzz.qmprec") else {
+            preconditionFailure("lenient open failed")
+        }
+        guard let report = try? Analyses.run("triage", on: r) else { preconditionFailure("triage refused") }
+        _ = report.json.serialized(.compact)
+        _ = report.result.svg()
+        guard r.count > 0 else { return }
+        let checkpointed = StateTracker(recording: r, checkpointInterval: 3).state(at: r.count - 1)
+        let straight = StateTracker(recording: r, checkpointInterval: Int.max).state(at: r.count - 1)
+        precondition(checkpointed == straight, "checkpoints changed the state")
     }
 
     static func importer(_ bytes: [UInt8], _ format: ImportFormat) {

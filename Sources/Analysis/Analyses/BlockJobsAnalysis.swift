@@ -1,7 +1,7 @@
 import QMP
 import Recording
 
-/// `block-jobs`: each block job's life (QMP-NOTES.md, "Other events": JOB_STATUS_CHANGE
+/// `block-jobs`: each block job's life (docs/QEMU-FACTS.md, "Other events": JOB_STATUS_CHANGE
 /// walks created → running → (paused, ready, standby) → waiting → pending → (aborting) →
 /// concluded → null; BLOCK_JOB_READY / COMPLETED / CANCELLED carry type, device, len,
 /// offset, speed, and COMPLETED may carry `error`; `device` is the job id in newer QEMU).
@@ -12,7 +12,7 @@ public struct BlockJobsAnalysis: Analysis {
     public static let clock = AnalysisClock.receive
     public static let interest = Interest(
         events: ["JOB_STATUS_CHANGE", "BLOCK_JOB_READY", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR", "BLOCK_JOB_PENDING"],
-        commands: ["query-block-jobs"])
+        commands: ["query-block-jobs"], closes: true)
 
     public struct Step: Sendable, Hashable {
         public var record: Int
@@ -53,9 +53,12 @@ public struct BlockJobsAnalysis: Analysis {
 
     public init(context: AnalysisContext) { self.context = context }
 
-    mutating func job(_ id: String, _ record: Int, _ t: Int64) -> Int {
-        // A finished job's id may be reused by a new job.
-        if let k = byID[id], jobs[k].status != "null" { return k }
+    mutating func job(_ id: String, _ record: Int, _ t: Int64, event: String = "", status: String? = nil) -> Int {
+        // A finished job's id may be reused by a new job (the VM model's rule).
+        if let k = byID[id] {
+            let finished = jobs[k].status == "null" || jobs[k].status == "concluded" || (!jobs[k].sawStatus && jobs[k].outcome != "unfinished")
+            if !VMModel.startsNewJob(previousFinished: finished, event: event, status: status) && jobs[k].status != "null" { return k }
+        }
         jobs.append(Job(id: id, firstRecord: record, start: t))
         byID[id] = jobs.count - 1
         return jobs.count - 1
@@ -66,7 +69,7 @@ public struct BlockJobsAnalysis: Analysis {
         case .event(let e):
             if e.name == "JOB_STATUS_CHANGE" {
                 guard let data = e.view.object("data"), let id = data.string("id"), let status = data.string("status") else { return }
-                let k = job(id, e.record, e.time)
+                let k = job(id, e.record, e.time, event: e.name, status: status)
                 jobs[k].steps.append(Step(record: e.record, time: e.time, what: status))
                 jobs[k].status = status
                 jobs[k].sawStatus = true
@@ -75,7 +78,7 @@ public struct BlockJobsAnalysis: Analysis {
                 return
             }
             guard let id = e.view.string("data", "device") ?? e.view.string("data", "id") else { return }
-            let k = job(id, e.record, e.time)
+            let k = job(id, e.record, e.time, event: e.name)
             let off = e.view.int("data", "offset"), len = e.view.int("data", "len")
             var detail: String?
             if let t = e.view.string("data", "type") { jobs[k].type = t }
@@ -115,6 +118,14 @@ public struct BlockJobsAnalysis: Analysis {
                 jobs[k].steps.append(Step(record: r.record, time: r.time, what: "query-block-jobs", offset: off, len: len,
                                           detail: info["status"]?.stringValue))
             }
+        case .greeting(let record, let time, _, true):
+            // A new QEMU process: the old one's jobs ended with it; ids start afresh.
+            for k in jobs.indices where jobs[k].outcome == "unfinished" {
+                jobs[k].outcome = "ended-with-qemu"
+                jobs[k].end = time
+                jobs[k].steps.append(Step(record: record, time: time, what: "QEMU exited (new process greeted)"))
+            }
+            byID.removeAll()
         default:
             break
         }
@@ -175,11 +186,18 @@ public struct BlockJobsResult: AnalysisResult {
                 out.append(AnalysisFinding(.info, "block-jobs", "job-unfinished",
                     "block job \(j.id)\(j.type.map { " (\($0))" } ?? "") still \(j.status ?? "running") at the end (\(progressText(j)))",
                     subject: subject, records: recs, time: j.start))
+            case "ended-with-qemu":
+                out.append(AnalysisFinding(.warning, "block-jobs", "job-ended-with-qemu",
+                    "block job \(j.id)\(j.type.map { " (\($0))" } ?? "") never finished: QEMU exited first (\(progressText(j)))",
+                    subject: subject, records: recs, time: j.start, weight: 1))
             default:
-                if !j.errors.isEmpty {
-                    out.append(AnalysisFinding(.warning, "block-jobs", "job-errors", "block job \(j.id) completed after errors: \(j.errors.joined(separator: "; "))",
-                        subject: subject, records: recs, time: j.start))
-                }
+                break
+            }
+            // Errors matter whatever came after: a job that erred and was then cancelled hid them.
+            if !j.errors.isEmpty && j.outcome != "failed" {
+                out.append(AnalysisFinding(.warning, "block-jobs", "job-errors",
+                    "block job \(j.id) \(j.outcome == "completed" ? "completed" : j.outcome == "cancelled" ? "was cancelled" : "ran on") after errors: \(j.errors.joined(separator: "; "))",
+                    subject: subject, records: recs, time: j.start, weight: 1))
             }
         }
         return out
@@ -198,7 +216,8 @@ public struct BlockJobsResult: AnalysisResult {
         case "job-failed": return "\(jobs) failed \(reasons())"
         case "job-cancelled": return "\(jobs) cancelled"
         case "job-unfinished": return "\(jobs) still running at the end"
-        case "job-errors": return "\(jobs) completed after errors \(reasons())"
+        case "job-errors": return "\(jobs) had errors \(reasons())"
+        case "job-ended-with-qemu": return "\(jobs) never finished: QEMU exited first"
         default: return nil
         }
     }

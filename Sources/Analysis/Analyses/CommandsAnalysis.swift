@@ -3,7 +3,7 @@ import Recording
 
 /// `commands`: per command name, how often it was sent, how long QEMU took to answer
 /// (command receive time to reply receive time; replies paired by id per connection,
-/// QMP-NOTES.md "Reply"), and how it failed, by error class.
+/// docs/QEMU-FACTS.md "Reply"), and how it failed, by error class.
 public struct CommandsAnalysis: Analysis {
     public static let name = "commands"
     public static let summary = "per command: count, reply latency p50/p99/max, error classes, unanswered"
@@ -62,6 +62,8 @@ public struct CommandsAnalysis: Analysis {
             } else {
                 list[k].ok += 1
             }
+        case .greeting:
+            break
         case .close(_, _, _, let unanswered):
             for p in unanswered {
                 guard let k = slot[p.name] else { continue }

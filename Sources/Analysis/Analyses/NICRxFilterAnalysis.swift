@@ -1,7 +1,7 @@
 import QMP
 import Recording
 
-/// `nic-rx-filter`: the per-NIC dedup latch of NIC_RX_FILTER_CHANGED (QMP-NOTES.md,
+/// `nic-rx-filter`: the per-NIC dedup latch of NIC_RX_FILTER_CHANGED (docs/QEMU-FACTS.md,
 /// "NIC_RX_FILTER_CHANGED").
 ///
 /// After one event QEMU stays silent about that NIC until someone runs `query-rx-filter`
@@ -13,7 +13,8 @@ public struct NICRxFilterAnalysis: Analysis {
     public static let name = "nic-rx-filter"
     public static let summary = "NIC_RX_FILTER_CHANGED dedup latch per NIC: re-arming queries and their latency, unrecorded re-arms, invisible changes"
     public static let clock = AnalysisClock.receive
-    public static let interest = Interest(events: ["NIC_RX_FILTER_CHANGED"], commands: ["query-rx-filter"])
+    public static let interest = Interest(events: ["NIC_RX_FILTER_CHANGED"], commands: ["query-rx-filter"], closes: true)
+    public static let usesModel = true
 
     public struct Event: Sendable, Hashable {
         public var record: Int
@@ -65,19 +66,24 @@ public struct NICRxFilterAnalysis: Analysis {
     }
 
     public mutating func consume(_ input: AnalysisInput) {
+        // The latch itself is the VM model's (one rule for the shell and every analysis);
+        // this analysis keeps the series: each event, each query, and who re-armed what.
         switch input {
         case .event(let e):
             let data = e.view.object("data")
-            let k = nic(name: data?.string("name"), path: data?.string("path"))
-            if !nics[k].armed, let last = nics[k].events.indices.last, nics[k].events[last].outcome == "never" {
+            let name = data?.string("name"), path = data?.string("path")
+            let armedBefore = context.vm.model.lastRxEventFoundArmed
+            let k = nic(name: name, path: path)
+            if !armedBefore, let last = nics[k].events.indices.last, nics[k].events[last].outcome == "never" {
                 nics[k].events[last].outcome = "rearmed-unrecorded"
             }
-            nics[k].events.append(Event(record: e.record, time: e.time, latchArmed: nics[k].armed))
+            nics[k].events.append(Event(record: e.record, time: e.time, latchArmed: armedBefore))
             nics[k].armed = false
         case .command(let c):
             queries.append(Query(record: c.record, time: c.time, name: c.view.string("arguments", "name"), outcome: "unanswered"))
             pendingQuery[c.record] = queries.count - 1
         case .reply(let r):
+            let model = context.vm.model
             guard let q = pendingQuery.removeValue(forKey: r.command.record) else { return }
             queries[q].replyRecord = r.record
             if r.isError {
@@ -90,9 +96,11 @@ public struct NICRxFilterAnalysis: Analysis {
                 return
             }
             queries[q].outcome = "ok"
-            // The latch is re-armed while QEMU handles the command; latency is measured to it.
-            let targets: [Int] = queries[q].name.map { [nic(name: $0, path: nil)] } ?? Array(nics.indices)
-            for k in targets {
+            // The NICs the model re-armed with this query; latency is measured to the query.
+            for k in nics.indices {
+                let key = model.nicKey(name: nics[k].name.isEmpty ? nil : nics[k].name, path: nics[k].path.isEmpty ? nil : nics[k].path)
+                guard model.state.nics[key]?.lastRearm?.record == r.command.record || (queries[q].name != nil && nics[k].name == queries[q].name)
+                else { continue }
                 nics[k].queries.append(queries[q])
                 if !nics[k].armed, let last = nics[k].events.indices.last, nics[k].events[last].outcome == "never" {
                     nics[k].events[last].outcome = "rearmed"
@@ -101,6 +109,13 @@ public struct NICRxFilterAnalysis: Analysis {
                 }
                 nics[k].armed = true
             }
+            if let n = queries[q].name, !nics.contains(where: { $0.name == n }) {
+                nics.append(NIC(name: n, path: ""))
+                nics[nics.count - 1].queries.append(queries[q])
+            }
+        case .greeting(_, _, _, let newProcess):
+            // A new QEMU process creates its NICs with the latch armed.
+            if newProcess { for k in nics.indices { nics[k].armed = true } }
         case .close:
             break
         }
@@ -182,7 +197,9 @@ public struct NICRxFilterResult: AnalysisResult {
             }
             let unexpected = n.events.filter { !$0.latchArmed }
             if !unexpected.isEmpty {
-                out.append(AnalysisFinding(.warning, "nic-rx-filter", "unrecorded-rearm",
+                // Another monitor (a second management client) querying is normal; the
+                // recording just did not see it. Worth knowing, not an incident.
+                out.append(AnalysisFinding(.info, "nic-rx-filter", "unrecorded-rearm",
                     "NIC \(l): \(unexpected.count) event\(unexpected.count == 1 ? "" : "s") with no recorded query-rx-filter since the previous one (an unrecorded client re-armed the latch, or the dedup failed)",
                     subject: l, records: unexpected.map(\.record), time: unexpected[0].time, weight: Double(unexpected.count)))
             }

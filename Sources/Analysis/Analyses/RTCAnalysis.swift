@@ -1,7 +1,7 @@
 import QMP
 import Recording
 
-/// `rtc`: the guest RTC's offset over time from RTC_CHANGE (QMP-NOTES.md, "RTC_CHANGE"),
+/// `rtc`: the guest RTC's offset over time from RTC_CHANGE (docs/QEMU-FACTS.md, "RTC_CHANGE"),
 /// one series per `qom-path` (QEMU 7.1+; older events go to the series "").
 ///
 /// Offsets are absolute (the total so far, not increments), whole seconds, so a correct
@@ -10,7 +10,19 @@ import Recording
 /// |offset| > 1e9 is an anomaly (the 2022 PL031 epoch bug), never drift. Other changes are
 /// drift when slow (at most 500 ppm, 43.2 s/day, beyond any real crystal) and steps (the
 /// guest set its clock) otherwise. The least-squares drift is fitted over the series with
-/// steps, DST jumps and anomalies taken out.
+/// steps, DST jumps and anomalies taken out, and only when some interval between writes
+/// measured drift (a series of steps alone has none: `nil`).
+///
+/// The first RTC_CHANGE of a series is a change too: from the offset QEMU started with, 0
+/// (the offset is relative to the `-rtc base` clock), *assumed*, since the recording may
+/// start after QEMU did, and after earlier writes. How long the offset had been 0 is not
+/// known, so that change is `unchanged`, `noise` or `step`, never drift or DST.
+///
+/// Every RTC_CHANGE is at least one guest write (QEMU emits one per write of the clock).
+/// RTC_CHANGE is throttled on its name (docs/QEMU-FACTS.md, "Event throttling"), so a
+/// delivery held by the throttle (`ThrottleRule`, as `balloon` and `throttle` decide it)
+/// means the guest wrote again within a second of its previous write; writes before it in
+/// that window, if there were any, were replaced and left no trace.
 public struct RTCAnalysis: Analysis {
     public static let name = "rtc"
     public static let summary = "guest RTC offset per RTC device: steps vs drift, least-squares drift (s/day), DST jumps, anomalies"
@@ -26,11 +38,19 @@ public struct RTCAnalysis: Analysis {
         public var time: Int64
         public var qemuMicros: Int64?
         public var offset: Int64
-        /// Change since the previous sample of the series (`nil` for the first).
+        /// Change since the previous valid sample of the series (for the first, since 0,
+        /// assumed: `previousAssumed`); `nil` for anomalies.
         public var delta: Int64?
+        /// Receive time since the previous valid sample; `nil` for the first and anomalies.
         public var interval: Int64?
-        /// `first`, `unchanged`, `noise` (±1 s truncation), `drift`, `step`, `dst`, `anomaly`.
+        /// `unchanged`, `noise` (±1 s truncation), `drift`, `step`, `dst`, `anomaly`.
         public var kind: String
+        /// The change is from the offset QEMU started with, 0, assumed (the series' first
+        /// valid write; `interval` is then unknown, `nil`).
+        public var previousAssumed = false
+        /// Held by QEMU's 1 s throttle (`ThrottleRule`): earlier writes in its window, if
+        /// any, were replaced.
+        public var possiblyMerged = false
         /// Drift rate between this write and the previous one, s/day (drift and noise only).
         public var driftPerDay: Double?
     }
@@ -38,8 +58,13 @@ public struct RTCAnalysis: Analysis {
     public struct Series: Sendable {
         public var qomPath: String
         public var samples: [Sample] = []
-        /// Least-squares slope over the continuous series, s/day; `nil` with fewer than two points.
+        /// Least-squares slope over the continuous series, s/day; `nil` when no interval
+        /// between two writes measured drift (only steps, DST jumps or anomalies).
         public var driftPerDay: Double?
+        /// Guest writes the recording shows: one per delivery (anomalies included).
+        public var writes: Int { samples.count }
+        /// Of those, deliveries held by the throttle.
+        public var writesHeld: Int { samples.filter(\.possiblyMerged).count }
         /// Per sample (same order), the offset the fitted line gives; `nil` for anomalies.
         public var fitted: [Double?] = []
     }
@@ -47,17 +72,28 @@ public struct RTCAnalysis: Analysis {
     let context: AnalysisContext
     var series: [Series] = []
     var lastValid: [Int: Sample] = [:]
+    /// RTC_CHANGE is throttled on its name alone: one key for every RTC.
+    var throttle: ThrottleRule.Key
 
-    public init(context: AnalysisContext) { self.context = context }
+    public init(context: AnalysisContext) {
+        self.context = context
+        throttle = ThrottleRule.Key(receiveIsDelivery: context.receiveTimesAreDeliveryTimes)
+    }
 
     public mutating func consume(_ input: AnalysisInput) {
         guard case .event(let e) = input, let offset = e.view.int("data", "offset") else { return }
         let path = e.view.string("data", "qom-path") ?? ""
         let k: Int
         if let found = series.firstIndex(where: { $0.qomPath == path }) { k = found } else { series.append(Series(qomPath: path)); k = series.count - 1 }
-        var s = Sample(record: e.record, time: e.time, qemuMicros: e.qemuMicros, offset: offset, delta: nil, interval: nil, kind: "first", driftPerDay: nil)
+        var s = Sample(record: e.record, time: e.time, qemuMicros: e.qemuMicros, offset: offset, delta: nil, interval: nil, kind: "step", driftPerDay: nil)
+        s.possiblyMerged = throttle.deliver(Delivery(receive: e.time, qemuMicros: e.qemuMicros))
         if abs(offset) > Self.anomalyLimit {
             s.kind = "anomaly"
+        } else if lastValid[k] == nil {
+            // The first valid write: a change from the offset at QEMU's start, 0, assumed.
+            s.previousAssumed = true
+            s.delta = offset
+            s.kind = offset == 0 ? "unchanged" : abs(offset) <= 1 ? "noise" : "step"
         } else if let prev = lastValid[k] {
             let d = offset - prev.offset
             let dt = e.time - prev.time
@@ -78,9 +114,6 @@ public struct RTCAnalysis: Analysis {
             if ["unchanged", "noise", "drift"].contains(s.kind), seconds > 0 {
                 s.driftPerDay = Double(d) / seconds * 86_400
             }
-        } else if let prev = series[k].samples.last {
-            // After an anomaly with nothing valid before: no delta to speak of.
-            s.interval = e.time - prev.time
         }
         if s.kind != "anomaly" { lastValid[k] = s }
         series[k].samples.append(s)
@@ -101,7 +134,10 @@ public struct RTCAnalysis: Analysis {
                 xs.append(Double(s.time) / 1e9)
                 ys.append(Double(a))
             }
-            guard xs.count >= 2, let x0 = xs.first, let x1 = xs.last, x1 > x0 else {
+            // Drift is measured over intervals between writes that did not set the clock;
+            // with none (a series of steps), a slope of 0 would claim a perfect clock.
+            let measured = out[k].samples.contains { !$0.previousAssumed && $0.interval != nil && ["unchanged", "noise", "drift"].contains($0.kind) }
+            guard measured, xs.count >= 2, let x0 = xs.first, let x1 = xs.last, x1 > x0 else {
                 out[k].fitted = adjusted.map { $0.map(Double.init) }
                 continue
             }
@@ -135,6 +171,8 @@ public struct RTCResult: AnalysisResult {
             o["steps"] = .int(sr.samples.filter { $0.kind == "step" }.count)
             o["dst_jumps"] = .int(sr.samples.filter { $0.kind == "dst" }.count)
             o["anomalies"] = .int(sr.samples.filter { $0.kind == "anomaly" }.count)
+            o["writes"] = .int(sr.writes)
+            o["writes_held"] = .int(sr.writesHeld)
             o["samples"] = .array(zip(sr.samples, sr.fitted).map { s, f in
                 var p = JSONObject(point: context, s.record, s.time)
                 p["qemu_us"] = jopt(s.qemuMicros)
@@ -142,6 +180,8 @@ public struct RTCResult: AnalysisResult {
                 p["delta"] = jopt(s.delta)
                 p["interval_ns"] = jopt(s.interval)
                 p["kind"] = .string(s.kind)
+                p["previous_assumed"] = .bool(s.previousAssumed)
+                p["possibly_merged"] = .bool(s.possiblyMerged)
                 p["drift_s_per_day"] = s.driftPerDay.map { jnum($0, 3) } ?? .null
                 p["fitted_offset"] = f.map { jnum($0, 3) } ?? .null
                 return .object(p)
@@ -165,8 +205,11 @@ public struct RTCResult: AnalysisResult {
                         "\(label): offset jumped \(signed(s.delta!)) s: possibly a DST switch with -rtc base=localtime",
                         subject: label, records: [s.record], time: s.time, value: Double(s.delta!)))
                 case "step":
+                    let from = s.previousAssumed
+                        ? " from 0, assumed" + (abs(abs(s.delta!) - RTCAnalysis.dst) <= 1 ? " (an hour: with -rtc base=localtime, possibly DST)" : "")
+                        : ""
                     out.append(AnalysisFinding(.info, "rtc", "step",
-                        "\(label): guest set its clock by \(signed(s.delta!)) s (offset now \(s.offset) s)",
+                        "\(label): guest set its clock by \(signed(s.delta!)) s\(from) (offset now \(s.offset) s)",
                         subject: label, records: [s.record], time: s.time, weight: Double(abs(s.delta!)), value: Double(s.delta!)))
                 default:
                     break
@@ -203,7 +246,12 @@ public struct RTCResult: AnalysisResult {
         var s = ""
         for sr in series {
             s += st.bold(sr.qomPath.isEmpty ? "RTC (no qom-path)" : sr.qomPath)
-            s += "  drift (least squares): " + (sr.driftPerDay.map { fmt($0, 3) + " s/day" } ?? "n/a (fewer than two writes)") + "\n"
+            s += "  drift (least squares, receive clock): " + (sr.driftPerDay.map { fmt($0, 3) + " s/day" } ?? "n/a (no interval between writes without a step)") + "\n"
+            s += "  writes: \(sr.writes) (one per RTC_CHANGE delivery)"
+            if sr.writesHeld > 0 {
+                s += "; \(sr.writesHeld) held by QEMU's 1 s throttle: the guest wrote again within a second, and earlier writes in those windows, if any, were replaced and are not visible"
+            }
+            s += "\n"
             var t = TextTable(["record", "time", "offset", "Δ", "interval", "kind", "drift s/day"])
             for x in sr.samples {
                 let kind: String
@@ -212,8 +260,10 @@ public struct RTCResult: AnalysisResult {
                 case "step", "dst": kind = st.yellow(x.kind)
                 default: kind = x.kind
                 }
-                t.row(["#\(x.record)", context.wallOrClock(x.time), "\(x.offset)", x.delta.map(signed) ?? "",
-                       x.interval.map { DurationFormat.short($0) } ?? "", kind, x.driftPerDay.map { fmt($0, 3) } ?? ""])
+                let delta = (x.delta.map(signed) ?? "") + (x.previousAssumed ? " (from 0, assumed)" : "")
+                t.row(["#\(x.record)", context.wallOrClock(x.time), "\(x.offset)", delta,
+                       x.interval.map { DurationFormat.short($0) } ?? "", kind + (x.possiblyMerged ? " (held)" : ""),
+                       x.driftPerDay.map { fmt($0, 3) } ?? ""])
             }
             s += t.render(colors: colors, width: width) + "\n"
         }
@@ -221,12 +271,13 @@ public struct RTCResult: AnalysisResult {
     }
 
     public func csv() -> String {
-        var c = CSV(["qom_path", "record", "t_ns", "wall", "qemu_us", "offset", "delta", "interval_ns", "kind", "drift_s_per_day", "fitted_offset"])
+        var c = CSV(["qom_path", "record", "t_ns", "wall", "qemu_us", "offset", "delta", "interval_ns", "kind", "drift_s_per_day", "fitted_offset",
+                     "previous_assumed", "possibly_merged"])
         for sr in series {
             for (x, f) in zip(sr.samples, sr.fitted) {
                 c.add([sr.qomPath, "\(x.record)", "\(x.time)", context.wall(x.time) ?? "", x.qemuMicros.map { "\($0)" } ?? "", "\(x.offset)",
                        x.delta.map { "\($0)" } ?? "", x.interval.map { "\($0)" } ?? "", x.kind, x.driftPerDay.map { fmt($0, 3) } ?? "",
-                       f.map { fmt($0, 3) } ?? ""])
+                       f.map { fmt($0, 3) } ?? "", x.previousAssumed ? "true" : "false", x.possiblyMerged ? "true" : "false"])
             }
         }
         return c.string

@@ -1,31 +1,23 @@
 import QMP
 import Recording
 
-/// `runstate`: running / paused / shut down / suspended over time (QMP-NOTES.md, "Other
-/// events with meaning across events"), from STOP, RESUME, SHUTDOWN, RESET, SUSPEND,
-/// WAKEUP, GUEST_PANICKED and `query-status` replies.
+/// `runstate`: running / paused / shut down / suspended / panicked over time, as the VM
+/// model (`VMModel`, the same rules as the shell's `state`) follows it through STOP,
+/// RESUME, SHUTDOWN, RESET, SUSPEND, WAKEUP, GUEST_PANICKED, MIGRATION and `query-status`
+/// replies (docs/QEMU-FACTS.md, "Run states").
 ///
-/// Each paused period gets its cause: the `stop` or `migrate` command in flight (STOP
-/// comes before their reply, QMP-NOTES.md "Ordering"), else a BLOCK_IO_ERROR with action
-/// "stop", a WATCHDOG with action "pause" or a GUEST_PANICKED shortly before. Documented
-/// follow-ups that never came are reported: BLOCK_IO_ERROR(stop) → STOP, WATCHDOG
-/// reset/shutdown/pause → RESET/SHUTDOWN/STOP (none expected when already paused).
+/// Each period gets the model's cause: the `stop` command in flight, a migration's
+/// switch-over, a BLOCK_IO_ERROR (action stop), WATCHDOG (pause) or guest panic just
+/// before, a SHUTDOWN's reason. Documented follow-ups that never came are reported.
 public struct RunstateAnalysis: Analysis {
     public static let name = "runstate"
-    public static let summary = "running / paused / shutdown timeline, paused periods and their causes, missing follow-up events"
+    public static let summary = "running / paused / shutdown / panicked timeline, paused periods and their causes, missing follow-up events"
     public static let clock = AnalysisClock.receive
-    public static let interest = Interest(
-        events: ["STOP", "RESUME", "SHUTDOWN", "RESET", "SUSPEND", "SUSPEND_DISK", "WAKEUP", "GUEST_PANICKED",
-                 "BLOCK_IO_ERROR", "WATCHDOG", "POWERDOWN"],
-        commands: ["query-status", "stop", "cont", "migrate", "system_reset", "quit", "system_powerdown"])
-
-    /// A trigger explains a STOP arriving within this time.
-    static let causeWindow: Int64 = 2_000_000_000
-    /// A follow-up may be this late; missing ones closer to the end are not reported.
-    static let followUpGrace: Int64 = 1_000_000_000
+    public static let interest = Interest.model()
+    public static let usesModel = true
 
     public struct Segment: Sendable, Hashable {
-        /// `running`, `paused`, `shutdown`, `suspended`, `unknown`.
+        /// `running`, `paused`, `shutdown`, `suspended`, `panicked`, `unknown`.
         public var state: String
         public var startRecord: Int?
         public var start: Int64
@@ -41,7 +33,6 @@ public struct RunstateAnalysis: Analysis {
         public var time: Int64
         public var expected: String
         public var detail: String
-        public var metRecord: Int?
     }
 
     public struct Mark: Sendable, Hashable {
@@ -51,150 +42,54 @@ public struct RunstateAnalysis: Analysis {
         public var detail: String
     }
 
+    static let markedEvents: Set<String> = ["RESET", "POWERDOWN", "BLOCK_IO_ERROR", "WATCHDOG", "GUEST_PANICKED", "GUEST_CRASHLOADED",
+                                            "SUSPEND_DISK", "MIGRATION"]
+
     let context: AnalysisContext
     var segments: [Segment] = []
     var current: Segment
-    var trigger: (text: String, record: Int, time: Int64)?
-    var inFlight: [(name: String, record: Int, time: Int64)] = []
-    var expectations: [Expectation] = []
-    /// Indices into `expectations` not met yet, oldest first, by expected event.
-    var unmet: [String: [Int]] = [:]
     var marks: [Mark] = []
 
     public init(context: AnalysisContext) {
         self.context = context
-        current = Segment(state: "unknown", startRecord: nil, start: context.rangeStart, end: context.rangeStart, cause: "state before the first run-state event or query-status")
-    }
-
-    mutating func enter(_ state: String, _ record: Int, _ t: Int64, cause: String, causeRecord: Int?) {
-        if state == current.state { return }
-        current.end = t
-        if current.state != "unknown" || current.duration > 0 { segments.append(current) }
-        current = Segment(state: state, startRecord: record, start: t, end: t, cause: cause, causeRecord: causeRecord)
-    }
-
-    mutating func expect(_ trigger: String, _ record: Int, _ t: Int64, _ then: String, _ detail: String) {
-        expectations.append(Expectation(trigger: trigger, record: record, time: t, expected: then, detail: detail))
-        unmet[then, default: []].append(expectations.count - 1)
-    }
-
-    /// The oldest unmet expectation of `event` is met (kept per event: a long recording has
-    /// thousands of expectations, nearly all met at once).
-    mutating func met(_ event: String, _ record: Int) {
-        guard var list = unmet[event], let k = list.first else { return }
-        expectations[k].metRecord = record
-        list.removeFirst()
-        unmet[event] = list
+        current = Segment(state: "unknown", startRecord: nil, start: context.rangeStart, end: context.rangeStart,
+                          cause: "state before the first run-state event or query-status")
     }
 
     public mutating func consume(_ input: AnalysisInput) {
-        switch input {
-        case .command(let c):
-            inFlight.append((c.name, c.record, c.time))
-        case .reply(let r):
-            inFlight.removeAll { $0.record == r.command.record }
-            guard r.command.name == "query-status", !r.isError, let ret = r.view.object("return"), let status = ret.string("status") else { return }
-            let state = Self.state(ofStatus: status, running: ret.bool("running"))
-            if state != current.state {
-                enter(state, r.record, r.time, cause: "query-status says \(status)", causeRecord: r.record)
-            }
-        case .event(let e):
-            event(e)
-        case .close:
-            break
+        if case .event(let e) = input, Self.markedEvents.contains(e.name) { mark(e) }
+        let vm = context.vm
+        guard let since = vm.model.state.runStateSince else { return }
+        let record = vm.model.state.runStateRecord
+        let state = vm.model.state.runState.rawValue
+        if state != current.state || (record != current.startRecord && since != current.start) {
+            let cause = vm.model.state.runStateCause ?? ""
+            if state == current.state && cause == current.cause { return }
+            current.end = since
+            if current.state != "unknown" || current.duration > 0 { segments.append(current) }
+            current = Segment(state: state, startRecord: record, start: since, end: since, cause: cause,
+                              causeRecord: vm.model.state.runStateCauseRecord)
+        } else if let cause = vm.model.state.runStateCause, cause != current.cause {
+            // Same period, better explained (a migration completed, -no-shutdown's STOP).
+            current.cause = cause
         }
     }
 
-    static func state(ofStatus s: String, running: Bool?) -> String {
-        switch s {
-        case "running": return "running"
-        case "shutdown": return "shutdown"
-        case "suspended": return "suspended"
-        default: return running == true ? "running" : "paused"
-        }
-    }
-
-    mutating func event(_ e: EventInput) {
-        let t = e.time, i = e.record
-        // Found once; each member read from it (events here have at most a flat `data`).
+    mutating func mark(_ e: EventInput) {
         let data = e.view.object("data")
+        var detail = ""
         switch e.name {
-        case "STOP":
-            met("STOP", i)
-            var cause = "STOP event (no command or trigger seen)"
-            var causeRecord: Int? = nil
-            if let cmd = inFlight.last(where: { $0.name == "stop" || $0.name == "migrate" }) {
-                cause = "\(cmd.name) command"
-                causeRecord = cmd.record
-            } else if let trig = trigger, t - trig.time <= Self.causeWindow {
-                cause = trig.text
-                causeRecord = trig.record
-            }
-            trigger = nil
-            if current.state == "shutdown" {
-                // -no-shutdown: QEMU stays up, stopped, in its shutdown state.
-                marks.append(Mark(record: i, time: t, event: "STOP", detail: "after SHUTDOWN (-no-shutdown)"))
-                return
-            }
-            enter("paused", i, t, cause: cause, causeRecord: causeRecord)
-        case "RESUME":
-            let cmd = inFlight.last { $0.name == "cont" }
-            enter("running", i, t, cause: cmd != nil ? "cont command" : "RESUME event", causeRecord: cmd?.record ?? i)
-        case "SHUTDOWN":
-            met("SHUTDOWN", i)
-            let reason = data?.string("reason")
-            let guest = data?.bool("guest")
-            var cause = "SHUTDOWN" + (reason.map { " (\($0))" } ?? "") + (guest == true ? " by the guest" : "")
-            var causeRecord = i
-            if let trig = trigger, t - trig.time <= Self.causeWindow, trig.text.hasPrefix("WATCHDOG") || trig.text.hasPrefix("GUEST_PANICKED") {
-                cause = trig.text + " → " + cause
-                causeRecord = trig.record
-                trigger = nil
-            }
-            enter("shutdown", i, t, cause: cause, causeRecord: causeRecord)
-        case "RESET":
-            met("RESET", i)
-            let reason = data?.string("reason")
-            marks.append(Mark(record: i, time: t, event: "RESET", detail: reason ?? ""))
-            // A reset after a shutdown with -no-shutdown leaves QEMU stopped; the run state
-            // does not change by itself.
-        case "SUSPEND":
-            enter("suspended", i, t, cause: "guest suspended (S3)", causeRecord: i)
-        case "SUSPEND_DISK":
-            marks.append(Mark(record: i, time: t, event: "SUSPEND_DISK", detail: "guest asked for S4"))
-        case "WAKEUP":
-            enter("running", i, t, cause: "guest woke up", causeRecord: i)
-        case "POWERDOWN":
-            marks.append(Mark(record: i, time: t, event: "POWERDOWN", detail: "ACPI power button"))
-        case "GUEST_PANICKED":
-            let action = data?.string("action") ?? "?"
-            marks.append(Mark(record: i, time: t, event: "GUEST_PANICKED", detail: "action \(action)"))
-            trigger = ("GUEST_PANICKED (action \(action))", i, t)
+        case "RESET": detail = data?.string("reason") ?? ""
+        case "POWERDOWN": detail = "ACPI power button"
+        case "SUSPEND_DISK": detail = "guest asked for S4"
+        case "GUEST_PANICKED", "GUEST_CRASHLOADED", "WATCHDOG": detail = "action \(data?.string("action") ?? "?")"
+        case "MIGRATION": detail = "status \(data?.string("status") ?? "?")"
         case "BLOCK_IO_ERROR":
-            let action = data?.string("action") ?? "?"
-            let dev = [data?.string("device"), data?.string("node-name"), data?.string("qom-path")]
-                .compactMap { $0 }.first { !$0.isEmpty } ?? "?"
-            let op = data?.string("operation") ?? ""
-            let nospace = data?.bool("nospace") == true ? ", no space" : ""
-            marks.append(Mark(record: i, time: t, event: "BLOCK_IO_ERROR", detail: "\(dev) \(op) action \(action)\(nospace)"))
-            if action == "stop" {
-                trigger = ("BLOCK_IO_ERROR on \(dev) (\(op)\(nospace))", i, t)
-                // Already paused: QEMU emits no second STOP.
-                if current.state != "paused" { expect("BLOCK_IO_ERROR", i, t, "STOP", "on \(dev), action stop") }
-            }
-        case "WATCHDOG":
-            let action = data?.string("action") ?? "?"
-            marks.append(Mark(record: i, time: t, event: "WATCHDOG", detail: "action \(action)"))
-            trigger = ("WATCHDOG (action \(action))", i, t)
-            switch action {
-            case "reset": expect("WATCHDOG", i, t, "RESET", "action reset")
-            case "shutdown": expect("WATCHDOG", i, t, "SHUTDOWN", "action shutdown")
-            case "pause": if current.state != "paused" { expect("WATCHDOG", i, t, "STOP", "action pause") }
-            default: break
-            }
-        default:
-            break
+            let dev = [data?.string("device"), data?.string("node-name"), data?.string("qom-path")].compactMap { $0 }.first { !$0.isEmpty } ?? "?"
+            detail = "\(dev) \(data?.string("operation") ?? "") action \(data?.string("action") ?? "?")\(data?.bool("nospace") == true ? ", no space" : "")"
+        default: break
         }
+        marks.append(Mark(record: e.record, time: e.time, event: e.name, detail: detail))
     }
 
     public func finish() -> RunstateResult {
@@ -202,8 +97,10 @@ public struct RunstateAnalysis: Analysis {
         var last = current
         last.end = max(context.rangeEnd, last.start)
         segs.append(last)
-        let missing = expectations.filter { $0.metRecord == nil && context.rangeEnd - $0.time > Self.followUpGrace }
-        return RunstateResult(context: context, segments: segs, marks: marks, expectations: expectations, missing: missing)
+        let missing = context.vm.model.expectations.filter { context.rangeEnd - $0.time > VMModel.followUpGrace }.map {
+            Expectation(trigger: $0.trigger, record: $0.record, time: $0.time, expected: $0.expected, detail: $0.detail)
+        }
+        return RunstateResult(context: context, segments: segs, marks: marks, missing: missing)
     }
 }
 
@@ -211,7 +108,6 @@ public struct RunstateResult: AnalysisResult {
     public let context: AnalysisContext
     public let segments: [RunstateAnalysis.Segment]
     public let marks: [RunstateAnalysis.Mark]
-    public let expectations: [RunstateAnalysis.Expectation]
     public let missing: [RunstateAnalysis.Expectation]
 
     public var paused: [RunstateAnalysis.Segment] { segments.filter { $0.state == "paused" } }
@@ -270,24 +166,28 @@ public struct RunstateResult: AnalysisResult {
 
     public var findings: [AnalysisFinding] {
         var out: [AnalysisFinding] = []
-        for p in paused {
+        for p in segments where p.state == "paused" || p.state == "panicked" {
             let open = p.end >= context.rangeEnd && p.startRecord == segments.last?.startRecord
-            let byUser = p.cause.hasSuffix("command")
-            let fault = ["BLOCK_IO_ERROR", "WATCHDOG", "GUEST_PANICKED", "query-status says io-error", "query-status says watchdog",
-                         "query-status says guest-panicked", "query-status says internal-error"].contains { p.cause.hasPrefix($0) }
-            // Found paused by a query (prelaunch with -S, incoming migration): how it started is not recorded.
-            let sev: FindingSeverity = fault ? .error : (byUser || p.cause.hasPrefix("query-status") ? .info : .warning)
+            let fault = p.state == "panicked" || VMModel.isFault(p.cause)
+            // Paused on purpose: a command, a migration's switch-over (the source stays paused
+            // when it completes), or found paused by a query (-S, incoming migration).
+            let expected = p.cause.hasSuffix("command") || p.cause.hasPrefix("migration") || p.cause.hasPrefix("query-status")
+                || p.cause.hasPrefix("RESET after")
+            let sev: FindingSeverity = fault ? .error : (expected ? .info : .warning)
             let what = p.cause.hasPrefix("query-status") ? "found paused (\(p.cause))" : "after \(p.cause)"
+            let verb = p.state == "panicked" ? "held panicked" : "paused"
             var f = AnalysisFinding(sev, "runstate", "paused",
-                "VM paused for \(DurationFormat.short(p.duration))\(open ? " (still paused at the end)" : "") \(what)",
+                "VM \(verb) for \(DurationFormat.short(p.duration))\(open ? " (still at the end)" : "") \(what)",
                 subject: Self.causeSubject(p.cause), records: [p.causeRecord, p.startRecord].compactMap { $0 }.uniqued(), time: p.start,
                 weight: Double(p.duration) / 1e9, value: Double(p.duration) / 1e9)
             f.end = p.end
             out.append(f)
         }
         for s in segments where s.state == "shutdown" {
-            out.append(AnalysisFinding(.info, "runstate", "shutdown", "VM shut down: \(s.cause)", subject: s.cause,
-                records: [s.causeRecord, s.startRecord].compactMap { $0 }.uniqued(), time: s.start))
+            // A shutdown the guest did not ask for in an orderly way is an incident.
+            let fault = s.cause.contains("guest panic") || s.cause.hasPrefix("WATCHDOG") || s.cause.contains("host-error")
+            out.append(AnalysisFinding(fault ? .error : .info, "runstate", "shutdown", "VM shut down: \(s.cause)", subject: s.cause,
+                records: [s.causeRecord, s.startRecord].compactMap { $0 }.uniqued(), time: s.start, weight: fault ? 5 : 0))
         }
         for m in missing {
             out.append(AnalysisFinding(.warning, "runstate", "missing-follow-up",
@@ -351,14 +251,15 @@ public struct RunstateResult: AnalysisResult {
         return c.string
     }
 
-    static let colors = ["running": "#2ca02c", "paused": "#ff7f0e", "shutdown": "#d62728", "suspended": "#9467bd", "unknown": "#cccccc"]
+    public static let colors = ["running": "#2ca02c", "paused": "#ff7f0e", "panicked": "#8c1c13", "shutdown": "#d62728", "suspended": "#9467bd",
+                                "unknown": "#cccccc"]
 
     func plot() -> TimePlot? {
         guard segments.contains(where: { $0.state != "unknown" }) else { return nil }
         var p = TimePlot(title: "Run state — \(context.recording.path.split(separator: "/").last.map(String.init) ?? "")",
                          yLabel: "state", clockNote: "receive clock", startMicros: context.startMicros,
                          tMin: context.rangeStart, tMax: max(context.rangeEnd, context.rangeStart + 1))
-        let level = ["shutdown": 0.0, "paused": 1.0, "suspended": 1.5, "running": 2.0]
+        let level = ["shutdown": 0.0, "panicked": 0.5, "paused": 1.0, "suspended": 1.5, "running": 2.0]
         p.yMin = -0.3
         p.yMax = 2.3
         p.yFormat = { v in v == 0 ? "shutdown" : v == 1 ? "paused" : v == 2 ? "running" : "" }
@@ -381,6 +282,7 @@ public struct RunstateResult: AnalysisResult {
             while k + 1 < segments.count, segments[k].end <= t { k += 1 }
             switch segments[k].state {
             case "running": line += "█"
+            case "panicked": line += "▓"
             case "paused": line += "▒"
             case "shutdown": line += "▁"
             case "suspended": line += "░"
@@ -388,7 +290,7 @@ public struct RunstateResult: AnalysisResult {
             }
         }
         let a = context.wallOrClock(context.rangeStart), b = context.wallOrClock(context.rangeEnd)
-        return " " + line + "\n " + a + String(repeating: " ", count: max(1, cols - a.count - b.count)) + b + "\n █ running  ▒ paused  ░ suspended  ▁ shutdown  · unknown  (receive clock)\n"
+        return " " + line + "\n " + a + String(repeating: " ", count: max(1, cols - a.count - b.count)) + b + "\n █ running  ▒ paused  ▓ panicked  ░ suspended  ▁ shutdown  · unknown  (receive clock)\n"
     }
 }
 

@@ -1,12 +1,12 @@
 import QMP
 import Recording
 
-/// `sessions`: VNC and SPICE client sessions (QMP-NOTES.md, "Other events": CONNECTED →
+/// `sessions`: VNC and SPICE client sessions (docs/QEMU-FACTS.md, "Other events": CONNECTED →
 /// INITIALIZED → DISCONNECTED describe one client session keyed by the client's host and
 /// port/service), with durations, authentication, and sessions that never completed.
 ///
 /// A session open when QEMU itself closed the monitor ends there: QEMU exited and its
-/// clients with it (QMP-NOTES.md, "Clients that a replay must satisfy": libvirt treats a
+/// clients with it (docs/QEMU-FACTS.md, "Clients that a replay must satisfy": libvirt treats a
 /// closed monitor as QEMU having died); such sessions are `ended-with-qemu`, not `open`.
 public struct SessionsAnalysis: Analysis {
     public static let name = "sessions"

@@ -34,6 +34,7 @@ public enum Analyses {
         entry(SessionsAnalysis.self),
         entry(CommandsAnalysis.self),
         entry(ThrottleAnalysis.self),
+        entry(IncidentsAnalysis.self),
     ]
 
     /// Every analysis name, `triage` last.

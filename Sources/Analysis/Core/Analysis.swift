@@ -22,6 +22,10 @@ public protocol Analysis: SendableMetatype {
     static var clock: AnalysisClock { get }
     /// The records it wants.
     static var interest: Interest { get }
+    /// Whether it reads the VM model (`context.vm`): the runner then folds the model once
+    /// per pass, before handing each input to the analyses, so every analysis of a pass
+    /// reads the same model after the same input.
+    static var usesModel: Bool { get }
 
     init(context: AnalysisContext)
     mutating func consume(_ input: AnalysisInput)
@@ -50,6 +54,10 @@ public protocol AnalysisResult: Sendable {
     var groupedFindings: [AnalysisFinding] { get }
 }
 
+extension Analysis {
+    public static var usesModel: Bool { false }
+}
+
 extension AnalysisResult {
     public func svg() -> String? { nil }
     public func terminalChart(width: Int, height: Int) -> String? { nil }
@@ -59,7 +67,7 @@ extension AnalysisResult {
     }
 }
 
-/// The clock an analysis measures with. QMP-NOTES.md, "Event throttling": the recorder's
+/// The clock an analysis measures with. docs/QEMU-FACTS.md, "Event throttling": the recorder's
 /// receive time and QEMU's event timestamp are kept apart, and each analysis says which
 /// one it uses.
 public enum AnalysisClock: String, Sendable {
@@ -86,11 +94,28 @@ public struct Interest: Sendable {
     public var commands: [String] = []
     /// Every command and reply (the `commands` analysis).
     public var allCommands = false
-    /// Connection `close` records (to end what was pending on that connection).
+    /// Connection `close` records (to end what was pending on that connection) and greetings
+    /// (a new QEMU process starts everything over).
     public var closes = false
+    /// Every error reply, also those that answer no recorded command or a line that was not
+    /// a command (their `command.name` is empty, `command.record` the line's or -1).
+    public var errorReplies = false
 
-    public init(events: [String] = [], commands: [String] = [], allCommands: Bool = false, closes: Bool = false) {
+    public init(events: [String] = [], commands: [String] = [], allCommands: Bool = false, closes: Bool = false,
+                errorReplies: Bool = false) {
         self.events = events; self.commands = commands; self.allCommands = allCommands; self.closes = closes
+        self.errorReplies = errorReplies
+    }
+
+    /// Everything the VM model (`VMModel`) reads, plus `extra`.
+    public static func model(plus extra: Interest = Interest()) -> Interest {
+        var i = VMModel.interest
+        i.events += extra.events.filter { !i.events.contains($0) }
+        i.commands += extra.commands.filter { !i.commands.contains($0) }
+        i.allCommands = i.allCommands || extra.allCommands
+        i.closes = true
+        i.errorReplies = true
+        return i
     }
 }
 
@@ -101,6 +126,21 @@ public enum AnalysisInput {
     case reply(ReplyInput)
     /// A connection ended; commands still outstanding on it will never be answered.
     case close(record: Int, time: Int64, connection: UInt32, unanswered: [PendingCommand])
+    /// QEMU greeted on a connection; `newProcess` when it is a new QEMU process (see
+    /// `InputDriver`): everything VM-scoped starts over.
+    case greeting(record: Int, time: Int64, connection: UInt32, newProcess: Bool)
+}
+
+extension AnalysisInput {
+    /// The record the input comes from.
+    public var record: Int {
+        switch self {
+        case .event(let e): return e.record
+        case .command(let c): return c.record
+        case .reply(let r): return r.record
+        case .close(let record, _, _, _), .greeting(let record, _, _, _): return record
+        }
+    }
 }
 
 public struct EventInput {
@@ -128,15 +168,15 @@ public struct PendingCommand: Sendable, Hashable {
     public var time: Int64
     public var connection: UInt32
     public var name: String
-    /// Identity of the `id` (0: none); equal ids have equal keys.
-    var idKey: UInt64
+    /// Identity of the `id` (`IDKey.none`: none); equal id values have equal keys.
+    public var idKey: IDKey
 }
 
 public struct ReplyInput {
     public var record: Int
     public var time: Int64
     public var connection: UInt32
-    /// The command this reply answers (matched by id, per connection: QMP-NOTES.md "Reply").
+    /// The command this reply answers (matched by id, per connection: docs/QEMU-FACTS.md "Reply").
     public var command: PendingCommand
     /// `nil` for a `return`; the error class for an `error` reply.
     public var errorClass: String?
@@ -159,9 +199,13 @@ public struct AnalysisContext: Sendable {
     /// The range in ns since the start.
     public let rangeStart: Int64
     public let rangeEnd: Int64
+    /// The VM model of this pass, after the input being consumed (for analyses whose
+    /// `usesModel` is true; shared by every analysis of the pass).
+    public let vm: SharedVM
 
     public init(recording: Recording, from: Int64?, to: Int64?) {
         self.recording = recording
+        vm = SharedVM(recording: recording)
         startMicros = recording.header?.startMicros
         let first = from.map { recording.firstIndex(atOrAfter: $0) } ?? 0
         let end = to.map { recording.firstIndex(atOrAfter: $0 &+ 1) } ?? recording.count
@@ -182,4 +226,23 @@ public struct AnalysisContext: Sendable {
     }
 
     public func view(_ record: Int) -> RecordView { RecordView(recording: recording, index: record) }
+}
+
+/// The VM model one analysis pass folds, shared by the analyses of the pass (a reference:
+/// `AnalysisContext` is copied into each of them). Only the runner mutates it.
+public final class SharedVM: @unchecked Sendable {
+    public internal(set) var model: VMModel
+    /// What the input of record `incidentsRecord` revealed (see `VMModel.apply`).
+    public internal(set) var incidents: [Incident] = []
+    public internal(set) var incidentsRecord = -1
+
+    init(recording: Recording) { model = VMModel(recording: recording) }
+
+    func apply(_ input: AnalysisInput) {
+        let found = model.apply(input)
+        if !found.isEmpty {
+            incidents = found
+            incidentsRecord = input.record
+        }
+    }
 }

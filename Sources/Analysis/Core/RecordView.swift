@@ -100,7 +100,7 @@ public struct RecordView: @unchecked Sendable {
     /// The identity of the message's `id` (0 when it has none). Fast path: QEMU and clients
     /// write `id` last, so the line ends `"id": VALUE}}`; the match is verified by the value
     /// ending exactly where `msg` closes, else the members are scanned from the start.
-    func idKey() -> UInt64 {
+    func idKey() -> IDKey {
         let line = recording.lineBytes(index)
         var end = line.count
         while end > 0, isJSONSpace(line[end - 1]) { end -= 1 }
@@ -122,7 +122,7 @@ public struct RecordView: @unchecked Sendable {
                     if let e = JSONScan.skipValue(line, j) {
                         var k = e
                         while k < close, isJSONSpace(line[k]) { k += 1 }
-                        if k == close { return RawScan.identity(UnsafeBufferPointer(rebasing: line[j..<e])) }
+                        if k == close { return IDKey(bytes: UnsafeBufferPointer(rebasing: line[j..<e])) }
                     }
                 }
             }
@@ -131,9 +131,9 @@ public struct RecordView: @unchecked Sendable {
         return identityKey("id")
     }
 
-    /// A key identifying the value at `path` (equal JSON values, equal keys; 0 when absent).
-    func identityKey(_ path: StaticString...) -> UInt64 {
-        withValue(path) { RawScan.identity($0) } ?? 0
+    /// A key identifying the value at `path` (equal JSON values, equal keys; `.none` when absent).
+    func identityKey(_ path: StaticString...) -> IDKey {
+        withValue(path) { IDKey(bytes: $0) } ?? .none
     }
 }
 
@@ -212,24 +212,5 @@ enum RawScan {
         guard b.count == s.utf8CodeUnitCount else { return false }
         for j in 0..<b.count where b[j] != s.utf8Start[j] { return false }
         return true
-    }
-
-    /// FNV-1a of a value's bytes; scalars hash as written (QEMU echoes ids exactly),
-    /// objects and arrays through their compact serialisation (spacing differs between
-    /// client and QEMU). Never 0, so 0 can mean "no value".
-    static func identity(_ b: UnsafeBufferPointer<UInt8>) -> UInt64 {
-        func fnv<C: Sequence>(_ bytes: C) -> UInt64 where C.Element == UInt8 {
-            var h: UInt64 = 0xcbf2_9ce4_8422_2325
-            for c in bytes { h = (h ^ UInt64(c)) &* 0x100_0000_01b3 }
-            return h == 0 ? 1 : h
-        }
-        if let first = b.first, first == UInt8(ascii: "{") || first == UInt8(ascii: "[") {
-            if let v = try? JSONParser.parse(b) { return fnv(v.serializedBytes(.compact)) }
-        }
-        if let first = b.first, first != UInt8(ascii: "\""), let v = try? JSONParser.parse(b), case .number(let n) = v,
-           let i = n.int64, !n.isInteger {
-            return fnv(String(i).utf8)   // 1.0 and 1 are the same id to QEMU's visitors
-        }
-        return fnv(b)
     }
 }

@@ -1,7 +1,7 @@
 /// What the VM looked like after some record of a recording: the shell's `state` command.
 ///
 /// Every member is derived from the records up to and including that record by the rules
-/// in `StateTracker` (QMP-NOTES.md is the source of each fact). Times are record times,
+/// in `StateTracker` (docs/QEMU-FACTS.md is the source of each fact). Times are record times,
 /// nanoseconds since the recording's start (the recorder's monotonic clock, not QEMU's
 /// event timestamps); record numbers are the `#N` of the time syntax.
 ///
@@ -37,7 +37,7 @@ public struct VMState: Sendable, Equatable {
 
     /// The guest's logical memory size (`BALLOON_CHANGE` `data.actual` or `query-balloon`'s `actual`).
     public struct Balloon: Sendable, Equatable {
-        /// Bytes: RAM minus ballooned pages (QMP-NOTES.md, "BALLOON_CHANGE").
+        /// Bytes: RAM minus ballooned pages (docs/QEMU-FACTS.md, "BALLOON_CHANGE").
         public var actual: Int64
         public var record: Int
         public var time: Int64
@@ -98,7 +98,7 @@ public struct VMState: Sendable, Equatable {
         }
     }
 
-    /// One NIC's NIC_RX_FILTER_CHANGED latch (QMP-NOTES.md): armed at device creation; an
+    /// One NIC's NIC_RX_FILTER_CHANGED latch (docs/QEMU-FACTS.md): armed at device creation; an
     /// event disarms it; a successful `query-rx-filter` naming it, or naming none, re-arms it.
     public struct NICLatch: Sendable, Equatable {
         /// `data.name` of its events or the name of a named query; nil for a NIC known only by path.
@@ -123,7 +123,7 @@ public struct VMState: Sendable, Equatable {
         }
     }
 
-    /// A block job (QMP-NOTES.md, "Block jobs").
+    /// A block job (docs/QEMU-FACTS.md, "Block jobs").
     public struct BlockJob: Sendable, Equatable {
         /// How a finished job ended.
         public enum Outcome: String, Sendable, Equatable {
@@ -258,6 +258,32 @@ public struct VMState: Sendable, Equatable {
     /// The greeting that started the current QEMU process, when the recording shows QEMU
     /// exiting and a new one starting (nil for the first process).
     public var processStart: Int?
+    /// The record that explains the current run state (a command, a trigger event, the
+    /// event itself); `runStateCause` is its description.
+    public var runStateCauseRecord: Int?
+    /// Live migration as the source saw it (`migrate`, MIGRATION events, `query-migrate`).
+    public var migration: Migration?
+    /// `device_del` requests the guest has not completed (no DEVICE_DELETED yet), by device id.
+    public var pendingUnplugs: [String: Stamp] = [:]
+    /// SHUTDOWN was seen in this QEMU process (so QEMU closing its monitor was an orderly exit).
+    public var shutdownSeen = false
+
+    /// A migration (docs/QEMU-FACTS.md, "Migration").
+    public struct Migration: Sendable, Equatable {
+        /// The last MIGRATION `status` (setup, active, device, completed, failed, cancelled, ...),
+        /// or `requested` between a successful `migrate` and the first status.
+        public var status: String
+        /// The `migrate` command (nil when only events were seen).
+        public var command: Stamp?
+        /// When `status` was seen.
+        public var record: Int
+        public var time: Int64
+        /// Whether the status is one in which QEMU may still stop the source for switch-over.
+        public var inProgress: Bool { !["completed", "failed", "cancelled", "none"].contains(status) }
+        public init(status: String, command: Stamp?, record: Int, time: Int64) {
+            self.status = status; self.command = command; self.record = record; self.time = time
+        }
+    }
 
     public init() {}
 }

@@ -100,6 +100,34 @@ func bytesText(_ n: Int64) -> String {
     return "\(n) B"
 }
 
+/// A byte count exactly, so that two different counts never print the same: MiB from
+/// 1 MiB up, KiB from 1 KiB up, else bytes, with as many decimals as the value needs and
+/// no more (a fraction of a power of two always ends; a multiple of 1 KiB needs at most 10
+/// decimals in MiB, a multiple of 4 KiB at most 8).
+///
+/// Example: `exactBytesText(1073610752)` is `1023.875 MiB`, `exactBytesText(1073676288)`
+/// is `1023.9375 MiB`, `exactBytesText(1 << 30)` is `1024 MiB`.
+func exactBytesText(_ n: Int64) -> String {
+    let a = n.magnitude
+    let (shift, unit): (UInt64, String) = a >= 1 << 20 ? (20, " MiB") : a >= 1 << 10 ? (10, " KiB") : (0, " B")
+    return (n < 0 ? "-" : "") + exactBinaryFraction(a, shift: shift) + unit
+}
+
+/// `a / 2^shift` in decimal, exactly: each step moves one decimal digit out of the
+/// fraction, which ends after at most `shift` digits.
+private func exactBinaryFraction(_ a: UInt64, shift: UInt64) -> String {
+    let mask: UInt64 = (1 << shift) - 1
+    var s = String(a >> shift)
+    var frac = a & mask
+    if frac != 0 { s += "." }
+    while frac != 0 {
+        frac *= 10   // frac < 2^20: no overflow
+        s += String(frac >> shift)
+        frac &= mask
+    }
+    return s
+}
+
 /// A time since the start as shown in tables: `+00:01:02.345`.
 func clockText(_ t: Int64) -> String { DurationFormat.clock(t) }
 

@@ -71,6 +71,13 @@ struct TimePlot {
         return out
     }
 
+    /// Ticks at round times of the wall clock when there is one (10:00:05, not 5 s after a
+    /// start at 10:00:00.414), else of the time since the start.
+    func wallAlignedTicks(count: Int = 6) -> [Int64] {
+        let offset = startMicros.map { ($0 % 86_400_000_000) * 1000 } ?? 0
+        return TimePlot.timeTicks(tMin + offset, tMax + offset, count: count).map { $0 - offset }
+    }
+
     func timeLabel(_ t: Int64, step: Int64) -> String {
         let digits = step < 1_000_000_000 ? 3 : 0
         if let s = startMicros { return WallClock.timeOfDay(micros: s + t / 1000, fractionDigits: digits) }
@@ -91,20 +98,73 @@ struct TimePlot {
 
     // MARK: SVG
 
+    /// The legend entries (label, colour) of the series, in drawing order.
+    var legendEntries: [(label: String, color: String)] {
+        var legend: [(label: String, color: String)] = []
+        for sr in series {
+            switch sr {
+            case .step(let label, let pts, let color):
+                if !pts.isEmpty { legend.append((label, color)) }
+            case .line(let label, let pts, let color, _):
+                if pts.contains(where: { $0.y != nil }) { legend.append((label, color)) }
+            case .markers(let label, let pts, let color, _):
+                if !pts.isEmpty { legend.append((label, color)) }
+            case .band(let segs, let colors):
+                for (label, c) in colors.sorted(by: { $0.key < $1.key }) where segs.contains(where: { $0.label == label }) {
+                    legend.append((label, c))
+                }
+                // States without a colour of their own are drawn grey: say so too.
+                var uncoloured: [String] = []
+                for seg in segs where colors[seg.label] == nil && !uncoloured.contains(seg.label) { uncoloured.append(seg.label) }
+                for label in uncoloured { legend.append((label, "#999")) }
+            }
+        }
+        return legend
+    }
+
+    /// Places legend entries (a 12×8 swatch, a gap, the label) in rows no wider than
+    /// `width`, left to right; returns each entry's offset from the legend's origin and
+    /// the number of rows. Widths come from `SVGText.width`, which errs on the wide side,
+    /// so entries never run into each other.
+    static func layoutLegend(_ labels: [String], width: Double, fontSize: Double = 12, gap: Double = 14,
+                             rowHeight: Double = 16) -> (positions: [(x: Double, y: Double)], rows: Int) {
+        var out: [(x: Double, y: Double)] = []
+        var x = 0.0, row = 0
+        for label in labels {
+            let w = 16 + SVGText.width(label, fontSize: fontSize)
+            if x > 0, x + w > width { x = 0; row += 1 }
+            out.append((x, Double(row) * rowHeight))
+            x += w + gap
+        }
+        return (out, labels.isEmpty ? 0 : row + 1)
+    }
+
     func svg(width: Int = 960, height: Int = 420) -> String {
-        let W = Double(width), H = Double(height)
+        let W = Double(width)
         let hasBand = series.contains { if case .band = $0 { return true } else { return false } }
-        let left = 90.0, right = 24.0, top = hasBand ? 96.0 : 48.0, bottom = 64.0
-        let pw = W - left - right, ph = H - top - bottom
+        let left = 90.0, right = 24.0, bottom = 64.0
+        let pw = W - left - right
+        // Title, then the band, then the legend (wrapped to the plot's width), then the plot:
+        // each in its own rows, so none can overlap another.
+        let bandY = 36.0, bandH = 26.0
+        let legendY = hasBand ? bandY + bandH + 10 : 34.0
+        let legend = legendEntries
+        // Labels longer than the plot is wide are cut so that every entry fits on a row.
+        let maxLabel = max(8, Int((pw - 16) / SVGText.width("m", fontSize: 12)))
+        let labels = legend.map { SVGText.truncate($0.label, toCharacters: maxLabel) }
+        let placed = TimePlot.layoutLegend(labels, width: pw)
+        let top = legendY + Double(placed.rows) * 16 + 10
+        let ph = max(160.0, Double(height) - 48 - bottom - (hasBand ? 48 : 0))
+        let H = top + ph + bottom
         let span = Double(max(tMax - tMin, 1))
         func x(_ t: Int64) -> Double { left + Double(t - tMin) / span * pw }
         func y(_ v: Double) -> Double { top + ph - (v - yMin) / max(yMax - yMin, 1e-12) * ph }
         func f(_ v: Double) -> String { fmt(v, 1) }
         var s = """
         <?xml version="1.0" encoding="UTF-8"?>
-        <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" font-family="sans-serif" font-size="12">
+        <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(Int(H.rounded(.up)))" viewBox="0 0 \(width) \(Int(H.rounded(.up)))" font-family="sans-serif" font-size="12">
         <title>\(xml(title))</title>
-        <rect x="0" y="0" width="\(width)" height="\(height)" fill="white"/>
+        <rect x="0" y="0" width="\(width)" height="\(Int(H.rounded(.up)))" fill="white"/>
         <text x="\(f(W / 2))" y="22" text-anchor="middle" font-size="15" font-weight="bold">\(xml(title))</text>
 
         """
@@ -112,7 +172,7 @@ struct TimePlot {
         s += "<g stroke=\"#ddd\" stroke-width=\"1\">\n"
         let yt = TimePlot.yTicks(yMin, yMax)
         for v in yt { s += "<line x1=\"\(f(left))\" y1=\"\(f(y(v)))\" x2=\"\(f(left + pw))\" y2=\"\(f(y(v)))\"/>\n" }
-        let tt = TimePlot.timeTicks(tMin, tMax)
+        let tt = wallAlignedTicks()
         for t in tt { s += "<line x1=\"\(f(x(t)))\" y1=\"\(f(top))\" x2=\"\(f(x(t)))\" y2=\"\(f(top + ph))\"/>\n" }
         s += "</g>\n"
         s += "<g stroke=\"#333\" stroke-width=\"1\"><line x1=\"\(f(left))\" y1=\"\(f(top + ph))\" x2=\"\(f(left + pw))\" y2=\"\(f(top + ph))\"/><line x1=\"\(f(left))\" y1=\"\(f(top))\" x2=\"\(f(left))\" y2=\"\(f(top + ph))\"/></g>\n"
@@ -125,17 +185,15 @@ struct TimePlot {
         s += "<text transform=\"translate(18,\(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(xml(yLabel))</text>\n"
         s += "</g>\n"
         // Series.
-        var legend: [(String, String)] = []
         for sr in series {
             switch sr {
-            case .step(let label, let pts, let color):
+            case .step(_, let pts, let color):
                 guard let first = pts.first else { continue }
                 var d = "M\(f(x(first.t))),\(f(y(first.y)))"
                 for p in pts.dropFirst() { d += " H\(f(x(p.t))) V\(f(y(p.y)))" }
                 d += " H\(f(x(tMax)))"
                 s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
-                legend.append((label, color))
-            case .line(let label, let pts, let color, let dashed):
+            case .line(_, let pts, let color, let dashed):
                 var d = ""
                 var pen = false
                 for p in pts {
@@ -145,9 +203,8 @@ struct TimePlot {
                 }
                 if !d.isEmpty {
                     s += "<path d=\"\(d)\" fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.5\"\(dashed ? " stroke-dasharray=\"6 4\"" : "")/>\n"
-                    legend.append((label, color))
                 }
-            case .markers(let label, let pts, let color, let shape):
+            case .markers(_, let pts, let color, let shape):
                 guard !pts.isEmpty else { continue }
                 s += "<g fill=\"\(color)\" stroke=\"\(color)\">\n"
                 for p in pts {
@@ -159,43 +216,26 @@ struct TimePlot {
                     }
                 }
                 s += "</g>\n"
-                legend.append((label, color))
             case .band(let segs, let colors):
-                let by = 40.0, bh = 26.0
                 for seg in segs {
                     let x0 = x(max(seg.from, tMin)), x1 = x(min(seg.to, tMax))
                     let c = colors[seg.label] ?? "#999"
-                    s += "<rect x=\"\(f(x0))\" y=\"\(f(by))\" width=\"\(f(max(x1 - x0, 0.5)))\" height=\"\(f(bh))\" fill=\"\(c)\"><title>\(xml(seg.label)) \(xml(DurationFormat.short(seg.to - seg.from)))</title></rect>\n"
-                }
-                for (label, c) in colors.sorted(by: { $0.key < $1.key }) where segs.contains(where: { $0.label == label }) {
-                    legend.append((label, c))
+                    s += "<rect x=\"\(f(x0))\" y=\"\(f(bandY))\" width=\"\(f(max(x1 - x0, 0.5)))\" height=\"\(f(bandH))\" fill=\"\(c)\"><title>\(xml(seg.label)) \(xml(DurationFormat.short(seg.to - seg.from)))</title></rect>\n"
                 }
             }
         }
-        // Legend along the top right.
-        var lx = left + pw
-        for (label, color) in legend.reversed() {
-            let w = Double(label.count) * 7 + 22
-            lx -= w
-            s += "<rect x=\"\(f(lx))\" y=\"\(f(top - 16))\" width=\"12\" height=\"8\" fill=\"\(color)\"/><text x=\"\(f(lx + 16))\" y=\"\(f(top - 8))\" fill=\"#333\">\(xml(label))</text>\n"
+        // The legend, in rows of its own between the title (and band) and the plot.
+        s += "<g class=\"legend\" fill=\"#333\">\n"
+        for (k, entry) in legend.enumerated() {
+            let lx = left + placed.positions[k].x, ly = legendY + placed.positions[k].y
+            s += "<rect x=\"\(f(lx))\" y=\"\(f(ly + 3))\" width=\"12\" height=\"8\" fill=\"\(entry.color)\"/><text x=\"\(f(lx + 16))\" y=\"\(f(ly + 11))\">\(xml(labels[k]))</text>\n"
         }
+        s += "</g>\n"
         s += "</svg>\n"
         return s
     }
 
-    func xml(_ s: String) -> String {
-        var out = ""
-        for ch in s {
-            switch ch {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            default: out.append(ch)
-            }
-        }
-        return out
-    }
+    func xml(_ s: String) -> String { SVGText.escape(s) }
 
     // MARK: Terminal
 
@@ -253,5 +293,88 @@ struct TimePlot {
         out += String(repeating: " ", count: lw + 2) + a + String(repeating: " ", count: max(1, cols - a.count - b.count)) + b + "\n"
         out += String(repeating: " ", count: lw + 2) + title + " (" + yLabel + (marks.isEmpty ? "" : "; ▲ targets") + "; " + clockNote + ")\n"
         return out
+    }
+}
+
+/// Text in the SVGs we write: escaping and a width estimate (no font metrics are available,
+/// so widths err on the wide side for the sans-serif faces renderers pick, DejaVu Sans and
+/// Liberation Sans, and are exact for monospace).
+enum SVGText {
+    /// `s` as XML character data or attribute value: `&<>"'` escaped, and the characters
+    /// XML 1.0 does not allow (controls other than tab and newline, U+FFFE, U+FFFF)
+    /// replaced by U+FFFD.
+    static func escape(_ s: String) -> String {
+        var out = ""
+        out.reserveCapacity(s.utf8.count)
+        for u in s.unicodeScalars {
+            switch u {
+            case "&": out += "&amp;"
+            case "<": out += "&lt;"
+            case ">": out += "&gt;"
+            case "\"": out += "&quot;"
+            case "'": out += "&apos;"
+            case "\t", "\n": out.unicodeScalars.append(u)
+            default:
+                if u.value < 0x20 || u.value == 0x7F || u.value == 0xFFFE || u.value == 0xFFFF {
+                    out += "\u{FFFD}"
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The advance of one character in em for a sans-serif face, rounded up.
+    static func em(_ c: Character) -> Double {
+        guard let a = c.asciiValue else { return 1.0 }
+        switch a {
+        case 0x20: return 0.33
+        case 0x30...0x39: return 0.64
+        case 0x41...0x5A:  // A-Z
+            switch c {
+            case "I", "J": return 0.34
+            case "M", "W": return 0.9
+            default: return 0.74
+            }
+        case 0x61...0x7A:  // a-z
+            switch c {
+            case "i", "j", "l": return 0.29
+            case "f", "t", "r": return 0.42
+            case "m", "w": return 0.92
+            default: return 0.62
+            }
+        case 0x2E, 0x2C, 0x3A, 0x3B, 0x27, 0x7C, 0x21: return 0.34   // . , : ; ' | !
+        case 0x28, 0x29, 0x5B, 0x5D, 0x7B, 0x7D, 0x2F, 0x5C, 0x2D: return 0.42   // ( ) [ ] { } / \ -
+        default: return 0.84
+        }
+    }
+
+    /// Estimated width in px of `s` in a sans-serif face at `fontSize` px (a little wide).
+    static func width(_ s: String, fontSize: Double) -> Double {
+        s.reduce(0) { $0 + em($1) } * fontSize
+    }
+
+    /// Monospace advance (DejaVu Sans Mono, Liberation Mono: 0.6 em), rounded up a little.
+    static func monoWidth(_ n: Int, fontSize: Double) -> Double { Double(n) * 0.61 * fontSize }
+
+    /// At most `n` characters, the last replaced by `…` when cut.
+    static func truncate(_ s: String, toCharacters n: Int) -> String {
+        guard s.count > n else { return s }
+        return String(s.prefix(max(0, n - 1))) + "…"
+    }
+
+    /// At most `maxWidth` px of `s` in a sans-serif face, cut with `…`.
+    static func truncate(_ s: String, toWidth maxWidth: Double, fontSize: Double) -> String {
+        guard width(s, fontSize: fontSize) > maxWidth else { return s }
+        var out = ""
+        var w = em("…") * fontSize
+        for c in s {
+            let cw = em(c) * fontSize
+            if w + cw > maxWidth { break }
+            out.append(c)
+            w += cw
+        }
+        return out + "…"
     }
 }

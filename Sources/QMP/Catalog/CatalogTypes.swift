@@ -4,8 +4,8 @@ public enum CatalogSource: String, Sendable, Codable, CaseIterable {
     case eventsDoc = "qmp-events.txt (QEMU 1.7/2.0)"
     /// `shared/seeds/002_…txt`: an older copy of the same file (10 events).
     case olderEventsDoc = "qmp-events.txt (older fork)"
-    /// `shared/docs/QMP-NOTES.md`: later changes (SHUTDOWN/RESET guest+reason, qom-path, jobs, throttling).
-    case notes = "QMP-NOTES.md"
+    /// `docs/QEMU-FACTS.md`: later changes (SHUTDOWN/RESET guest+reason, qom-path, jobs, throttling).
+    case notes = "docs/QEMU-FACTS.md"
     /// A later QEMU addition (QAPI schema) that real captures carry; accepted, never required.
     case laterQEMU = "later QEMU (QAPI schema)"
 }
@@ -91,7 +91,7 @@ public struct FollowUp: Sendable, Hashable {
     }
 }
 
-/// QEMU's per-event rate limit (QMP-NOTES.md, "Event throttling", monitor/monitor.c):
+/// QEMU's per-event rate limit (docs/QEMU-FACTS.md, "Event throttling", monitor/monitor.c):
 /// one delivery per second per key.
 public struct Throttle: Sendable, Hashable {
     /// Dotted paths of the members forming the key; empty means the event name alone.
@@ -124,7 +124,7 @@ public struct CatalogEvent: Sendable {
     public var name: String
     public var summary: String
     /// `nil` when the documents do not describe the members (throttled events named only
-    /// in QMP-NOTES.md): then members are not checked.
+    /// in docs/QEMU-FACTS.md): then members are not checked.
     public var members: [CatalogMember]?
     public var followUps: [FollowUp]
     public var throttle: Throttle?

@@ -1,5 +1,5 @@
 /// The events qmpreplay knows: the 26 described by QEMU's qmp-events.txt (the seed
-/// documents in `shared/seeds/`), the later changes listed in QMP-NOTES.md, and the
+/// documents in `shared/seeds/`), the later changes listed in docs/QEMU-FACTS.md, and the
 /// throttled events named there. Field lists follow the documents' "Data:" sections,
 /// never their examples, two of which are mislabelled (the older file's STOP example
 /// says SHUTDOWN, the newer file's WAKEUP example says WATCHDOG).
@@ -32,7 +32,7 @@ public enum EventCatalog {
         "none", "host-error", "host-qmp-quit", "host-qmp-system-reset", "host-signal", "host-ui",
         "guest-shutdown", "guest-reset", "guest-panic", "subsystem-reset", "snapshot-load",
     ]
-    /// SHUTDOWN and RESET gained `guest` in 2.10 and `reason` in 4.0 (QMP-NOTES.md).
+    /// SHUTDOWN and RESET gained `guest` in 2.10 and `reason` in 4.0 (docs/QEMU-FACTS.md).
     private static let guestAndReason: [CatalogMember] = [
         CatalogMember("guest", .bool, optional: true, source: .notes, doc: "true if the guest caused it (2.10+)"),
         CatalogMember("reason", .string, optional: true, allowed: shutdownReasons, source: .notes, doc: "cause (4.0+)"),
@@ -83,7 +83,7 @@ public enum EventCatalog {
             "BALLOON_CHANGE", "The guest changed the actual balloon level (same value as query-balloon's actual).",
             members: [CatalogMember("actual", .number, doc: "guest logical memory size in bytes")],
             throttle: Throttle(),
-            remarks: ["Emitted when the guest writes a new balloon size, not when the host sets a target; throttled to one per second (QMP-NOTES.md)."]),
+            remarks: ["Emitted when the guest writes a new balloon size, not when the host sets a target; throttled to one per second (docs/QEMU-FACTS.md)."]),
         CatalogEvent(
             "BLOCK_IMAGE_CORRUPTED", "A disk image is being marked corrupt.",
             members: [
@@ -108,7 +108,7 @@ public enum EventCatalog {
             followUps: [FollowUp(when: ("action", "stop"), then: "STOP", source: .eventsDoc)],
             throttle: Throttle(keyPaths: ["qom-path"], exemptWhen: ["action": "stop"]),
             sources: [.eventsDoc, .olderEventsDoc],
-            remarks: ["Throttled per qom-path only in recent QEMU, and never when action is stop (QMP-NOTES.md)."]),
+            remarks: ["Throttled per qom-path only in recent QEMU, and never when action is stop (docs/QEMU-FACTS.md)."]),
         CatalogEvent(
             "BLOCK_JOB_CANCELLED", "A block job has been cancelled.", members: blockJobProgress),
         CatalogEvent(
@@ -173,10 +173,10 @@ public enum EventCatalog {
         CatalogEvent(
             "NIC_RX_FILTER_CHANGED", "The guest changed a NIC's receive filter; emitted once until query-rx-filter re-arms it.",
             members: [
-                CatalogMember("name", .string, optional: true, doc: "net client name (optional per QMP-NOTES.md)"),
+                CatalogMember("name", .string, optional: true, doc: "net client name (optional per docs/QEMU-FACTS.md)"),
                 CatalogMember("path", .string, doc: "device path"),
             ],
-            remarks: ["Per-NIC latch: further changes are silent until query-rx-filter (with no name: all NICs) re-arms it (QMP-NOTES.md)."]),
+            remarks: ["Per-NIC latch: further changes are silent until query-rx-filter (with no name: all NICs) re-arms it (docs/QEMU-FACTS.md)."]),
         CatalogEvent("POWERDOWN", "A guest power-down was requested (system_powerdown).", members: [], sources: [.notes]),
         CatalogEvent(
             "RESET", "The virtual machine was reset.", members: guestAndReason,
@@ -192,7 +192,7 @@ public enum EventCatalog {
             sources: [.eventsDoc, .olderEventsDoc],
             remarks: [
                 "The documents differ: the older says offset is the \"delta against the host UTC in seconds\", the newer \"offset between base RTC clock (as specified by -rtc base), and new RTC clock value\". They agree for -rtc base=utc.",
-                "The offset is absolute (total so far), not an increment (QMP-NOTES.md).",
+                "The offset is absolute (total so far), not an increment (docs/QEMU-FACTS.md).",
             ]),
         CatalogEvent(
             "SHUTDOWN", "The virtual machine was powered down.", members: guestAndReason,
@@ -244,7 +244,7 @@ public enum EventCatalog {
             ],
             throttle: Throttle(),
             sources: [.eventsDoc, .olderEventsDoc]),
-        // Throttled events named in QMP-NOTES.md whose members these documents do not describe.
+        // Throttled events named in docs/QEMU-FACTS.md whose members these documents do not describe.
         CatalogEvent("QUORUM_FAILURE", "A quorum block driver failed.", members: nil, throttle: Throttle(), sources: [.notes]),
         CatalogEvent("QUORUM_REPORT_BAD", "A quorum child reported bad data.", members: nil,
                      throttle: Throttle(keyPaths: ["node-name"]), sources: [.notes]),

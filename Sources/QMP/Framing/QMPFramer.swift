@@ -43,13 +43,14 @@ extension QMPMessage {
         self.bytes = bytes
         self.payload = payload
         self.json = nil
+        self.dialect = false
         self.body = .other(reason: reason, json: nil)
     }
 }
 
 /// Cuts a QMP byte stream, delivered in chunks of any size, into frames.
 ///
-/// It handles what real peers send (QMP-NOTES.md, "Framing"): one compact JSON text per
+/// It handles what real peers send (docs/QEMU-FACTS.md, "Framing"): one compact JSON text per
 /// line ended by `\r\n` or `\n`, pretty multi-line JSON (`-mon pretty=on`), several
 /// texts on one line, no terminator at all, and garbage. It never gives up: after
 /// garbage it resynchronises at the next line or `{`, and a JSON text left open when a
@@ -77,6 +78,9 @@ public struct QMPFramer: Sendable {
     private var payloadEnd = 0
     private var depth = 0
     private var inString = false
+    /// The quote that opened the current string: `"`, or `'` (QEMU's parser also takes
+    /// single-quoted strings, docs/QEMU-FACTS.md, "QEMU's JSON parser").
+    private var quote: UInt8 = 0x22
     private var escaped = false
     private var atLineStart = true
 
@@ -166,7 +170,7 @@ public struct QMPFramer: Sendable {
                     escaped = false
                 } else if c == UInt8(ascii: "\\") {
                     escaped = true
-                } else if c == UInt8(ascii: "\"") {
+                } else if c == quote {
                     inString = false
                 } else if c == 0x0A {
                     // A raw newline cannot be inside a JSON string: the text is broken.
@@ -182,7 +186,9 @@ public struct QMPFramer: Sendable {
             } else {
                 buf.append(c)
                 switch c {
-                case UInt8(ascii: "\""): inString = true
+                case UInt8(ascii: "\""), UInt8(ascii: "'"):
+                    inString = true
+                    quote = c
                 case UInt8(ascii: "{"), UInt8(ascii: "["): depth += 1
                 case UInt8(ascii: "}"), UInt8(ascii: "]"):
                     depth -= 1

@@ -1,4 +1,4 @@
-/// The kinds of message that cross a QMP socket (QMP-NOTES.md, "Wire protocol").
+/// The kinds of message that cross a QMP socket (docs/QEMU-FACTS.md, "Wire protocol").
 /// Raw values are the names used in `.qmprec` records (`"k"`) and in `--json` output.
 public enum MessageKind: String, Sendable, CaseIterable, Codable {
     case greeting
@@ -61,7 +61,7 @@ public struct ErrorReply: Sendable, Hashable {
 }
 
 /// QEMU's event timestamp: the host wall clock when the event was *created*
-/// (QMP-NOTES.md: it can lag the delivery by up to a throttle window).
+/// (docs/QEMU-FACTS.md: it can lag the delivery by up to a throttle window).
 public struct EventTimestamp: Sendable, Hashable {
     public var seconds: Int64
     public var microseconds: Int64
@@ -92,8 +92,11 @@ public struct QMPMessage: Sendable, Hashable {
     public let bytes: [UInt8]
     public let payload: Range<Int>
     public let body: Body
-    /// The parsed JSON, when the payload was valid JSON.
+    /// The parsed JSON, when the payload was valid JSON (or valid in QEMU's dialect).
     public let json: JSONValue?
+    /// `json` came from QEMU's input dialect (single-quoted strings), not strict JSON: the
+    /// bytes cannot be stored as a JSON member verbatim.
+    public let dialect: Bool
 
     public var kind: MessageKind {
         switch body {
@@ -141,6 +144,7 @@ public struct QMPMessage: Sendable, Hashable {
         self.payload = range
         if range.isEmpty {
             self.json = nil
+            self.dialect = false
             self.body = .other(reason: "no JSON text", json: nil)
             return
         }
@@ -149,10 +153,19 @@ public struct QMPMessage: Sendable, Hashable {
                 try JSONParser.parse(UnsafeBufferPointer(rebasing: buf[range]))
             }
             self.json = v
+            self.dialect = false
             self.body = QMPMessage.classify(v)
         } catch {
-            self.json = nil
-            self.body = .other(reason: "invalid JSON: \(error)", json: nil)
+            // QEMU's parser also takes single-quoted strings, and executes what it parsed.
+            if let parsed = bytes.withUnsafeBufferPointer({ QEMUDialect.parse(UnsafeBufferPointer(rebasing: $0[range])) }) {
+                self.json = parsed.value
+                self.dialect = true
+                self.body = QMPMessage.classify(parsed.value)
+            } else {
+                self.json = nil
+                self.dialect = false
+                self.body = .other(reason: "invalid JSON: \(error)", json: nil)
+            }
         }
     }
 
@@ -163,6 +176,7 @@ public struct QMPMessage: Sendable, Hashable {
         self.bytes = bytes
         self.payload = payload
         self.json = json
+        self.dialect = false
         self.body = QMPMessage.classify(json)
     }
 

@@ -1,10 +1,6 @@
-/// Pairs replies with the commands they answer, per connection.
-///
-/// QMP-NOTES.md, "Reply": the `id` is echoed exactly as sent (any JSON value) and is left
-/// out when the command had none; without oob replies come in request order. So a reply
-/// answers the oldest outstanding request with an equal id, or, without an id, the oldest
-/// outstanding request that had none (which may be garbage that QEMU answered with a
-/// JSON parse error).
+/// Pairs replies with the requests they answer, per connection, by the one rule in
+/// `ReplyQueue` (docs/QEMU-FACTS.md, "Wire protocol"): ids compared as JSON values (`IDKey`).
+/// Used by validation, the redactor, `cat --command` and the shell.
 public struct ReplyMatcher: Sendable {
     public struct Pending: Sendable, Hashable {
         public var record: Int
@@ -19,27 +15,26 @@ public struct ReplyMatcher: Sendable {
         }
     }
 
-    private var pending: [UInt32: [Pending]] = [:]
+    private var pending: [UInt32: ReplyQueue<Pending>] = [:]
 
     public init() {}
 
     public mutating func sent(_ p: Pending, connection: UInt32) {
-        pending[connection, default: []].append(p)
+        pending[connection, default: ReplyQueue()].sent(IDKey(value: p.id), p)
     }
 
     /// The request a reply answers, removed from the outstanding list; `nil` when none matches.
     public mutating func reply(id: JSONValue?, connection: UInt32) -> Pending? {
-        guard let i = pending[connection]?.firstIndex(where: { $0.id == id }) else { return nil }
-        return pending[connection]!.remove(at: i)
+        pending[connection]?.reply(IDKey(value: id))
     }
 
     /// Drops and returns what was still outstanding on a connection (QEMU drops queued
     /// requests on disconnect).
     public mutating func close(connection: UInt32) -> [Pending] {
-        pending.removeValue(forKey: connection) ?? []
+        pending.removeValue(forKey: connection)?.outstanding ?? []
     }
 
     public var outstanding: [(connection: UInt32, pending: Pending)] {
-        pending.keys.sorted().flatMap { c in pending[c]!.map { (c, $0) } }
+        pending.keys.sorted().flatMap { c in pending[c]!.outstanding.map { (c, $0) } }
     }
 }

@@ -2,7 +2,7 @@
 /// catalog, every reply against a preceding command, negotiation order, and documented
 /// follow-ups that never came.
 ///
-/// Rules and where they come from (QMP-NOTES.md, "Wire protocol"): the greeting is the
+/// Rules and where they come from (docs/QEMU-FACTS.md, "Wire protocol"): the greeting is the
 /// first thing QEMU sends; no command but `qmp_capabilities` before negotiation succeeds
 /// and no event before it; replies echo ids. Follow-ups come from the catalog
 /// (qmp-events.txt notes): BLOCK_IO_ERROR action=stop -> STOP, WATCHDOG

@@ -86,7 +86,7 @@ public enum RecordEncoder {
 
     /// Whether a message's JSON text can be stored verbatim as the `msg` member.
     public static func canInline(_ m: QMPMessage) -> Bool {
-        guard let json = m.json, case .object = json else { return false }
+        guard let json = m.json, case .object = json, !m.dialect else { return false }
         let p = m.payload
         guard !p.isEmpty else { return false }
         // Verbatim only when the text is a single line: a raw CR or LF inside would break

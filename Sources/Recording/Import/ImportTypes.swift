@@ -1,6 +1,6 @@
 import QMP
 
-/// The kinds of file `qmpreplay import` reads (QMP-NOTES.md, "Formats people already
+/// The kinds of file `qmpreplay import` reads (docs/QEMU-FACTS.md, "Formats people already
 /// have QMP traffic in"). Raw values are the names given on the command line and stored
 /// in the recording's `format` label.
 public enum ImportFormat: String, CaseIterable, Sendable {

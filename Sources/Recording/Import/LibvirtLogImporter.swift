@@ -1,7 +1,7 @@
 import QMP
 
 /// Imports libvirt debug logs (`log_filters="1:qemu.qemu_monitor"`), the QMP "recordings"
-/// most often attached to bug reports (QMP-NOTES.md, "Formats people already have QMP
+/// most often attached to bug reports (docs/QEMU-FACTS.md, "Formats people already have QMP
 /// traffic in"):
 ///
 /// ```
@@ -24,7 +24,7 @@ import QMP
 /// A message is exactly the balanced JSON object after `msg=`/`buf=`/`event=`/`reply=`.
 /// libvirt logs what it sends together with its `\r\n` (so the log line continues with
 /// ` fd=-1`), and that line end is kept; received messages are logged without theirs, so
-/// `\r\n` is added, since QEMU ends every message with it (QMP-NOTES.md, "Framing").
+/// `\r\n` is added, since QEMU ends every message with it (docs/QEMU-FACTS.md, "Framing").
 /// Times are the log's millisecond timestamps relative to the first imported line.
 public enum LibvirtLogImporter {
     enum Probe: CaseIterable {

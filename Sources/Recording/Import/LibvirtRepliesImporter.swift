@@ -1,7 +1,7 @@
 import QMP
 
 /// Imports libvirt's test transcripts, `tests/qemucapabilitiesdata/caps_<version>_<arch>.replies`
-/// (QMP-NOTES.md, "Formats people already have QMP traffic in"):
+/// (docs/QEMU-FACTS.md, "Formats people already have QMP traffic in"):
 ///
 /// ```
 /// {

@@ -1,6 +1,6 @@
 import QMP
 
-/// The `balloon` command and the guest's balloon driver (QMP-NOTES.md, "BALLOON_CHANGE"):
+/// The `balloon` command and the guest's balloon driver (docs/QEMU-FACTS.md, "BALLOON_CHANGE"):
 /// the host sets a target and gets `{}` at once; the guest then moves toward it in chunks,
 /// each write raising a (throttled) BALLOON_CHANGE, so a long inflation arrives as one
 /// event per second with lagging timestamps. An unreachable target makes a 64 KiB-page

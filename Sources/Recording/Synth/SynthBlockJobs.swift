@@ -1,6 +1,6 @@
 import QMP
 
-/// Block jobs as libvirt drives them on QEMU 7.2 (QMP-NOTES.md, "Block jobs"): the job
+/// Block jobs as libvirt drives them on QEMU 7.2 (docs/QEMU-FACTS.md, "Block jobs"): the job
 /// starts with JOB_STATUS_CHANGE created and running before the command's reply, makes
 /// progress that `query-block-jobs` shows, and ends completed (mirror: ready first, then
 /// `block-job-complete`), cancelled, failed (BLOCK_JOB_ERROR then COMPLETED with `error`),

@@ -203,7 +203,7 @@ extension SynthEngine {
 
     // MARK: Run state
 
-    /// `stop`: STOP is written before the reply (QMP-NOTES.md, "Wire protocol", ordering).
+    /// `stop`: STOP is written before the reply (docs/QEMU-FACTS.md, "Wire protocol", ordering).
     mutating func stopVM() {
         let id = send("stop")
         advance(us(100, 900))

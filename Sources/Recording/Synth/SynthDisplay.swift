@@ -1,6 +1,6 @@
 import QMP
 
-/// VNC and SPICE client sessions (QMP-NOTES.md, "Other events"): VNC_CONNECTED ->
+/// VNC and SPICE client sessions (docs/QEMU-FACTS.md, "Other events"): VNC_CONNECTED ->
 /// VNC_INITIALIZED -> VNC_DISCONNECTED for one client host and port (a failed
 /// authentication skips INITIALIZED); a SPICE client opens several channels, each with
 /// its own port, all CONNECTED and INITIALIZED in a burst and DISCONNECTED together.

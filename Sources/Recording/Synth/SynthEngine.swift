@@ -11,7 +11,7 @@ enum SynthAction: Sendable {
     case reconnect
     /// A command the client sends in reaction to what it saw.
     case intent(SynthIntent, epoch: Int)
-    /// A throttle window of QEMU's monitor ends (QMP-NOTES.md, "Event throttling").
+    /// A throttle window of QEMU's monitor ends (docs/QEMU-FACTS.md, "Event throttling").
     case throttle(String, epoch: Int)
     case balloonWrite(epoch: Int)
     /// The guest writes its RTC; `once` is a single write (at boot, or hwclock writing twice) outside the periodic ones.
@@ -206,7 +206,7 @@ struct SynthEngine: Sendable {
     }
 
     /// Writes an event created at `created` (its timestamp) and delivered now. Events raised
-    /// while no client has negotiated are lost (QMP-NOTES.md, "Wire protocol").
+    /// while no client has negotiated are lost (docs/QEMU-FACTS.md, "Wire protocol").
     mutating func deliver(_ name: String, _ data: JSONObject?, created: Int64) {
         advance(transit())
         guard connected && negotiated else { return }

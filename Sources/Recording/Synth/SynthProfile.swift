@@ -1,5 +1,5 @@
 /// What a synthetic recording is about. Each profile is a libvirt-like client talking to
-/// a QEMU 7.2 whose guest does one kind of thing a lot (QMP-NOTES.md names the facts
+/// a QEMU 7.2 whose guest does one kind of thing a lot (docs/QEMU-FACTS.md names the facts
 /// each profile exercises).
 ///
 /// Example: `SynthProfile(rawValue: "balloon-flood")`.

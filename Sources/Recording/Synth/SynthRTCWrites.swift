@@ -1,6 +1,6 @@
 import QMP
 
-/// The guest writing its RTC (QMP-NOTES.md, "RTC_CHANGE"): each write reports the absolute
+/// The guest writing its RTC (docs/QEMU-FACTS.md, "RTC_CHANGE"): each write reports the absolute
 /// offset in whole seconds (truncated, so a correct guest reports 0 or -1), drifting
 /// slowly with the guest clock, with occasional steps (someone set the time, or a DST
 /// jump with `-rtc base=localtime`). hwclock sometimes writes twice within a second: the

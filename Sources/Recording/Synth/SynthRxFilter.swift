@@ -1,6 +1,6 @@
 import QMP
 
-/// NIC_RX_FILTER_CHANGED and its per-NIC latch (QMP-NOTES.md): the guest changes a
+/// NIC_RX_FILTER_CHANGED and its per-NIC latch (docs/QEMU-FACTS.md): the guest changes a
 /// filter; an event goes out only if the NIC's latch is armed, which disarms it;
 /// `query-rx-filter` re-arms every NIC (no name) or the named one. libvirt answers each
 /// event with `query-rx-filter {"name": alias}`; other clients do not, and only their

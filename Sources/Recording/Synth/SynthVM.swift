@@ -30,7 +30,7 @@ struct SynthDomainConfig: Sendable {
             nics.append(NIC(name: "net1", clientName: "net1", path: "/machine/peripheral/net1/virtio-backend", mac: mac(&rng)))
         }
         if profile == .rxFilter && rng.chance(0.6) {
-            // A NIC added without an id: its event has no name (QMP-NOTES.md), and
+            // A NIC added without an id: its event has no name (docs/QEMU-FACTS.md), and
             // query-rx-filter knows it by a generated net client name.
             nics.append(NIC(
                 name: nil, clientName: "virtio-net-pci.2", path: "/machine/peripheral-anon/device[2]/virtio-backend",
@@ -86,7 +86,7 @@ struct SynthVM: Sendable {
     var running: Bool { run == .running }
 }
 
-/// The virtio balloon (QMP-NOTES.md, "BALLOON_CHANGE"): `actual` is RAM minus the
+/// The virtio balloon (docs/QEMU-FACTS.md, "BALLOON_CHANGE"): `actual` is RAM minus the
 /// ballooned pages and moves in steps of the guest's page size. A target the guest's page
 /// size cannot reach makes a 64 KiB-page guest flap between the two neighbours.
 struct SynthBalloon: Sendable {
@@ -117,7 +117,7 @@ struct SynthBalloon: Sendable {
     var flapping: Bool { low != high }
 }
 
-/// The guest's RTC as seen by QEMU (QMP-NOTES.md, "RTC_CHANGE"): the guest clock drifts
+/// The guest's RTC as seen by QEMU (docs/QEMU-FACTS.md, "RTC_CHANGE"): the guest clock drifts
 /// against the host by `driftPPM`, and each RTC write reports the whole-second offset.
 struct SynthRTC: Sendable {
     let qomPath: String
@@ -131,7 +131,7 @@ struct SynthRTC: Sendable {
     }
 }
 
-/// A virtio-net NIC and its receive filter (QMP-NOTES.md, "NIC_RX_FILTER_CHANGED").
+/// A virtio-net NIC and its receive filter (docs/QEMU-FACTS.md, "NIC_RX_FILTER_CHANGED").
 struct SynthNIC: Sendable {
     /// The name in the event (the device id); `nil` for a NIC added without an id.
     let name: String?
@@ -203,7 +203,7 @@ struct SynthNIC: Sendable {
     }
 }
 
-/// A block job (QMP-NOTES.md, "Block jobs"): created -> running -> (paused, ready,
+/// A block job (docs/QEMU-FACTS.md, "Block jobs"): created -> running -> (paused, ready,
 /// standby) -> waiting -> pending -> (aborting) -> concluded -> null.
 struct SynthJob: Sendable {
     enum Kind: String, Sendable, CaseIterable {
@@ -271,7 +271,7 @@ struct SynthJob: Sendable {
     }
 }
 
-/// A VNC or SPICE client session (QMP-NOTES.md: one session keyed by the client's host and port).
+/// A VNC or SPICE client session (docs/QEMU-FACTS.md: one session keyed by the client's host and port).
 struct SynthDisplaySession: Sendable {
     let serial: Int
     let spice: Bool

@@ -1,7 +1,7 @@
 import QMP
 
 /// The exact bytes of each synthetic message, written the way each side writes them
-/// (QMP-NOTES.md, "Wire protocol"): QEMU uses its own spacing (`JSONLayout.qemu`) and ends
+/// (docs/QEMU-FACTS.md, "Wire protocol"): QEMU uses its own spacing (`JSONLayout.qemu`) and ends
 /// every message with `\r\n`; the libvirt-like client sends compact JSON and `\n`.
 ///
 /// Messages are built from the `JSONValue` that was serialized, so nothing is parsed again.

@@ -1,3 +1,4 @@
+import Analysis
 import QMP
 import Recording
 
@@ -26,6 +27,7 @@ enum StateRender {
         var run = s.runState.rawValue
         if let since = s.runStateSince, let r = s.runStateRecord { run += " since \(when(r, since))" }
         if let cause = s.runStateCause { run += ": \(cause)" }
+        if let cr = s.runStateCauseRecord, cr != s.runStateRecord { run += " (#\(cr))" }
         add("run state", run)
         if let st = s.lastStatus {
             add("status", "query-status said \(st.status)" + (st.running.map { " (running: \($0))" } ?? "")

@@ -23,7 +23,9 @@ struct AnalyzeCommand: ParsableCommand {
             QEMU's event timestamp). --format json is documented in docs/ANALYSIS.md
             (times as t_ns since the recording's start and as ISO 8601 wall clock).
             --svg writes a standalone plot of the series analyses (balloon, rtc,
-            runstate); --chart prints a terminal chart of them.
+            runstate) and, for triage, the incident as one timeline: run state,
+            every event in lanes, error replies, and the findings as numbered flags
+            (numbered as in the table); --chart prints a terminal chart of them.
 
             Exit status: 0 success, 2 unreadable recording, 64 bad usage (unknown
             analysis, no plot for that analysis).
@@ -64,10 +66,10 @@ struct AnalyzeCommand: ParsableCommand {
     @Option(help: "Output format: table, json or csv.")
     var format: Format = .table
 
-    @Option(help: "Also write an SVG plot to this file (balloon, rtc, runstate).", completion: .file(extensions: ["svg"]))
+    @Option(help: "Also write an SVG plot to this file (balloon, rtc, runstate; triage: the incident's timeline).", completion: .file(extensions: ["svg"]))
     var svg: String?
 
-    @Flag(help: "Print a terminal chart of the series instead of the table (balloon, rtc, runstate).")
+    @Flag(help: "Print a terminal chart instead of the table (balloon, rtc, runstate, triage).")
     var chart = false
 
     func run() throws {
@@ -98,7 +100,7 @@ struct AnalyzeCommand: ParsableCommand {
         progress.finish()
         if let svg {
             guard let text = report.svg() else {
-                throw fail("analyze: '\(name)' is not a series and has no plot (plots: balloon, rtc, runstate)", code: Exit.usage)
+                throw fail("analyze: '\(name)' is not a series and has no plot (plots: balloon, rtc, runstate, triage)", code: Exit.usage)
             }
             do {
                 try writeText(text, to: svg)
@@ -108,7 +110,7 @@ struct AnalyzeCommand: ParsableCommand {
         }
         if chart {
             guard let c = report.terminalChart(width: terminalColumns(), height: 14) else {
-                throw fail("analyze: '\(name)' is not a series and has no chart (charts: balloon, rtc, runstate)", code: Exit.usage)
+                throw fail("analyze: '\(name)' is not a series and has no chart (charts: balloon, rtc, runstate, triage)", code: Exit.usage)
             }
             out.write(c)
             out.flush()
