@@ -244,16 +244,17 @@ public struct ModelFold: Sendable {
 
     /// Applies record `i` (records must come in order).
     public mutating func apply(_ i: Int, _ selection: ModelSelection) {
-        guard let r = model.recording else { return }
-        // Take the driver out (leaving its storage uniquely referenced) so the model can be
-        // mutated from the delivery closure without copying either.
-        var d = driver
-        driver = InputDriver()
-        d.step(r, i, selection.selection) { _, input in model.apply(input) }
-        driver = d
+        Self.step(&driver, &model, i, selection.selection)
         if driver.openVersion != syncedVersion {
             model.syncConnections(driver.open)
             syncedVersion = driver.openVersion
         }
+    }
+
+    /// The driver and the model as two separate `inout`s, so the model can be mutated from
+    /// the delivery closure without copying either.
+    private static func step(_ d: inout InputDriver, _ m: inout VMModel, _ i: Int, _ sel: Selection) {
+        guard let r = m.recording else { return }
+        d.step(r, i, sel) { _, input in m.apply(input) }
     }
 }
