@@ -42,6 +42,13 @@ struct Session {
         items.append((t, conn, .message(from: .qemu, QMPMessage(text: "{\"error\": {\"class\": \"\(cls)\", \"desc\": \"\(desc)\"}\(id.map { ", \"id\": \($0)" } ?? "")}\r\n"))))
     }
 
+    /// QEMU's greeting on a connection (a second one on the same connection, or one after
+    /// QEMU closed every connection, is a new QEMU process).
+    mutating func greeting(_ t: Int64, conn: UInt32 = 1) {
+        let text = #"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"# + "\r\n"
+        items.append((t, conn, .message(from: .qemu, QMPMessage(text: text))))
+    }
+
     mutating func close(_ t: Int64, conn: UInt32 = 1, by: String = "client") {
         items.append((t, conn, .close(by: by, reason: "eof")))
     }

@@ -168,7 +168,7 @@ public struct VMModel: Sendable {
     // MARK: Process and connections
 
     private mutating func newProcess(_ record: Int, _ time: Int64, _ out: inout [Incident]) {
-        if !state.shutdownSeen && state.runState != .unknown {
+        if !state.shutdownSeen {
             out.append(Incident(.error, "qemu-gone", subject: "QEMU ended without SHUTDOWN",
                                 "a new QEMU process greeted (#\(record)) without the previous one sending SHUTDOWN: it was killed or crashed",
                                 records: [record], time: time, weight: 10))
