@@ -116,6 +116,22 @@ struct RealIncidentTests {
         #expect(Self.codes(f, .error).isSuperset(of: ["incidents/io-error-reported", "runstate/paused"]))
         let pause = try #require(f.first { $0.code == "paused" })
         #expect(pause.message.contains("BLOCK_IO_ERROR"))
+        // werror=ignore: the guest's write "succeeded"; the error was hidden from it.
+        let ignored = try #require(f.first { $0.code == "io-error-ignored" })
+        #expect(ignored.severity == .warning)
+        #expect(ignored.message.contains("was hidden from the guest"))
+    }
+
+    @Test("job-error-cancelled: the errors of a job that was then cancelled are a warning")
+    func jobErrorCancelled() throws {
+        let r = try Self.open("job-error-cancelled")
+        let f = try Self.triage(r)
+        let errs = try #require(f.first { $0.code == "job-errors" })
+        #expect(errs.severity == .warning)
+        #expect(errs.message.hasPrefix("block job job0 was cancelled after errors: write error, action stop"))
+        let jobs = try #require(try Analyses.run("block-jobs", on: r).result as? BlockJobsResult).jobs
+        #expect(jobs.map(\.outcome) == ["cancelled"])
+        #expect(jobs.first?.errors.count == 2)
     }
 
     @Test("qemu-killed: QEMU gone without SHUTDOWN is an error, the command it left is a warning")

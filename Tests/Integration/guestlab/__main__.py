@@ -101,8 +101,8 @@ CAPTURES = {
                        "i6300esb starved with -watchdog-action pause, then cont"),
     "watchdog-none": ("watchdog_none", None, "i6300esb starved with -watchdog-action none"),
     "io-errors": ("io_errors", None,
-                  "blkdebug-injected errors on five virtio-blk disks: werror report/enospc/stop, "
-                  "rerror report, ENOSPC; cont after each stop"),
+                  "blkdebug-injected errors on six virtio-blk disks: werror report/enospc/stop, "
+                  "rerror report, ENOSPC; cont after each stop; werror=ignore last"),
     "unplug-stuck": ("unplug_stuck", None,
                      "device_del (twice) of a NIC on a pcie-root-port with no OS to answer: no "
                      "DEVICE_DELETED; a usb-kbd unplug that completes at once; device_del refused on "
@@ -116,6 +116,10 @@ CAPTURES = {
                    "raw bytes: single-quoted commands, escaped/raw UTF-8, numeric, float, huge, "
                    "object, array and null ids, no ids, unknown commands, two commands on a line"),
     "reboot-loop": ("reboot_loop", None, "the guest reboots itself three times in a row"),
+    "job-error-cancelled": ("job_error_cancelled", None,
+                            "blockdev-mirror with on-target-error stop onto a blkdebug target that "
+                            "fails every write: BLOCK_JOB_ERROR, paused; unforced cancel refused; "
+                            "resume, error again; forced cancel"),
 }
 
 

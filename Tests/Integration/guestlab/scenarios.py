@@ -24,9 +24,10 @@ Lab requirements (see LAB_OPTIONS for ready-made Lab keyword arguments):
   migration_failed  same                                         MIGRATION failed (twice), STOP + RESUME around the second
   watchdog_reset / watchdog_pause / watchdog_none
               guest, watchdog="i6300esb", watchdog_action=...    WATCHDOG + RESET / STOP (cont: RESUME) / nothing
-  io_errors   guest, disks=io_error_disks()                      BLOCK_IO_ERROR report/stop/enospc, STOP, RESUME
+  io_errors   guest, disks=io_error_disks()                      BLOCK_IO_ERROR report/stop/enospc/ignore, STOP, RESUME
   unplug_stuck  root_ports=1, usb=True                           no DEVICE_DELETED for the NIC until system_reset; kbd0 at once
   block_jobs_reuse  disks=job_reuse_disks()                      JOB_STATUS_CHANGE, BLOCK_JOB_{READY,COMPLETED}, one job id
+  job_error_cancelled  disks=job_error_disks()                   BLOCK_JOB_ERROR stop (twice), JOB_STATUS_CHANGE paused, BLOCK_JOB_CANCELLED
   qemu_killed no guest                                           STOP RESUME, then the connection closes (SIGKILL)
   quirky_ids  no guest; raw client (RAW_CLIENT)                  none: replies echoing odd ids
   reboot_loop guest                                              RESET guest-reset, 2-3 per reboot
@@ -689,6 +690,8 @@ def io_error_disks() -> list[Disk]:
                                      {"event": "write_aio", "state": 2, "new_state": 3}]}),
         Disk("nospc", size="8M", fmt="raw", device="vd-nospc", serial="nospc", werror="enospc",
              blkdebug={"inject-error": [err(28, once=True)]}),
+        Disk("ignore", size="8M", fmt="raw", device="vd-ignore", serial="ignore", werror="ignore",
+             blkdebug={"inject-error": [err(5)]}),
     ]
 
 
@@ -705,9 +708,11 @@ def io_errors(lab: Lab, q) -> Result:
                                                 BLOCK_IO_ERROR, STOP; cont -> RESUME, dd succeeds
       nospc   werror=enospc, ENOSPC once        BLOCK_IO_ERROR write/stop nospace=true, STOP;
                                                 cont -> RESUME, dd succeeds
+      ignore  werror=ignore, EIO on writes      BLOCK_IO_ERROR write/ignore, no STOP; the guest
+                                                is told the write succeeded (dd exits 0)
     Starts and ends with query-status (running). BLOCK_IO_ERROR has ``nospace`` only when
     the device's I/O status is tracked (werror or rerror is stop/enospc): the
-    report/report disk's events lack it."""
+    report/report and ignore disks' events lack it."""
     g = lab.guest
     assert g is not None, "io_errors needs a guest"
     r = Result("io_errors")
@@ -715,7 +720,7 @@ def io_errors(lab: Lab, q) -> Result:
     for line in g.run("for b in /sys/block/vd*; do echo ${b##*/} $(cat $b/serial); done").split("\n"):
         name, _, serial = line.partition(" ")
         devs[serial] = f"/dev/{name}"
-    _check(all(k in devs for k in ("report", "enoeio", "rderr", "stop", "nospc")), f"disks: {devs}")
+    _check(all(k in devs for k in ("report", "enoeio", "rderr", "stop", "nospc", "ignore")), f"disks: {devs}")
 
     def write(serial: str) -> str:
         return f"dd if=/dev/zero of={devs[serial]} bs=4k count=1 oflag=direct"
@@ -766,6 +771,14 @@ def io_errors(lab: Lab, q) -> Result:
     expect(q, m, "RESUME")
     g.wait(cid, timeout=20)
     r.expected += [("BLOCK_IO_ERROR", nospc), ("STOP", None), ("RESUME", None)]
+    # werror=ignore: the error is reported to QMP only; the guest's write "succeeds"
+    m = q.mark()
+    st, out = g.run_status(write("ignore"))
+    _check(st == 0, f"ignore: dd failed although werror=ignore: {out}")
+    ignore = {"node-name": "ignore", "operation": "write", "action": "ignore"}
+    expect(q, m, "BLOCK_IO_ERROR", ignore)
+    expect_none(q, m, "STOP", 0.3)
+    r.expected.append(("BLOCK_IO_ERROR", ignore))
     r.info["status"] = q.cmd("query-status")["status"]
     _check(r.info["status"] == "running", f"status {r.info['status']}")
     r.events = q.events_since(start)
@@ -914,6 +927,82 @@ def block_jobs_reuse(lab: Lab, q, job: str = "job0") -> Result:
     r.info["statuses"] = [e["data"]["status"] for e in r.events if e["event"] == "JOB_STATUS_CHANGE"]
     r.expected += [("BLOCK_JOB_COMPLETED", {"device": job, "type": t})
                    for t in ("commit", "commit", "mirror", "backup", "stream")]
+    return r
+
+
+# --------------------------------------------------------------------------- job error, cancelled
+def job_error_disks() -> list[Disk]:
+    """src (qcow2, 24 MiB of data) to be mirrored; the failing target is added by the scenario."""
+    return [Disk("src", size="32M", fill="0xa5 0 24M")]
+
+
+def job_error_cancelled(lab: Lab, q, job: str = "job0") -> Result:
+    """A mirror whose target fails, stopped by on-target-error and then cancelled
+    (Lab(disks=job_error_disks()), no guest):
+
+      blockdev-add  raw "tgt" on a blkdebug node "tgt-dbg" that fails every write with EIO
+                    (inject-error write_aio/write, errno 5) on a 32 MiB raw file "tgt-file"
+      blockdev-mirror src -> tgt, sync full, on-target-error stop, granularity = buf-size =
+                    64 KiB (one copy in flight, so one error per attempt; with the default
+                    buf-size QEMU 7.2 has 16 copies in flight and emits 16 BLOCK_JOB_ERROR
+                    in a burst before the job pauses)
+                    -> JOB_STATUS_CHANGE created, running; BLOCK_JOB_ERROR write/stop;
+                       JOB_STATUS_CHANGE paused
+      query-block-jobs  status paused, paused true, io-status failed, offset 0
+      block-job-cancel (no force)  refused: GenericError "The block job for device 'job0' is
+                    currently paused" (an error-paused job counts as user-paused)
+      block-job-resume  -> JOB_STATUS_CHANGE running; the retried write fails again:
+                    BLOCK_JOB_ERROR write/stop, JOB_STATUS_CHANGE paused
+      block-job-cancel force true  -> JOB_STATUS_CHANGE running, aborting;
+                    BLOCK_JOB_CANCELLED (offset 0 of 32 MiB); JOB_STATUS_CHANGE concluded, null
+    Ends with query-block-jobs [] and blockdev-del of tgt."""
+    import subprocess
+    from .lab import qemu_img
+    from .qmp import QMPError
+    r = Result("job_error_cancelled")
+    path = lab.dir / "tgt.raw"
+    subprocess.run([qemu_img(), "create", "-q", "-f", "raw", str(path), "32M"], check=True)
+    start = q.mark()
+    q.cmd("blockdev-add", {
+        "driver": "raw", "node-name": "tgt",
+        "file": {"driver": "blkdebug", "node-name": "tgt-dbg",
+                 "inject-error": [{"event": "write_aio", "iotype": "write", "errno": 5}],
+                 "image": {"driver": "file", "node-name": "tgt-file", "filename": str(path)}}})
+    q.cmd("blockdev-mirror", job_id=job, device="src", target="tgt", sync="full",
+          on_target_error="stop", granularity=65536, buf_size=65536)
+    err = {"device": job, "operation": "write", "action": "stop"}
+    expect(q, start, "BLOCK_JOB_ERROR", err)
+    expect(q, start, "JOB_STATUS_CHANGE", {"id": job, "status": "paused"})
+    jobs = q.cmd("query-block-jobs")
+    j = next(j for j in jobs if j["device"] == job)
+    r.info["paused_job"] = {k: j.get(k) for k in ("status", "paused", "io-status", "offset", "len")}
+    _check(j["paused"] and j.get("io-status") == "failed", f"job not error-paused: {j}")
+    try:
+        q.cmd("block-job-cancel", device=job)
+        r.info["cancel_unforced"] = "accepted"
+    except QMPError as e:
+        r.info["cancel_unforced"] = f"{e.error_class}: {e.desc}"
+    # retry: the write fails again and the job pauses again
+    m = q.mark()
+    q.cmd("block-job-resume", device=job)
+    expect(q, m, "JOB_STATUS_CHANGE", {"id": job, "status": "running"})
+    expect(q, m, "BLOCK_JOB_ERROR", err)
+    expect(q, m, "JOB_STATUS_CHANGE", {"id": job, "status": "paused"})
+    m = q.mark()
+    q.cmd("block-job-cancel", device=job, force=True)
+    ev = expect(q, m, "BLOCK_JOB_CANCELLED", {"device": job, "type": "mirror"}, timeout=30)
+    _job_done(q, m, job)
+    r.info["cancelled"] = ev["data"]
+    _check(q.cmd("query-block-jobs") == [], "jobs left over")
+    q.cmd("blockdev-del", node_name="tgt")
+    r.events = q.events_since(start)
+    r.info["statuses"] = [e["data"]["status"] for e in r.events if e["event"] == "JOB_STATUS_CHANGE"]
+    _check(r.count("BLOCK_JOB_ERROR") == 2, f"BLOCK_JOB_ERROR events: {r.names()}")
+    r.expected += [("BLOCK_JOB_ERROR", err), ("JOB_STATUS_CHANGE", {"id": job, "status": "paused"}),
+                   ("BLOCK_JOB_ERROR", err), ("JOB_STATUS_CHANGE", {"id": job, "status": "paused"}),
+                   ("JOB_STATUS_CHANGE", {"id": job, "status": "aborting"}),
+                   ("BLOCK_JOB_CANCELLED", {"device": job, "type": "mirror"}),
+                   ("JOB_STATUS_CHANGE", {"id": job, "status": "null"})]
     return r
 
 
@@ -1067,6 +1156,7 @@ LAB_OPTIONS = {
     "io_errors": dict(guest=True, disks=None),            # io_error_disks() at use
     "unplug_stuck": dict(root_ports=1, usb=True),
     "block_jobs_reuse": dict(disks=None),                 # job_reuse_disks() at use
+    "job_error_cancelled": dict(disks=None),              # job_error_disks() at use
     "qemu_killed": dict(),
     "quirky_ids": dict(),
     "reboot_loop": dict(guest=True),
@@ -1084,6 +1174,7 @@ SCENARIOS = {
     "migration": migration, "migration_failed": migration_failed,
     "watchdog_reset": watchdog, "watchdog_pause": watchdog, "watchdog_none": watchdog,
     "io_errors": io_errors, "unplug_stuck": unplug_stuck, "block_jobs_reuse": block_jobs_reuse,
+    "job_error_cancelled": job_error_cancelled,
     "qemu_killed": qemu_killed, "quirky_ids": quirky_ids, "reboot_loop": reboot_loop,
 }
 
@@ -1096,4 +1187,6 @@ def lab_options(name: str) -> dict:
         opts["disks"] = io_error_disks()
     elif name == "block_jobs_reuse":
         opts["disks"] = job_reuse_disks()
+    elif name == "job_error_cancelled":
+        opts["disks"] = job_error_disks()
     return opts
