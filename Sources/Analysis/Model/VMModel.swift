@@ -113,6 +113,13 @@ public struct VMModel: Sendable {
             .contains { cause.hasPrefix($0) }
     }
 
+    /// `a - b`, saturating: a recording may hold any times (a damaged or hostile file must not
+    /// trap), and a difference that does not fit is as far as it can be.
+    @inline(__always) func gap(_ a: Int64, _ b: Int64) -> Int64 {
+        let (d, overflow) = a.subtractingReportingOverflow(b)
+        return overflow ? (a > b ? .max : .min) : d
+    }
+
     // MARK: Applying one input
 
     @discardableResult
@@ -140,7 +147,7 @@ public struct VMModel: Sendable {
     /// What only the end of the recording (at `end`, ns) reveals.
     public func finish(end: Int64, record: Int) -> [Incident] {
         var out: [Incident] = []
-        for x in expectations where end - x.time > Self.followUpGrace {
+        for x in expectations where gap(end, x.time) > Self.followUpGrace {
             out.append(Incident(.warning, "missing-follow-up", subject: "\(x.trigger) (\(x.detail)) → \(x.expected)",
                                 "\(x.trigger) (\(x.detail)) is documented to be followed by \(x.expected), which never came",
                                 records: [x.record], time: x.time, weight: 1))
@@ -153,15 +160,15 @@ public struct VMModel: Sendable {
     private func openAtEnd(end: Int64, endedBy: Int?, _ out: inout [Incident]) {
         let why = endedBy.map { "QEMU exited (#\($0)) first" } ?? "by the end of the recording"
         for (id, s) in state.pendingUnplugs.sorted(by: { $0.value.record < $1.value.record })
-        where endedBy != nil || end - s.time > Self.followUpGrace {
+        where endedBy != nil || gap(end, s.time) > Self.followUpGrace {
             out.append(Incident(.warning, "unplug-incomplete", subject: "device_del \(id)",
                                 "device_del \(id) (#\(s.record)): the guest never released the device (no DEVICE_DELETED \(why))",
-                                records: [s.record], time: s.time, end: end, weight: Double(end - s.time) / 1e9))
+                                records: [s.record], time: s.time, end: end, weight: Double(gap(end, s.time)) / 1e9))
         }
         if state.runState == .suspended, let since = state.runStateSince, let r = state.runStateRecord {
             out.append(Incident(.warning, "suspended-no-wakeup", subject: "SUSPEND without WAKEUP",
                                 "guest suspended (S3) at #\(r) and never woke up (no WAKEUP \(why))",
-                                records: [r], time: since, end: end, weight: Double(end - since) / 1e9))
+                                records: [r], time: since, end: end, weight: Double(gap(end, since)) / 1e9))
         }
     }
 
@@ -203,7 +210,7 @@ public struct VMModel: Sendable {
         for p in unanswered {
             out.append(Incident(.warning, "unanswered", subject: p.name,
                                 "\(p.name) (#\(p.record)) was never answered: QEMU closed the connection (#\(record))",
-                                records: [p.record, record], time: p.time, end: time, weight: Double(time - p.time) / 1e9))
+                                records: [p.record, record], time: p.time, end: time, weight: Double(gap(time, p.time)) / 1e9))
         }
         if state.connections.isEmpty && !state.shutdownSeen {
             out.append(Incident(.error, "qemu-gone", subject: "QEMU ended without SHUTDOWN",
@@ -340,8 +347,11 @@ public struct VMModel: Sendable {
     }
 
     private func withinTriggerWindow(_ trig: Trigger, stamp: Int64?, time: Int64) -> Bool {
-        if let a = trig.stamp, let b = stamp { return b - a <= Self.triggerWindowMicros && b >= a - Self.triggerWindowMicros }
-        return time - trig.time <= Self.triggerWindowReceive
+        if let a = trig.stamp, let b = stamp {
+            let g = gap(b, a)
+            return g <= Self.triggerWindowMicros && g >= -Self.triggerWindowMicros
+        }
+        return gap(time, trig.time) <= Self.triggerWindowReceive
     }
 
     private mutating func expect(_ trigger: String, _ detail: String, _ expected: String, _ e: EventInput) {
@@ -433,7 +443,7 @@ public struct VMModel: Sendable {
             let reason = str("reason"), guest = data?.bool("guest")
             state.lastReset = VMState.Reset(reason: reason, guest: guest, record: i, time: t)
             let byCommand = reason == "host-qmp-system-reset"
-                || (reason == nil && guest != true && lastSystemReset.map { t - $0.time <= Self.resetRequestWindow } == true)
+                || (reason == nil && guest != true && lastSystemReset.map { gap(t, $0.time) <= Self.resetRequestWindow } == true)
             let byWatchdog = trigger?.kind == .watchdog && withinTriggerWindow(trigger!, stamp: stamp, time: t)
             if !byCommand && !byWatchdog && reason != "subsystem-reset" && reason != "snapshot-load" {
                 guestReset(e, reason: reason, &out)
@@ -542,17 +552,17 @@ public struct VMModel: Sendable {
     private mutating func guestReset(_ e: EventInput, reason: String?, _ out: inout [Incident]) {
         let t = e.time
         defer { lastGuestReset = t }
-        if let last = lastGuestReset, t - last <= Self.rebootCluster { return }
+        if let last = lastGuestReset, gap(t, last) <= Self.rebootCluster { return }
         out.append(Incident(.warning, "guest-reset", subject: "RESET not requested by a command",
                             "the VM reset without a system_reset command (RESET\(reason.map { " reason \($0)" } ?? ""))",
                             records: [e.record], time: t, weight: 1))
-        if let prev = reboots.last, t - prev.time > Self.rebootLoopGap { reboots.removeAll() }
+        if let prev = reboots.last, gap(t, prev.time) > Self.rebootLoopGap { reboots.removeAll() }
         reboots.append((e.record, t))
         if reboots.count >= Self.rebootLoopCount {
             let first = reboots[0]
             out.append(Incident(.error, "reboot-loop", subject: "reboot loop",
-                                "reboot loop: the guest reset itself \(reboots.count) times in \(DurationFormat.short(t - first.time)), each within \(DurationFormat.short(Self.rebootLoopGap)) of the previous",
-                                records: reboots.map(\.record), time: first.time, end: t, weight: Double(t - first.time) / 1e9 + 10))
+                                "reboot loop: the guest reset itself \(reboots.count) times in \(DurationFormat.short(gap(t, first.time))), each within \(DurationFormat.short(Self.rebootLoopGap)) of the previous",
+                                records: reboots.map(\.record), time: first.time, end: t, weight: Double(gap(t, first.time)) / 1e9 + 10))
         }
     }
 
