@@ -67,6 +67,20 @@ def cat(path: str, first: int, last: int) -> str:
     return done.stdout
 
 
+def shown(path: str) -> str:
+    """A recording's path as the notebook prints it: relative to the repository when it is
+    inside it (so that stored outputs do not carry one machine's directories)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return path
+
+
+def no_data(path: str, what: str) -> None:
+    """Says, in one line, that the recording has nothing for this notebook to plot."""
+    print(f"{shown(path)}: {what}; nothing to plot")
+
+
 def seconds(t_ns: int | None) -> float | None:
     """JSON times are nanoseconds since the recording's start (receive clock)."""
     return None if t_ns is None else t_ns / 1e9

@@ -2,297 +2,926 @@ import Foundation
 import QMP
 import Recording
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Options shared by both recorder modes.
 public struct CaptureOptions: Sendable {
     public var output: String
-    /// Records are flushed to the file at least this often (ns).
+    /// With `fsync`, the file is synced this often (ns).
     public var flushInterval: Int64 = 100_000_000
     public var fsync = false
-    /// Start a new numbered file when one grows past this many bytes (0: never).
+    /// Start a new numbered file before one would grow past this many bytes (0: never).
     public var rotateBytes: Int64 = 0
     public var redact = true
-    /// Bytes the queue between the sockets and the disk may hold before chunks are dropped.
+    /// Bytes of records that may wait for the disk; beyond it whole records are dropped
+    /// (and the span they covered is noted), so a slow disk never slows the traffic.
     public var queueLimitBytes = 64 << 20
-    /// Called (on the writer thread) with every recorded message, for `--verbose`.
+    /// Replace an existing output file and its part files (`record --force`).
+    public var replaceExisting = false
+    /// How long `finish` may take to write what is still queued (ns); the rest is noted
+    /// as a span that was not recorded, so a stop is prompt even on a very slow disk.
+    public var stopBudget: Int64 = 1_500_000_000
+    /// How often a failed output is tried again (ns).
+    public var retryInterval: Int64 = 1_000_000_000
+    /// Called (on the encoder thread) with every recorded message, for `--verbose`.
     public var onMessage: (@Sendable (Direction, UInt32, QMPMessage) -> Void)?
 
     public init(output: String) { self.output = output }
 }
 
-/// Counters the status line shows. Read under the sink's lock.
-public struct CaptureStats: Sendable {
-    public var records = 0
-    public var events = 0
-    public var bytes: Int64 = 0
-    public var droppedChunks = 0
-    public var droppedBytes = 0
-    public var redactions = 0
-    public var files = 1
+/// One file written: its path and size.
+public struct CapturePart: Sendable, Hashable {
+    public var path: String
+    public var bytes: Int64
 }
 
-/// Receives raw traffic from the socket loops and records it on its own thread.
+/// Counters for the status line and the summary. Read under the sink's lock.
+public struct CaptureStats: Sendable {
+    /// Records written, in all files.
+    public var records = 0
+    public var events = 0
+    /// Bytes written, in all files.
+    public var bytes: Int64 = 0
+    /// Records that were not written (dropped because the disk was too slow, lost to a
+    /// write error, or still queued when a stop ran out of time).
+    public var lostRecords = 0
+    /// Messages among them, and their bytes as they crossed the socket.
+    public var lostMessages = 0
+    public var lostBytes: Int64 = 0
+    /// Spans of lost records (each is noted in the file when it can still be written).
+    public var gaps = 0
+    /// Gap notes that could not be written (the file was failing when they were due).
+    public var unnotedGaps = 0
+    public var redactions = 0
+    /// The files written so far, the current one last.
+    public var parts: [CapturePart] = []
+    /// The last output error (ENOSPC, EIO...), and how often the output failed.
+    public var outputError: String?
+    public var outputFailures = 0
+    /// Whether the output is failing right now.
+    public var outputFailing = false
+    /// Connections QEMU closed without a SHUTDOWN first (killed, crashed).
+    public var qemuLost = 0
+
+    public var files: Int { max(parts.count, 1) }
+    public var incomplete: Bool { lostRecords > 0 || outputFailures > 0 }
+}
+
+/// How `finish` went.
+public struct CaptureEnd: Sendable {
+    /// The trailer is in the file (the recording ended cleanly, whatever it lost before).
+    public var trailerWritten: Bool
+    /// Why the end could not be written, if so.
+    public var error: String?
+}
+
+/// Receives raw traffic from the socket loops and records it on two threads of its own.
 ///
-/// The loops only append chunks to a bounded queue (never touching the disk), so a slow
-/// disk cannot slow the traffic: when the queue is full a chunk is dropped and counted,
-/// and a note in the recording says how much was lost. The writer thread frames each
-/// connection's byte streams (`QMPFramer`), redacts, encodes and writes, flushing at least
-/// every `flushInterval`.
+/// The socket loops only append chunks with their receive time to a queue (never touching
+/// the disk). The encoder thread frames each connection's byte streams (`QMPFramer`),
+/// redacts, and encodes whole records, each stamped with the time its last byte was
+/// received; it hands them to the disk thread through a second queue bounded by
+/// `queueLimitBytes`. When the disk cannot keep up, whole records are dropped there and
+/// the span they covered (first and last receive time, records, messages, bytes) is
+/// noted where they would have been. The disk thread writes whole lines within about a
+/// millisecond; a write error (ENOSPC, EIO) cuts the file back to its last complete line,
+/// and what follows is counted as a lost span, retried every `retryInterval` and noted as
+/// soon as the file takes writes again. `finish` is bounded by `stopBudget`.
 public final class CaptureSink: @unchecked Sendable {
+    /// A span of traffic that was not recorded.
+    struct Gap: Sendable {
+        var from: Int64
+        var to: Int64
+        var records = 0
+        var messages = 0
+        var bytes: Int64 = 0
+        var cause: String
+
+        init(at t: Int64, cause: String) { from = t; to = t; self.cause = cause }
+
+        mutating func add(_ g: Gap) {
+            from = min(from, g.from); to = max(to, g.to)
+            records += g.records; messages += g.messages; bytes += g.bytes
+        }
+
+        var body: RecordBody {
+            let text = "not recorded (\(cause)): \(messages) messages (\(bytes) bytes) received between "
+                + "\(DurationFormat.short(from)) and \(DurationFormat.short(to))"
+            return .note(text: text, data: JSONObject([
+                "gap_from": .int(from), "gap_to": .int(to), "gap_records": .int(records),
+                "gap_messages": .int(messages), "gap_bytes": .int(bytes), "cause": .string(cause),
+            ]))
+        }
+    }
+
     enum Item {
         case data(Int64, UInt32, Direction, [UInt8])
         case open(Int64, UInt32, String, JSONObject)
         case close(Int64, UInt32, String, String)
+        /// QEMU closed (or reset) a connection: the reason depends on whether a SHUTDOWN came.
+        case qemuGone(Int64, UInt32, String?, String)
         case note(Int64, UInt32, String, JSONObject)
+        /// Chunks of one stream were dropped before framing (the encoder fell behind).
+        case chunkGap(UInt32, Direction, Gap)
+    }
+
+    /// One encoded record on its way to the disk.
+    struct Line {
+        enum Kind { case message, event, open, close, note }
+        var bytes: [UInt8]
+        var time: Int64
+        var kind: Kind
+        var conn: UInt32
+        /// The message's bytes on the wire (0 for other records).
+        var wire: Int
+        /// The gap this note describes, so that a lost note's counts are not lost with it.
+        var gap: Gap?
+
+        var essential: Bool { kind != .message && kind != .event }
     }
 
     private let options: CaptureOptions
-    private var header: RecordingHeader
-    private let cond = NSCondition()
-    private var queue: [Item] = []
-    private var queuedBytes = 0
+    private let header: RecordingHeader
+    private let lock = NSLock()
+    private let inCond = NSCondition()
+    private let outCond = NSCondition()
+
+    // Loop -> encoder (under inCond).
+    private var inQueue: [Item] = []
+    private var inBytes = 0
+    private let inLimit: Int
+    private var chunkGaps: [UInt64: Gap] = [:]
     private var stopping = false
-    private var stopped = false
     private var finishReason = ""
-    private var pendingDropNote: (chunks: Int, bytes: Int) = (0, 0)
+    private var finishTime: Int64 = 0
+    private var stopDeadline: Int64 = .max
+
+    // Encoder -> disk (under outCond).
+    private var outQueue = LineQueue()
+    private var outBytes = 0
+    private var dropGap: Gap?
+    private var encoderDone = false
+    private var diskDone = false
+    private var diskDeadline: Int64 = .max
+    /// Time of the last record queued for the disk (notes about spans are never earlier).
+    private var lastQueuedTime: Int64 = 0
+    private var end = CaptureEnd(trailerWritten: false, error: nil)
+
+    // Under lock.
     private var stats = CaptureStats()
-    private var failureError: RecordingWriteError?
-    private var thread: Thread?
+    private var messages: [String] = []
 
-    // Writer-thread state.
-    private var writer: RecordingWriter?
+    // Encoder thread state.
     private var framers: [UInt64: QMPFramer] = [:]
+    private var resync: [UInt64: Gap] = [:]
+    private var lastNewline: [UInt64: Bool] = [:]
+    private var sawShutdown: Set<UInt32> = []
     private var redactor: Redactor
-    private var part = 0
-    private var lastFlush: Int64 = 0
-    private var lastTime: Int64 = 0
+    private var encodedTime: Int64 = 0
 
-    public init(header: RecordingHeader, options: CaptureOptions) throws(RecordingWriteError) {
+    // Disk thread state.
+    private var file: CaptureFile
+    private var part = 0
+    private var openConnections: Set<UInt32> = []
+    private var failed: (errno: Int32, gap: Gap?)?
+    private var lastRetry: Int64 = 0
+    private var lastSync: Int64 = 0
+    private var writtenTime: Int64 = 0
+    private var partLost = 0
+
+    private var threads: [JoinableThread] = []
+
+    public init(header: RecordingHeader, options: CaptureOptions) throws(CaptureOutputError) {
         self.header = header
         self.options = options
         self.redactor = Redactor(enabled: options.redact)
-        let w = try RecordingWriter(path: options.output, header: header)
-        w.fsyncOnFlush = options.fsync
-        writer = w
-        let t = Thread { [unowned self] in self.run() }
-        t.name = "qmpreplay-writer"
-        thread = t
-        t.start()
+        inLimit = max(options.queueLimitBytes, 16 << 20)
+        var removed: [String] = []
+        if options.rotateBytes > 0 && options.output != "-" {
+            let existing = CaptureSink.existingParts(options.output)
+            if !existing.isEmpty {
+                guard options.replaceExisting else {
+                    throw CaptureOutputError(
+                        path: options.output,
+                        reason: "part files of an earlier recording exist (\(existing.map { ($0 as NSString).lastPathComponent }.joined(separator: ", "))); "
+                            + "--rotate never overwrites them: move them away, choose another name, or --force to replace them",
+                        errno: EEXIST)
+                }
+                for p in existing where unlink(p) == 0 { removed.append(p) }
+            }
+        }
+        file = try CaptureFile.create(path: options.output, header: header, replace: options.replaceExisting)
+        stats.parts = [CapturePart(path: options.output, bytes: file.size)]
+        stats.bytes = file.size
+        if !removed.isEmpty { messages.append("--force: removed \(removed.count) part files of an earlier recording (\(removed.joined(separator: ", ")))") }
+        threads.append(JoinableThread { [unowned self] in self.encoderLoop() })
+        threads.append(JoinableThread { [unowned self] in self.diskLoop() })
     }
 
     /// The current statistics (thread-safe).
     public var currentStats: CaptureStats {
-        cond.lock(); defer { cond.unlock() }
+        lock.lock(); defer { lock.unlock() }
         return stats
     }
 
-    /// The write error that stopped recording, if any.
-    public var failure: RecordingWriteError? {
-        cond.lock(); defer { cond.unlock() }
-        return failureError
+    /// The output error while the output is failing (`nil` when it works).
+    public var failure: String? {
+        lock.lock(); defer { lock.unlock() }
+        return stats.outputFailing ? stats.outputError : nil
     }
 
+    /// Things the user should hear about now (the output failed, works again...).
+    public func takeMessages() -> [String] {
+        lock.lock(); defer { lock.unlock() }
+        let m = messages
+        messages.removeAll()
+        return m
+    }
+
+    private func say(_ m: String) {
+        lock.lock(); messages.append(m); lock.unlock()
+    }
+
+    // MARK: Input (socket loop)
+
     public func data(_ time: Int64, _ conn: UInt32, _ dir: Direction, _ bytes: [UInt8]) {
-        enqueue(.data(time, conn, dir, bytes), size: bytes.count)
+        inCond.lock()
+        defer { inCond.unlock() }
+        guard !stopping else { return }
+        let k = CaptureSink.key(conn, dir)
+        if inBytes + bytes.count > inLimit {
+            var g = chunkGaps[k] ?? Gap(at: time, cause: "the recorder fell behind the traffic")
+            g.to = time
+            g.bytes += Int64(bytes.count)
+            g.messages += bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+            chunkGaps[k] = g
+            return
+        }
+        if let g = chunkGaps.removeValue(forKey: k) { inQueue.append(.chunkGap(conn, dir, g)) }
+        inQueue.append(.data(time, conn, dir, bytes))
+        inBytes += bytes.count
+        inCond.signal()
     }
 
     public func open(_ time: Int64, _ conn: UInt32, peer: String, info: JSONObject = JSONObject()) {
-        enqueue(.open(time, conn, peer, info), size: 64, essential: true)
+        enqueue(.open(time, conn, peer, info))
     }
 
     public func close(_ time: Int64, _ conn: UInt32, by: String, reason: String) {
-        enqueue(.close(time, conn, by, reason), size: 64, essential: true)
+        enqueue(.close(time, conn, by, reason), closing: conn)
+    }
+
+    /// QEMU closed connection `conn` (`error`: the socket error, `nil` for EOF). The close
+    /// record says whether a SHUTDOWN came first (a clean end) or not (QEMU was lost);
+    /// `then` is appended (what the recorder did about it).
+    public func qemuClosed(_ time: Int64, _ conn: UInt32, error: String?, then: String) {
+        enqueue(.qemuGone(time, conn, error, then), closing: conn)
     }
 
     public func note(_ time: Int64, _ conn: UInt32 = 0, _ text: String, _ data: JSONObject = JSONObject()) {
-        enqueue(.note(time, conn, text, data), size: 64, essential: true)
+        enqueue(.note(time, conn, text, data))
     }
 
-    private func enqueue(_ item: Item, size: Int, essential: Bool = false) {
-        cond.lock()
-        defer { cond.unlock() }
-        guard !stopped else { return }
-        if !essential && queuedBytes + size > options.queueLimitBytes {
-            stats.droppedChunks += 1
-            stats.droppedBytes += size
-            pendingDropNote.chunks += 1
-            pendingDropNote.bytes += size
-            return
-        }
-        queue.append(item)
-        queuedBytes += size
-        cond.signal()
-    }
-
-    /// Drains the queue, writes the trailer and stops the writer thread.
-    /// Returns the write error, if recording failed.
-    @discardableResult
-    public func finish(reason: String, time: Int64) -> RecordingWriteError? {
-        cond.lock()
-        stopping = true
-        finishReason = reason
-        lastTime = max(lastTime, time)
-        cond.signal()
-        while !stopped { cond.wait() }
-        let e = failureError
-        cond.unlock()
-        return e
-    }
-
-    // MARK: Writer thread
-
-    /// Records reach the kernel at most this long after the writer encoded them (one write
-    /// per millisecond at most, however busy the traffic): a recorder killed with SIGKILL
-    /// loses about a millisecond of traffic, and a flood costs no write per message.
-    static let promptWriteNanos: Int64 = 1_000_000
-
-    private func run() {
-        var lastFlushWall = WallClock.monotonicNanos()
-        var lastWrite = lastFlushWall
-        var dirty = false
-        while true {
-            cond.lock()
-            while queue.isEmpty && !stopping {
-                let wait = dirty ? CaptureSink.promptWriteNanos : options.flushInterval
-                let deadline = Date(timeIntervalSinceNow: Double(wait) / 1e9)
-                if !cond.wait(until: deadline) { break }
+    private func enqueue(_ item: Item, closing: UInt32? = nil) {
+        inCond.lock()
+        defer { inCond.unlock() }
+        guard !stopping else { return }
+        if let c = closing {
+            for dir in Direction.allCases {
+                if let g = chunkGaps.removeValue(forKey: CaptureSink.key(c, dir)) { inQueue.append(.chunkGap(c, dir, g)) }
             }
-            let items = queue
-            queue.removeAll(keepingCapacity: true)
-            queuedBytes = 0
-            let drops = pendingDropNote
-            pendingDropNote = (0, 0)
-            let done = stopping
-            let failed = failureError != nil
-            cond.unlock()
+        }
+        inQueue.append(item)
+        inBytes += 64
+        inCond.signal()
+    }
 
-            if !failed {
-                do {
-                    if drops.chunks > 0 {
-                        try write(time: lastTime, conn: 0, .note(
-                            text: "the disk could not keep up: \(drops.chunks) chunks (\(drops.bytes) bytes) of traffic were forwarded but not recorded",
-                            data: JSONObject(["dropped_chunks": .int(drops.chunks), "dropped_bytes": .int(drops.bytes)])))
-                    }
-                    for item in items { try process(item) }
-                    if !items.isEmpty { dirty = true }
-                    let now = WallClock.monotonicNanos()
-                    if done || now - lastFlushWall >= options.flushInterval {
-                        try writer?.flush()
-                        lastFlushWall = now
-                        lastWrite = now
-                        dirty = false
-                        try rotateIfNeeded()
-                    } else if dirty && (items.isEmpty || now - lastWrite >= CaptureSink.promptWriteNanos) {
-                        // Hand records to the kernel within about a millisecond (when traffic
-                        // pauses, or every millisecond while it flows), so that a recorder killed
-                        // with SIGKILL loses only that much, not a flush interval of forwarded
-                        // traffic. The interval still paces fsync (--fsync) and file rotation.
-                        try writer?.flush(sync: false)
-                        lastWrite = now
-                        dirty = false
-                    }
-                    if done {
-                        try flushFramers()
-                        let s = currentDropped()
-                        try writer?.finish(reason: finishReason, dropped: s, time: lastTime)
-                    }
-                } catch {
-                    cond.lock()
-                    failureError = error
-                    cond.unlock()
-                    writer?.abandon()
+    /// Writes what is queued (for at most `stopBudget`; the rest is noted as a span that
+    /// was not recorded), the trailer, and stops the threads.
+    @discardableResult
+    public func finish(reason: String, time: Int64) -> CaptureEnd {
+        inCond.lock()
+        if !stopping {
+            stopping = true
+            finishReason = reason
+            finishTime = time
+            stopDeadline = WallClock.monotonicNanos() + options.stopBudget
+            for (k, g) in chunkGaps { inQueue.append(.chunkGap(UInt32(k >> 1), k & 1 == 0 ? .qemu : .client, g)) }
+            chunkGaps.removeAll()
+        }
+        let deadline = stopDeadline
+        inCond.broadcast()
+        inCond.unlock()
+        // The disk thread gives up on the queue at the deadline; a write that hangs in the
+        // kernel beyond it is not waited for much longer.
+        let hardLimit = deadline + 1_000_000_000
+        outCond.lock()
+        diskDeadline = deadline
+        outCond.broadcast()
+        while !diskDone {
+            let left = hardLimit - WallClock.monotonicNanos()
+            if left <= 0 { break }
+            _ = outCond.wait(until: Date(timeIntervalSinceNow: Double(min(left, 100_000_000)) / 1e9))
+        }
+        let done = diskDone
+        let e = end
+        outCond.unlock()
+        if done {
+            for t in threads { t.join() }
+            threads.removeAll()
+            return e
+        }
+        for t in threads { t.detach() }
+        threads.removeAll()
+        return CaptureEnd(trailerWritten: false, error: "\(options.output): a write to the file did not return within the stop time limit; the file ends without a trailer")
+    }
+
+    // MARK: Encoder thread
+
+    static func key(_ conn: UInt32, _ dir: Direction) -> UInt64 { UInt64(conn) << 1 | (dir == .qemu ? 0 : 1) }
+
+    private func encoderLoop() {
+        while true {
+            inCond.lock()
+            while inQueue.isEmpty && !stopping { inCond.wait() }
+            let items = inQueue
+            inQueue.removeAll(keepingCapacity: true)
+            inBytes = 0
+            let done = stopping
+            let deadline = stopDeadline
+            inCond.unlock()
+
+            for item in items {
+                if done && WallClock.monotonicNanos() > deadline, case .data(let t, let c, let d, let b) = item {
+                    // Out of time: what was not even framed yet is counted (lines as
+                    // messages: QEMU ends each with CR LF), not recorded.
+                    var g = Gap(at: t, cause: "the recorder was stopped before it was written")
+                    g.bytes = Int64(b.count)
+                    g.messages = b.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                    gapInStream(CaptureSink.key(c, d), g)
+                    continue
                 }
+                process(item)
             }
             if done {
-                cond.lock()
-                stopped = true
-                cond.broadcast()
-                cond.unlock()
+                inCond.lock()
+                let empty = inQueue.isEmpty
+                inCond.unlock()
+                if !empty { continue }
+                flushFramers()
+                outCond.lock()
+                if let g = dropGap {
+                    appendLine(noteLine(g), force: true)
+                    dropGap = nil
+                }
+                encoderDone = true
+                outCond.broadcast()
+                outCond.unlock()
                 return
             }
         }
     }
 
-    private func currentDropped() -> Int {
-        cond.lock(); defer { cond.unlock() }
-        return stats.droppedChunks
-    }
-
-    private func key(_ conn: UInt32, _ dir: Direction) -> UInt64 { UInt64(conn) << 1 | (dir == .qemu ? 0 : 1) }
-
-    private func process(_ item: Item) throws(RecordingWriteError) {
+    private func process(_ item: Item) {
         switch item {
         case .data(let t, let conn, let dir, let bytes):
-            lastTime = max(lastTime, t)
-            var f = framers[key(conn, dir)] ?? QMPFramer()
+            let k = CaptureSink.key(conn, dir)
+            var f = framers[k] ?? QMPFramer()
             var frames = f.push(bytes)
             // A read that ends right after a complete message means the message is complete:
             // record it now rather than waiting for a terminator that may never come.
             frames += f.drain()
-            framers[key(conn, dir)] = f
-            for frame in frames { try record(frame.message(), time: t, conn: conn, dir: dir) }
+            framers[k] = f
+            for frame in frames { frameArrived(frame, time: t, conn: conn, dir: dir) }
         case .open(let t, let conn, let peer, let info):
-            lastTime = max(lastTime, t)
-            try write(time: t, conn: conn, .open(peer: peer, info: info))
+            sawShutdown.remove(conn)
+            push(.open(peer: peer, info: info), time: t, conn: conn, kind: .open)
         case .close(let t, let conn, let by, let reason):
-            lastTime = max(lastTime, t)
-            for dir in Direction.allCases {
-                if var f = framers.removeValue(forKey: key(conn, dir)) {
-                    for frame in f.finish() { try record(frame.message(), time: t, conn: conn, dir: dir) }
-                }
+            endStreams(conn, time: t)
+            push(.close(by: by, reason: reason), time: t, conn: conn, kind: .close)
+        case .qemuGone(let t, let conn, let error, let then):
+            endStreams(conn, time: t)
+            let reason: String
+            if let error {
+                reason = "upstream lost: \(error)"
+            } else if sawShutdown.contains(conn) {
+                reason = "eof: QEMU closed the connection after SHUTDOWN"
+            } else {
+                reason = "upstream lost: QEMU closed the connection without SHUTDOWN"
             }
-            redactor.closed(connection: conn)
-            try write(time: t, conn: conn, .close(by: by, reason: reason))
+            if reason.hasPrefix("upstream lost") { lock.lock(); stats.qemuLost += 1; lock.unlock() }
+            sawShutdown.remove(conn)
+            push(.close(by: "qemu", reason: then.isEmpty ? reason : "\(reason); \(then)"), time: t, conn: conn, kind: .close)
         case .note(let t, let conn, let text, let data):
-            lastTime = max(lastTime, t)
-            try write(time: t, conn: conn, .note(text: text, data: data))
+            push(.note(text: text, data: data), time: t, conn: conn, kind: .note)
+        case .chunkGap(let conn, let dir, let g):
+            gapInStream(CaptureSink.key(conn, dir), g)
         }
     }
 
-    private func flushFramers() throws(RecordingWriteError) {
-        for (k, var f) in framers {
+    /// Bytes of a stream were dropped: the message they cut is dropped whole, and frames
+    /// are skipped until a message starts at the beginning of a line again (where QEMU
+    /// starts every message), so that no half message is recorded as garbage.
+    private func gapInStream(_ k: UInt64, _ g: Gap) {
+        var gap = resync[k].map { var x = $0; x.add(g); return x } ?? g
+        if var f = framers.removeValue(forKey: k) {
+            for frame in f.finish() { gap.bytes += Int64(frame.bytes.count); gap.messages += 1; gap.records += 1 }
+        }
+        gap.records = max(gap.records, gap.messages)
+        resync[k] = gap
+        lastNewline[k] = false
+    }
+
+    private func frameArrived(_ frame: Frame, time: Int64, conn: UInt32, dir: Direction) {
+        let k = CaptureSink.key(conn, dir)
+        let startsLine = (lastNewline[k] ?? true) || frame.bytes[..<frame.payload.lowerBound].contains(0x0A)
+        lastNewline[k] = frame.bytes.last == 0x0A
+        if var g = resync[k] {
+            if !(frame.kind == .json && startsLine) {
+                g.to = time
+                g.bytes += Int64(frame.bytes.count)
+                g.messages += 1
+                g.records += 1
+                resync[k] = g
+                return
+            }
+            resync[k] = nil
+            pushGap(g, conn: conn)
+        }
+        record(frame.message(), time: time, conn: conn, dir: dir)
+    }
+
+    private func endStreams(_ conn: UInt32, time: Int64) {
+        for dir in Direction.allCases {
+            let k = CaptureSink.key(conn, dir)
+            if var f = framers.removeValue(forKey: k) {
+                for frame in f.finish() { frameArrived(frame, time: time, conn: conn, dir: dir) }
+            }
+            if let g = resync.removeValue(forKey: k) { pushGap(g, conn: conn) }
+            lastNewline[k] = nil
+        }
+        redactor.closed(connection: conn)
+    }
+
+    private func flushFramers() {
+        for k in Set(framers.keys).union(resync.keys).sorted() {
             let conn = UInt32(k >> 1)
             let dir: Direction = k & 1 == 0 ? .qemu : .client
-            for frame in f.finish() { try record(frame.message(), time: lastTime, conn: conn, dir: dir) }
+            if var f = framers.removeValue(forKey: k) {
+                for frame in f.finish() { frameArrived(frame, time: encodedTime, conn: conn, dir: dir) }
+            }
+            if let g = resync.removeValue(forKey: k) { pushGap(g, conn: conn) }
         }
-        framers.removeAll()
     }
 
-    private func record(_ m: QMPMessage, time: Int64, conn: UInt32, dir: Direction) throws(RecordingWriteError) {
+    private func record(_ m: QMPMessage, time: Int64, conn: UInt32, dir: Direction) {
         let before = redactor.redactions
         let out = redactor.process(m, from: dir, connection: conn)
-        try write(time: time, conn: conn, .message(from: dir, out))
+        if dir == .qemu, case .event(let e) = out.body, e.name == "SHUTDOWN" { sawShutdown.insert(conn) }
         options.onMessage?(dir, conn, out)
-        cond.lock()
-        if out.kind == .event { stats.events += 1 }
-        stats.redactions += redactor.redactions - before
-        cond.unlock()
+        if redactor.redactions != before {
+            lock.lock(); stats.redactions += redactor.redactions - before; lock.unlock()
+        }
+        push(.message(from: dir, out), time: time, conn: conn, kind: out.kind == .event ? .event : .message, wire: out.bytes.count)
     }
 
-    private func write(time: Int64, conn: UInt32, _ body: RecordBody) throws(RecordingWriteError) {
-        guard let w = writer else { return }
-        try w.append(time: time, connection: conn, body)
-        cond.lock()
+    private func pushGap(_ g: Gap, conn: UInt32) {
+        lock.lock()
+        stats.lostRecords += g.records
+        stats.lostMessages += g.messages
+        stats.lostBytes += g.bytes
+        lock.unlock()
+        outCond.lock()
+        var line = noteLine(g)
+        line.conn = conn
+        line.time = max(g.from, lastQueuedTime)
+        line.bytes = RecordEncoder.encode(time: line.time, connection: conn, body: g.body)
+        appendLine(line, force: true)
+        outCond.broadcast()
+        outCond.unlock()
+    }
+
+    private func noteLine(_ g: Gap) -> Line {
+        Line(bytes: RecordEncoder.encode(time: g.from, connection: 0, body: g.body), time: g.from, kind: .note, conn: 0, wire: 0, gap: g)
+    }
+
+    /// Encodes a record and queues it for the disk, or counts it in the current drop span
+    /// when the queue is full (whole records only; open/close/notes are never dropped).
+    private func push(_ body: RecordBody, time: Int64, conn: UInt32, kind: Line.Kind, wire: Int = 0) {
+        encodedTime = max(encodedTime, time)
+        let t = encodedTime
+        let essential = kind != .message && kind != .event
+        outCond.lock()
+        defer { outCond.unlock() }
+        if !essential && outBytes + wire + 64 > options.queueLimitBytes {
+            var g = dropGap ?? Gap(at: t, cause: "the disk could not keep up")
+            g.to = t
+            g.records += 1
+            g.messages += 1
+            g.bytes += Int64(wire)
+            dropGap = g
+            lock.lock()
+            stats.lostRecords += 1
+            stats.lostMessages += 1
+            stats.lostBytes += Int64(wire)
+            lock.unlock()
+            return
+        }
+        if let g = dropGap {
+            appendLine(noteLine(g), force: true)
+            dropGap = nil
+        }
+        let bytes = RecordEncoder.encode(time: t, connection: conn, body: body)
+        appendLine(Line(bytes: bytes, time: t, kind: kind, conn: conn, wire: wire, gap: nil), force: essential)
+        outCond.signal()
+    }
+
+    /// Under outCond.
+    private func appendLine(_ line: Line, force: Bool) {
+        lastQueuedTime = max(lastQueuedTime, line.time)
+        outQueue.append(line)
+        outBytes += line.bytes.count
+    }
+
+    // MARK: Disk thread
+
+    /// Records waiting for the disk, taken from the front without moving the rest.
+    struct LineQueue {
+        private var items: [Line] = []
+        private var head = 0
+
+        var isEmpty: Bool { head == items.count }
+        var count: Int { items.count - head }
+        subscript(i: Int) -> Line { items[head + i] }
+
+        mutating func append(_ l: Line) { items.append(l) }
+
+        mutating func take(_ n: Int) -> [Line] {
+            let out = Array(items[head..<(head + n)])
+            head += n
+            if head == items.count {
+                items.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 4096 && head * 2 > items.count {
+                items.removeFirst(head)
+                head = 0
+            }
+            return out
+        }
+
+        mutating func takeAll() -> [Line] { take(count) }
+    }
+
+    /// Records reach the kernel within about this long of being encoded (one write per
+    /// millisecond at most, however busy the traffic): a recorder killed with SIGKILL loses
+    /// about a millisecond of traffic, and a flood costs no write per message.
+    static let promptWriteNanos: Int64 = 1_000_000
+
+    private func diskLoop() {
+        var lastWrite: Int64 = 0
+        while true {
+            outCond.lock()
+            while outQueue.isEmpty && !encoderDone {
+                let now = WallClock.monotonicNanos()
+                if now >= diskDeadline { break }
+                var wait = options.flushInterval
+                if failed != nil { wait = min(wait, max(lastRetry + options.retryInterval - now, 1_000_000)) }
+                if diskDeadline != .max { wait = min(wait, max(diskDeadline - now, 1_000_000)) }
+                _ = outCond.wait(until: Date(timeIntervalSinceNow: Double(wait) / 1e9))
+                if failed != nil && WallClock.monotonicNanos() - lastRetry >= options.retryInterval { break }
+            }
+            // At most one write per millisecond while records flow.
+            let sinceWrite = WallClock.monotonicNanos() - lastWrite
+            if !encoderDone && diskDeadline == .max && sinceWrite < CaptureSink.promptWriteNanos && !outQueue.isEmpty {
+                outCond.unlock()
+                usleep(UInt32((CaptureSink.promptWriteNanos - sinceWrite) / 1000))
+                outCond.lock()
+            }
+            let now = WallClock.monotonicNanos()
+            let outOfTime = now >= diskDeadline
+            var lines: [Line]
+            if outOfTime || failed != nil {
+                lines = outQueue.takeAll()
+                outBytes = 0
+            } else {
+                // Take what fits in a few writes, so that the deadline is checked often.
+                var n = 0, size = 0
+                while n < outQueue.count && (n == 0 || size < 4 * file.writeCap) { size += outQueue[n].bytes.count; n += 1 }
+                lines = outQueue.take(n)
+                outBytes -= size
+            }
+            let done = encoderDone && outQueue.isEmpty
+            outCond.unlock()
+
+            if outOfTime {
+                finishAfterDeadline(lines)
+                return
+            }
+            if failed != nil {
+                lose(lines)
+                if now - lastRetry >= options.retryInterval { retry() }
+            } else if !lines.isEmpty {
+                let left = write(lines, deadline: currentDeadline)
+                lastWrite = WallClock.monotonicNanos()
+                if !left.isEmpty {
+                    outCond.lock()
+                    let rest = outQueue.takeAll()
+                    outBytes = 0
+                    outCond.unlock()
+                    finishAfterDeadline(left + rest)
+                    return
+                }
+            }
+            if options.fsync && failed == nil && now - lastSync >= options.flushInterval {
+                lastSync = now
+                if let e = file.sync() { fail(e, what: "fsync failed", lost: []) }
+            }
+            if done {
+                writeEnd()
+                return
+            }
+        }
+    }
+
+    /// The stop deadline as `finish` sets it (read while a write is under way).
+    private func currentDeadline() -> Int64 {
+        outCond.lock(); defer { outCond.unlock() }
+        return diskDeadline
+    }
+
+    /// Writes lines in batches of whole lines, rotating before a record that would take
+    /// the file past `--rotate` (sizes are checked per record). Returns the lines left
+    /// unwritten because `deadline` passed (a stop ran out of time).
+    @discardableResult
+    private func write(_ lines: [Line], deadline: @escaping () -> Int64 = { .max }) -> [Line] {
+        var batch: [UInt8] = []
+        var ends: [Int] = []
+        var batchLines: [Line] = []
+        /// nil: written; else the lines of the batch that were not (out of time), or [] on an error.
+        func flushBatch() -> [Line]? {
+            guard !batchLines.isEmpty else { return nil }
+            let r = batch.withUnsafeBytes { file.write($0, lineEnds: ends, deadline: deadline) }
+            accountWritten(Array(batchLines[..<r.lines]))
+            if let e = r.error {
+                fail(e, what: "write failed", lost: Array(batchLines[r.lines...]))
+                return []
+            }
+            if r.outOfTime { return Array(batchLines[r.lines...]) }
+            batch.removeAll(keepingCapacity: true)
+            ends.removeAll(keepingCapacity: true)
+            batchLines.removeAll(keepingCapacity: true)
+            return nil
+        }
+        for (i, line) in lines.enumerated() {
+            if options.rotateBytes > 0 && options.output != "-" && file.records + batchLines.count > 0
+                && file.size + Int64(batch.count + line.bytes.count) + 256 > options.rotateBytes {
+                if let left = flushBatch() {
+                    if failed != nil { lose(Array(lines[i...])); return [] }
+                    return left + lines[i...]
+                }
+                rotate()
+                if failed != nil { lose(Array(lines[i...])); return [] }
+            }
+            if !batch.isEmpty && batch.count + line.bytes.count > file.writeCap {
+                if let left = flushBatch() {
+                    if failed != nil { lose(Array(lines[i...])); return [] }
+                    return left + lines[i...]
+                }
+            }
+            batch += line.bytes
+            ends.append(batch.count)
+            batchLines.append(line)
+        }
+        if let left = flushBatch(), failed == nil { return left }
+        return []
+    }
+
+    private func accountWritten(_ lines: [Line]) {
+        guard !lines.isEmpty else { return }
+        file.records += lines.count
+        for l in lines {
+            writtenTime = max(writtenTime, l.time)
+            switch l.kind {
+            case .open: openConnections.insert(l.conn)
+            case .close: openConnections.remove(l.conn)
+            default: break
+            }
+        }
+        let events = lines.reduce(0) { $0 + ($1.kind == .event ? 1 : 0) }
+        let gaps = lines.filter { $0.gap != nil }
+        partLost += gaps.reduce(0) { $0 + $1.gap!.records }
+        lock.lock()
+        stats.records += lines.count
+        stats.events += events
+        stats.gaps += gaps.count
+        updateSizes()
+        lock.unlock()
+    }
+
+    /// Under lock.
+    private func updateSizes() {
+        if stats.parts.isEmpty { stats.parts = [CapturePart(path: file.path, bytes: 0)] }
+        stats.parts[stats.parts.count - 1].bytes = file.size
+        stats.bytes = stats.parts.reduce(0) { $0 + $1.bytes }
+    }
+
+    /// The output failed: what was not written is the start of a lost span.
+    private func fail(_ e: Int32, what: String, lost: [Line]) {
+        let text = "\(file.path): \(what): \(String(cString: strerror(e)))"
+        if failed == nil {
+            failed = (e, nil)
+            lastRetry = WallClock.monotonicNanos()
+            lock.lock()
+            stats.outputFailures += 1
+            stats.outputError = text
+            stats.outputFailing = true
+            updateSizes()
+            messages.append("\(text): the file ends at its last complete record; what cannot be written is counted and noted as soon as the file takes writes again (tried every \(DurationFormat.short(options.retryInterval)))")
+            lock.unlock()
+        }
+        lose(lost)
+    }
+
+    /// Lines that will not be written: counted into the failure's span.
+    private func lose(_ lines: [Line]) {
+        guard !lines.isEmpty else { return }
+        var g = failed?.gap ?? Gap(at: lines[0].gap?.from ?? lines[0].time, cause: "output failed: \(String(cString: strerror(failed?.errno ?? EIO)))")
+        var records = 0, messages = 0, bytes: Int64 = 0
+        for l in lines {
+            if let inner = l.gap {
+                // A note about an earlier span: its records are now in this one (already counted).
+                g.from = min(g.from, inner.from)
+                g.to = max(g.to, inner.to)
+                g.records += inner.records
+                g.messages += inner.messages
+                g.bytes += inner.bytes
+                partLost += inner.records
+                continue
+            }
+            g.to = max(g.to, l.time)
+            records += 1
+            if !l.essential { messages += 1; bytes += Int64(l.wire) }
+            if l.kind == .open { openConnections.insert(l.conn) }
+            if l.kind == .close { openConnections.remove(l.conn) }
+        }
+        g.records += records
+        g.messages += messages
+        g.bytes += bytes
+        partLost += records
+        lock.lock()
+        stats.lostRecords += records
+        stats.lostMessages += messages
+        stats.lostBytes += bytes
+        lock.unlock()
+        if failed != nil {
+            failed!.gap = g
+        }
+    }
+
+    /// Tries the failed output again by writing the note about what was lost.
+    private func retry() {
+        lastRetry = WallClock.monotonicNanos()
+        guard let f = failed else { return }
+        guard let g = f.gap else {
+            // Nothing lost yet: the output may simply work again.
+            failed = nil
+            lock.lock(); stats.outputFailing = false; lock.unlock()
+            return
+        }
+        let note = RecordEncoder.encode(time: max(g.from, writtenTime), connection: 0, body: g.body)
+        let r = note.withUnsafeBytes { file.write($0, lineEnds: [note.count]) }
+        guard r.error == nil && r.lines == 1 else { return }
+        file.records += 1
+        failed = nil
+        lock.lock()
         stats.records += 1
-        stats.bytes = w.bytesWritten
-        cond.unlock()
+        stats.gaps += 1
+        stats.outputFailing = false
+        updateSizes()
+        messages.append("\(file.path): the output works again; \(g.messages) messages (\(g.bytes) bytes) received while it failed are noted as not recorded")
+        lock.unlock()
     }
 
-    private func rotateIfNeeded() throws(RecordingWriteError) {
-        guard options.rotateBytes > 0, let w = writer, w.bytesWritten >= options.rotateBytes else { return }
+    private func rotate() {
         part += 1
-        let next = CaptureSink.partPath(options.output, part)
-        try w.finish(reason: "rotated to \(next)", time: lastTime)
+        var n = part
+        var next = CaptureSink.partPath(options.output, n)
         var h = header
-        h.labels.append((key: "part", value: String(part)))
-        h.labels.append((key: "previous", value: part == 1 ? options.output : CaptureSink.partPath(options.output, part - 1)))
-        let nw = try RecordingWriter(path: next, header: h)
-        nw.fsyncOnFlush = options.fsync
-        writer = nw
-        cond.lock()
-        stats.files += 1
-        cond.unlock()
-        try write(time: lastTime, conn: 0, .note(text: "continued from the previous file; open connections go on", data: JSONObject()))
+        var created: CaptureFile?
+        var skipped: [String] = []
+        while created == nil {
+            h = header
+            h.labels.append((key: "part", value: String(n)))
+            h.labels.append((key: "previous", value: file.path))
+            do {
+                created = try CaptureFile.create(path: next, header: h, replace: false)
+            } catch {
+                if error.errno == EEXIST && n < part + 1000 {
+                    skipped.append(next)
+                    n += 1
+                    next = CaptureSink.partPath(options.output, n)
+                    continue
+                }
+                part -= 1
+                fail(error.errno, what: "cannot start the next part \(next)", lost: [])
+                return
+            }
+        }
+        let nf = created!
+        part = n
+        let trailer = RecordEncoder.trailerLine(RecordingTrailer(time: writtenTime, records: file.records, reason: "rotated to \(next)", dropped: partLost))
+        let r = trailer.withUnsafeBytes { file.write($0, lineEnds: [trailer.count]) }
+        let previous = file.path
+        let previousComplete = r.error == nil
+        file.close()
+        lock.lock()
+        updateSizes()
+        stats.parts.append(CapturePart(path: next, bytes: nf.size))
+        stats.bytes = stats.parts.reduce(0) { $0 + $1.bytes }
+        if !skipped.isEmpty { messages.append("--rotate: \(skipped.joined(separator: ", ")) already existed and was left alone; continuing in \(next)") }
+        lock.unlock()
+        file = nf
+        partLost = 0
+        var data = JSONObject(["continued_from": .string(previous), "open_connections": .array(openConnections.sorted().map { .int(Int64($0)) })])
+        if !skipped.isEmpty { data["skipped_existing"] = .array(skipped.map { .string($0) }) }
+        if !previousComplete { data["previous_lacks_trailer"] = .bool(true) }
+        var text = "continued from \(previous); open connections go on, so earlier commands and their replies may be in the previous part"
+        if !skipped.isEmpty { text += "; \(skipped.joined(separator: ", ")) already existed and was left alone" }
+        let note = RecordEncoder.encode(time: writtenTime, connection: 0, body: .note(text: text, data: data))
+        write([Line(bytes: note, time: writtenTime, kind: .note, conn: 0, wire: 0, gap: nil)])
     }
+
+    /// The stop ran out of time: what is still queued becomes one span; notes and the
+    /// trailer are still written.
+    private func finishAfterDeadline(_ queued: [Line]) {
+        if failed != nil {
+            lose(queued)
+        } else {
+            var g = Gap(at: queued.first?.time ?? writtenTime, cause: "the recorder was stopped before it was written")
+            var keep: [Line] = []
+            for l in queued {
+                if let inner = l.gap { keep.append(Line(bytes: l.bytes, time: l.time, kind: .note, conn: l.conn, wire: 0, gap: inner)); continue }
+                if l.essential { keep.append(l); continue }
+                g.to = l.time
+                g.records += 1
+                g.messages += 1
+                g.bytes += Int64(l.wire)
+            }
+            if g.records > 0 {
+                lock.lock()
+                stats.lostRecords += g.records
+                stats.lostMessages += g.messages
+                stats.lostBytes += g.bytes
+                lock.unlock()
+                let t = max(g.from, writtenTime)
+                keep.insert(Line(bytes: RecordEncoder.encode(time: t, connection: 0, body: g.body), time: t, kind: .note, conn: 0, wire: 0, gap: g), at: 0)
+            }
+            write(keep)
+        }
+        // The encoder may still be working: whatever it adds now is not waited for.
+        outCond.lock()
+        encoderDone = true
+        outCond.unlock()
+        writeEnd()
+    }
+
+    /// The last lines: the note about a span still failing (if the file takes it) and the trailer.
+    private func writeEnd() {
+        if failed != nil { retry() }
+        var result = CaptureEnd(trailerWritten: false, error: nil)
+        if let f = failed {
+            if f.gap != nil { lock.lock(); stats.unnotedGaps += 1; lock.unlock() }
+            result.error = "\(file.path): \(String(cString: strerror(f.errno))); the file ends at its last complete record, without a trailer"
+        } else {
+            let trailer = RecordEncoder.trailerLine(RecordingTrailer(time: max(finishTime, writtenTime), records: file.records, reason: finishReason, dropped: partLost))
+            let r = trailer.withUnsafeBytes { file.write($0, lineEnds: [trailer.count]) }
+            if let e = r.error {
+                result.error = "\(file.path): cannot write the trailer: \(String(cString: strerror(e))); the file ends at its last complete record"
+                lock.lock()
+                stats.outputFailures += 1
+                stats.outputError = result.error
+                lock.unlock()
+            } else {
+                result.trailerWritten = true
+            }
+            if options.fsync { _ = file.sync() }
+        }
+        file.close()
+        lock.lock()
+        updateSizes()
+        lock.unlock()
+        outCond.lock()
+        end = result
+        diskDone = true
+        outCond.broadcast()
+        outCond.unlock()
+    }
+
+    // MARK: Files
 
     /// `x.qmprec` -> `x.1.qmprec`, `x.2.qmprec`, ...
     public static func partPath(_ path: String, _ n: Int) -> String {
@@ -300,5 +929,30 @@ public final class CaptureSink: @unchecked Sendable {
             return String(path.dropLast(ext.count)) + ".\(n)" + ext
         }
         return path + ".\(n)"
+    }
+
+    /// Part files of `path` that exist (`x.N.qmprec` for any N), in number order.
+    static func existingParts(_ path: String) -> [String] {
+        let dir = (path as NSString).deletingLastPathComponent
+        let base = (path as NSString).lastPathComponent
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir.isEmpty ? "." : dir) else { return [] }
+        var found: [(Int, String)] = []
+        for name in names {
+            // The name must be partPath(base, N) for a number N.
+            guard let n = CaptureSink.partNumber(name, of: base) else { continue }
+            found.append((n, dir.isEmpty ? name : (dir as NSString).appendingPathComponent(name)))
+        }
+        return found.sorted { $0.0 < $1.0 }.map(\.1)
+    }
+
+    static func partNumber(_ name: String, of base: String) -> Int? {
+        let probe = partPath(base, 0)  // "x.0.qmprec"
+        guard let zero = probe.range(of: ".0", options: .backwards) else { return nil }
+        let prefix = String(probe[..<zero.lowerBound]) + "."
+        let suffix = String(probe[zero.upperBound...])
+        guard name.hasPrefix(prefix), name.hasSuffix(suffix), name.count > prefix.count + suffix.count else { return nil }
+        let digits = name.dropFirst(prefix.count).dropLast(suffix.count)
+        guard digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber), let n = Int(digits), n > 0 else { return nil }
+        return n
     }
 }

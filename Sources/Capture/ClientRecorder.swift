@@ -70,11 +70,24 @@ public struct ClientModeConfig: Sendable {
     public init(endpoint: Endpoint) { self.endpoint = endpoint }
 }
 
-/// How a recording ended, for the trailer and the exit status.
+/// How a recording ended, for the trailer, the summary and the exit status.
 public struct CaptureOutcome: Sendable {
+    /// The trailer's reason (`eof`, `upstream lost`, `signal`, `duration`, ...).
     public var reason: String
     public var stats: CaptureStats
-    public var error: String?
+    /// How the file was ended (trailer written, or why not).
+    public var end: CaptureEnd
+
+    public init(reason: String, stats: CaptureStats, end: CaptureEnd) {
+        self.reason = reason; self.stats = stats; self.end = end
+    }
+
+    /// Why the file could not be ended cleanly, if so.
+    public var error: String? { end.error }
+    /// QEMU went away without SHUTDOWN (killed, crashed) at least once.
+    public var qemuLost: Bool { stats.qemuLost > 0 || reason.hasPrefix("upstream lost") }
+    /// Records are missing (dropped, lost to a write error, or cut by the stop).
+    public var incomplete: Bool { stats.incomplete || !end.trailerWritten }
 }
 
 /// `qmpreplay record --connect`: connects to QEMU, negotiates, runs its own init and poll
@@ -90,6 +103,10 @@ public final class ClientRecorder {
     private var t0: Int64 = 0
     private var nextID = 1
 
+    /// The shortest `--poll` interval: QEMU answers one command at a time, and the recorder
+    /// keeps one of its own in flight.
+    public static let minimumPollInterval: Int64 = 10_000_000
+
     public init(config: ClientModeConfig, options: CaptureOptions) {
         self.config = config
         self.options = options
@@ -97,7 +114,7 @@ public final class ClientRecorder {
 
     private func now() -> Int64 { WallClock.monotonicNanos() - t0 }
 
-    /// Waits up to `timeout` ns for data on `fd` or the stop signal. Returns false on stop.
+    /// Waits up to `timeoutMs` for data on `fd` or the stop signal.
     private func readSome(_ fd: Int32, stopFD: Int32, timeoutMs: Int32) -> (bytes: [UInt8]?, eof: Bool, stop: Bool, error: Int32) {
         var fds = [pollfd(fd: fd, events: Int16(POLLIN), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
         let r = poll(&fds, 2, timeoutMs)
@@ -112,39 +129,68 @@ public final class ClientRecorder {
         return (nil, true, false, errno)
     }
 
+    /// Connects, retrying every 250 ms with `--reconnect`; `nil` when stopped (signal,
+    /// duration) first.
+    private func connect(stopFD: Int32, firstError: inout SocketError?) -> Int32? {
+        while true {
+            do {
+                return try Sockets.connect(config.endpoint)
+            } catch {
+                if firstError == nil { firstError = error }
+                guard config.reconnect else { return nil }
+                if let d = config.duration, now() >= d { return nil }
+                var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+                if poll(&p, 1, 250) > 0 { return nil }
+            }
+        }
+    }
+
     /// Runs until the session ends. Throws only when nothing could be recorded at all.
     public func run() throws -> CaptureOutcome {
         let stopFD = StopSignal.install()
         t0 = WallClock.monotonicNanos()
         let startWall = WallClock.nowMicros()
         var fd: Int32 = -1
-        // First connection (waits for QEMU when --reconnect).
-        while true {
-            do {
-                fd = try Sockets.connect(config.endpoint)
-                break
-            } catch {
-                guard config.reconnect else { throw error }
-                var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
-                if poll(&p, 1, 250) > 0 { throw error }
-            }
-        }
-        let connectedAt = now()
+        var connectedAt: Int64 = 0
         // Read the greeting before creating the file, so the header carries QEMU's version.
+        // A connection that closes before QEMU said anything (a dying QEMU's socket) is not
+        // a session: with --reconnect it is retried, not recorded.
         var early: [(Int64, [UInt8])] = []
-        var probe = QMPFramer()
         var version: String?
-        let greetDeadline = WallClock.monotonicNanos() + 5_000_000_000
-        greeting: while WallClock.monotonicNanos() < greetDeadline {
-            let r = readSome(fd, stopFD: stopFD, timeoutMs: 100)
-            if let b = r.bytes {
-                early.append((now(), b))
-                for f in probe.push(b) + probe.drain() {
-                    if case .greeting(let g) = f.message().body { version = g.version?.description; break greeting }
-                    break greeting
+        var firstError: SocketError?
+        first: while true {
+            guard let c = connect(stopFD: stopFD, firstError: &firstError) else {
+                throw firstError ?? SocketError(endpoint: config.endpoint.description, reason: "stopped before QEMU could be reached", errno: 0)
+            }
+            fd = c
+            connectedAt = now()
+            early = []
+            var probe = QMPFramer()
+            let greetDeadline = WallClock.monotonicNanos() + 5_000_000_000
+            greeting: while WallClock.monotonicNanos() < greetDeadline {
+                let r = readSome(fd, stopFD: stopFD, timeoutMs: 100)
+                if let b = r.bytes {
+                    early.append((now(), b))
+                    for f in probe.push(b) + probe.drain() {
+                        if case .greeting(let g) = f.message().body { version = g.version?.description }
+                        break greeting
+                    }
+                }
+                if r.stop { break }
+                if r.eof {
+                    if early.isEmpty && config.reconnect {
+                        close(fd)
+                        fd = -1
+                        var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
+                        if poll(&p, 1, 250) > 0 {
+                            throw SocketError(endpoint: config.endpoint.description, reason: "stopped before QEMU greeted", errno: 0)
+                        }
+                        continue first
+                    }
+                    break
                 }
             }
-            if r.eof || r.stop { break }
+            break
         }
         var labels = config.labels
         if !config.polls.isEmpty {
@@ -156,7 +202,14 @@ public final class ClientRecorder {
         let header = RecordingHeader(
             startMicros: startWall, source: config.endpoint.description, mode: .client, qemuVersion: version,
             redacted: options.redact, labels: labels)
-        let sink = try CaptureSink(header: header, options: options)
+        let sink: CaptureSink
+        do {
+            sink = try CaptureSink(header: header, options: options)
+        } catch {
+            close(fd)
+            throw error
+        }
+        for m in sink.takeMessages() { onInfo?(m) }
         var conn: UInt32 = 1
         sink.open(connectedAt, conn, peer: config.endpoint.description, info: JSONObject(["role": .string("client")]))
         for (t, b) in early { sink.data(t, conn, .qemu, b) }
@@ -166,51 +219,76 @@ public final class ClientRecorder {
         for (_, b) in early { session.feed(b) }
         var lastTick: Int64 = 0
         var clock = ClockWatch(startWall: startWall)
+        /// After a reconnect, the open record waits for QEMU's first bytes (a connection
+        /// that closes before QEMU says anything is retried, not recorded).
+        var pendingOpen: Int64?
 
         outer: while true {
             // Drive the session: negotiate, then send init and poll commands one at a time.
             for bytes in session.commandsToSend(now: now(), nextID: &nextID) {
-                if !Sockets.writeAll(fd, bytes) { break }
+                if !Sockets.writeAll(fd, bytes, stopFD: stopFD) { break }
                 sink.data(now(), conn, .client, bytes)
             }
-            if let d = config.duration, now() >= d { reason = "duration"; sink.close(now(), conn, by: "recorder", reason: "duration reached"); break }
-            let r = readSome(fd, stopFD: stopFD, timeoutMs: 50)
+            if let d = config.duration, now() >= d {
+                reason = "duration"
+                if pendingOpen == nil { sink.close(now(), conn, by: "recorder", reason: "duration reached") }
+                break
+            }
+            // Wake for the next poll that falls due, not only every 50 ms.
+            var wait: Int64 = 50_000_000
+            if let due = session.nextDue() { wait = min(wait, max(due - now(), 0)) }
+            let r = readSome(fd, stopFD: stopFD, timeoutMs: Int32((wait + 999_999) / 1_000_000))
             let t = now()
             if let b = r.bytes {
+                if let o = pendingOpen {
+                    sink.open(o, conn, peer: config.endpoint.description, info: JSONObject(["role": .string("client"), "reconnect": .bool(true)]))
+                    pendingOpen = nil
+                    onInfo?("reconnected (connection \(conn))")
+                }
                 sink.data(t, conn, .qemu, b)
                 session.feed(b)
             }
             if r.stop {
                 reason = "signal"
-                sink.close(t, conn, by: "recorder", reason: "stopped by \(StopSignal.name)")
+                if pendingOpen == nil { sink.close(t, conn, by: "recorder", reason: "stopped by \(StopSignal.name)") }
                 break
             }
             if r.eof {
-                let why: String
-                if r.error != 0 {
-                    why = "upstream lost: \(String(cString: strerror(r.error)))"
-                } else if session.sawShutdown {
-                    why = "eof: QEMU closed the connection after SHUTDOWN"
-                } else {
-                    why = "upstream lost: QEMU closed the connection without SHUTDOWN"
-                }
-                sink.close(t, conn, by: "qemu", reason: why)
                 close(fd)
                 fd = -1
-                guard config.reconnect else { reason = session.sawShutdown ? "eof" : "upstream lost"; break }
-                onInfo?("QEMU closed the connection (\(why)); waiting to reconnect")
+                if pendingOpen == nil {
+                    let why: String
+                    if r.error != 0 {
+                        why = "upstream lost: \(String(cString: strerror(r.error)))"
+                    } else if session.sawShutdown {
+                        why = "eof: QEMU closed the connection after SHUTDOWN"
+                    } else {
+                        why = "upstream lost: QEMU closed the connection without SHUTDOWN"
+                    }
+                    sink.close(t, conn, by: "qemu", reason: why)
+                    reason = session.sawShutdown && r.error == 0 ? "eof" : "upstream lost"
+                    if reason != "eof" { lostConnections += 1 }
+                    guard config.reconnect else { break }
+                    onInfo?("QEMU closed the connection (\(why)); waiting to reconnect")
+                    conn += 1
+                }
+                // Reconnect (a connection QEMU closes before greeting is retried silently).
                 while true {
                     if let d = config.duration, now() >= d { reason = "duration"; break outer }
                     if let c = try? Sockets.connect(config.endpoint) { fd = c; break }
                     var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
                     if poll(&p, 1, 250) > 0 { reason = "signal"; break outer }
                 }
-                conn += 1
                 session = Session(config: config)
-                sink.open(now(), conn, peer: config.endpoint.description, info: JSONObject(["role": .string("client"), "reconnect": .bool(true)]))
-                onInfo?("reconnected (connection \(conn))")
+                pendingOpen = now()
             }
-            if sink.failure != nil { reason = "error"; break }
+            if let e = sink.failure {
+                // Client mode records and nothing else: a failed output ends it.
+                reason = "error: \(e)"
+                if pendingOpen == nil { sink.close(now(), conn, by: "recorder", reason: "the output failed: \(e)") }
+                break
+            }
+            for m in sink.takeMessages() { onInfo?(m) }
             if let jump = clock.check(monotonic: now()) {
                 sink.note(now(), 0, "the host wall clock jumped by \(DurationFormat.short(jump * 1000)); record times (monotonic) are unaffected",
                           JSONObject(["jump_us": .int(jump)]))
@@ -218,11 +296,14 @@ public final class ClientRecorder {
             if t - lastTick >= 500_000_000 { lastTick = t; onTick?(t, sink.currentStats) }
         }
         if fd >= 0 { close(fd) }
-        if let e = sink.failure ?? sink.finish(reason: reason == "error" ? "error" : reason, time: now()) {
-            return CaptureOutcome(reason: "error", stats: sink.currentStats, error: e.description)
-        }
-        return CaptureOutcome(reason: reason, stats: sink.currentStats, error: nil)
+        let end = sink.finish(reason: reason, time: now())
+        for m in sink.takeMessages() { onInfo?(m) }
+        var stats = sink.currentStats
+        stats.qemuLost = max(stats.qemuLost, lostConnections)
+        return CaptureOutcome(reason: reason, stats: stats, end: end)
     }
+
+    private var lostConnections = 0
 
     /// The client side of one QMP session: negotiation, then one command in flight at a time.
     struct Session {
@@ -263,6 +344,12 @@ public final class ClientRecorder {
             }
         }
 
+        /// When the next poll falls due, if one could be sent then.
+        func nextDue() -> Int64? {
+            guard negotiated, inflight == nil, queue.isEmpty, !nextPoll.isEmpty else { return nil }
+            return nextPoll.min()
+        }
+
         mutating func commandsToSend(now: Int64, nextID: inout Int) -> [[UInt8]] {
             guard greeted, inflight == nil else { return [] }
             if !negotiationSent {
@@ -278,7 +365,9 @@ public final class ClientRecorder {
             if queue.isEmpty {
                 for (i, p) in config.polls.enumerated() where now >= nextPoll[i] {
                     queue.append(p.command)
-                    nextPoll[i] = now + p.interval
+                    // Keep the cadence (a little late is caught up; much too late starts over).
+                    let due = nextPoll[i]
+                    nextPoll[i] = due > 0 && now - due < p.interval ? due + p.interval : now + p.interval
                 }
             }
             guard !queue.isEmpty else { return [] }

@@ -153,13 +153,17 @@ public struct Completer: Sendable {
         case "help": return .words(ShellSession.commands.map(\.name))
         case "next", "prev", "filter", "find":
             return .words(eventNames + commandNames + fieldPaths + Completer.filterWords)
-        case "seek", "show", "mark", "unmark": return .words(markNames() + ["#"])
+        case "seek": return .words(markNames() + eventNames + commandNames + ["@", "#"])
+        case "show": return .words(markNames() + ["--full", "@", "#"])
+        case "mark", "unmark": return .words(markNames())
         case "analyze": return words.count == 1 ? .words(Completer.analysisNames) : .words([])
         case "plot":
             if words.count == 1 { return .words(Completer.analysisNames) }
             return words.last == "--svg" ? .files : .words(["--from", "--to", "--here", "--svg"] + markNames())
-        case "export": return words.last == "-o" ? .files : .words(["-o", "--filtered"] + markNames())
-        case "set": return words.count == 1 ? .words(["pager", "color"]) : .words(["on", "off"])
+        case "export": return words.last == "-o" ? .files : .words(["-o", "--filtered", "--force"] + markNames())
+        case "set":
+            if words.count == 1 { return .words(ShellSession.settings) }
+            return words[1].hasPrefix("show-") ? .words(["all"]) : .words(["on", "off"])
         case "replay": return .words(["start", "pause", "resume", "speed", "seek", "stop", "status"])
         default: return .words([])
         }

@@ -52,7 +52,10 @@ extension ShellSession {
                 }
                 a.svg = words.removeFirst()
             default:
-                if w.hasPrefix("-") { throw ShellError("\(command): unknown option '\(w)'; options: --from T, --to T, --here\(command == "plot" ? ", --svg FILE" : ", --json")") }
+                if w.hasPrefix("--") {
+                    let options = ["--from", "--to", "--here", command == "plot" ? "--svg" : "--json"]
+                    throw ShellError("\(command): unknown option '\(w)'\(Suggestions.didYouMean(w, among: options)) (options: --from T, --to T, --here\(command == "plot" ? ", --svg FILE" : ", --json"))")
+                }
                 if wantsName, a.name == nil {
                     a.name = w
                 } else if !wantsName, a.limit == nil, let n = Int(w), n > 0 {
@@ -76,7 +79,7 @@ extension ShellSession {
         if let m = marks.mark(named: text), m.record < recording.count { return recording.time(m.record) }
         let spec: TimeSpec
         do { spec = try TimeSpec.parse(text) } catch {
-            throw ShellError("'\(text)' is neither a time, a record number nor a mark: \(error.reason); e.g. 12.5s, #120, 10:00:05")
+            throw ShellError("'\(text)' is neither a time, a record number nor a mark: \(error.reason); e.g. 12.5s, @120, 10:00:05")
         }
         if case .record(let n) = spec {
             guard n < recording.count else { throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)") }
@@ -98,7 +101,7 @@ extension ShellSession {
             throw ShellError("\(command) needs an analysis: \(Analyses.names.joined(separator: ", "))")
         }
         guard Analyses.summary(of: name) != nil else {
-            throw ShellError("unknown analysis '\(name)'; valid analyses: \(Analyses.names.joined(separator: ", "))")
+            throw ShellError("unknown analysis '\(name)'\(Suggestions.didYouMean(name, among: Analyses.names)) (analyses: \(Analyses.names.joined(separator: ", ")))")
         }
         return name
     }
@@ -118,10 +121,13 @@ extension ShellSession {
     func plot(_ arg: String) throws(ShellError) {
         let a = try parseAnalysisArguments(arg, command: "plot", wantsName: true)
         let name = try analysisName(a, command: "plot")
+        guard PlotSeries.about(name) != nil else {
+            throw ShellError("'\(name)' is not a series and has no plot; plots: \(PlotSeries.names.joined(separator: ", ")) ('analyze \(name)' shows its table)")
+        }
         let report = try runAnalysis(name, a)
-        let notPlottable = ShellError("'\(name)' is not a series and has no plot; plots: balloon, rtc, runstate ('analyze \(name)' shows its table)")
+        let noData = ShellError(PlotSeries.noData(name, in: a.from != nil || a.to != nil ? "this range" : "this recording"))
         if let path = a.svg {
-            guard let svg = report.svg() else { throw notPlottable }
+            guard let svg = report.svg() else { throw noData }
             guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
             try Self.writeFile(svg, to: path)
             let what = name == "triage"
@@ -130,7 +136,7 @@ extension ShellSession {
             out.write("wrote \(what) to \(path)\n")
             return
         }
-        guard let chart = report.terminalChart(width: out.width, height: 16) else { throw notPlottable }
+        guard let chart = report.terminalChart(width: out.width, height: 16) else { throw noData }
         out.write(chart)
     }
 
@@ -161,7 +167,15 @@ extension ShellSession {
             return
         }
         let f = report.findings
-        let bySeverity = FindingSeverity.allCases.map { sev in "\(f.filter { $0.severity == sev }.count) \(sev.rawValue)" }.joined(separator: ", ")
+        triageFindings = f.map { finding in
+            var summary = "\(finding.severity.rawValue) \(finding.analysis): \(finding.message)"
+            if summary.count > 100 { summary = String(summary.prefix(99)) + "…" }
+            return (summary, finding.records)
+        }
+        let bySeverity = FindingSeverity.allCases.map { sev in
+            let n = f.filter { $0.severity == sev }.count
+            return "\(n) \(sev.rawValue)\(n == 1 || sev == .info ? "" : "s")"
+        }.joined(separator: ", ")
         let occurrences = f.reduce(0) { $0 + $1.count }
         let c = report.context
         out.write("triage of #\(c.firstRecord)..#\(max(c.firstRecord, c.endRecord - 1)) (\(report.clock.rawValue) clock): \(bySeverity)"
@@ -170,7 +184,30 @@ extension ShellSession {
         out.write(report.findingsTable(colors: analysisColors, width: out.width, limit: a.limit))
         if let n = a.limit, n < f.count { out.write("… \(f.count - n) more ('triage' without a number lists them all)\n") }
         if let first = f.first?.records.first {
-            out.write("goto #N jumps to a record: 'goto #\(first)' is the first record of finding 1\n")
+            out.write("'goto N' jumps to finding N ('goto 1' is @\(first), its first record); 'goto @REC' to any record listed\n")
         }
+    }
+}
+
+/// The analyses that draw (`plot`, `analyze --svg/--chart`), and what a recording needs for
+/// each: "no balloon data" rather than "not a series" when it is only the data that is missing.
+public enum PlotSeries {
+    public static let names = ["balloon", "rtc", "runstate", "triage"]
+
+    /// What the plot of `name` is drawn from; nil when `name` has no plot.
+    public static func about(_ name: String) -> String? {
+        switch name {
+        case "balloon": return "BALLOON_CHANGE events or query-balloon replies"
+        case "rtc": return "RTC_CHANGE events"
+        case "runstate": return "run-state changes (STOP, RESUME, SHUTDOWN, ... or query-status replies)"
+        case "triage": return "records"
+        default: return nil
+        }
+    }
+
+    /// `no balloon data in this recording (no BALLOON_CHANGE events or query-balloon replies)`.
+    public static func noData(_ name: String, in place: String) -> String {
+        let what = name == "rtc" ? "RTC" : name == "runstate" ? "run-state" : name
+        return "no \(what) data in \(place) (no \(about(name) ?? "records")): nothing to plot"
     }
 }

@@ -73,7 +73,9 @@ extension ShellSession {
         case "status": replayStatus()
         case "stop": try replayStop()
         case "": throw ShellError("replay needs a subcommand:\n" + ShellSession.replayUsage)
-        default: throw ShellError("unknown replay subcommand '\(sub)':\n" + ShellSession.replayUsage)
+        default:
+            let subs = ["start", "pause", "resume", "speed", "seek", "status", "stop"]
+            throw ShellError("unknown replay subcommand '\(sub)'\(Suggestions.didYouMean(sub, among: subs))\n" + ShellSession.replayUsage)
         }
     }
 
@@ -103,6 +105,10 @@ extension ShellSession {
         }
         if !words.contains(where: { $0 == "--listen" || $0.hasPrefix("--listen=") }) {
             words += ["--listen", "unix:" + ShellSession.defaultReplaySocket()]
+        }
+        // A bare socket path or HOST:PORT, as qmp-shell (and the command line) take them.
+        if let l = words.firstIndex(of: "--listen"), l + 1 < words.count {
+            words[l + 1] = ShellSession.addressWithScheme(words[l + 1])
         }
         let options: ReplayOptions
         let endpoint: Endpoint
@@ -173,7 +179,7 @@ extension ShellSession {
         r.server.stop()
         let s = r.server.status()
         backgroundReplay = nil
-        emit("replay stopped: \(s.eventsSent) events sent, \(s.sessionsFinished) session(s) finished")
+        emit("replay stopped: \(s.eventsSent) event\(s.eventsSent == 1 ? "" : "s") sent, \(s.sessionsFinished) session\(s.sessionsFinished == 1 ? "" : "s") finished")
         for report in r.server.reports { emit("  " + report.description) }
     }
 
@@ -186,7 +192,15 @@ extension ShellSession {
     /// A line for the prompt loop: news from the background replay since the last command.
     public var backgroundNotice: String? {
         guard let n = backgroundReplay?.newlyPending() else { return nil }
-        return "(replay: \(n) new message(s) from the server; 'replay status' shows them)"
+        return "(replay: \(n) new message\(n == 1 ? "" : "s") from the server; 'replay status' shows \(n == 1 ? "it" : "them"))"
+    }
+
+    /// `/tmp/q.sock` -> `unix:/tmp/q.sock`, `localhost:4444` -> `tcp:localhost:4444`;
+    /// `unix:...` and `tcp:...` as they are.
+    static func addressWithScheme(_ s: String) -> String {
+        if s.hasPrefix("unix:") || s.hasPrefix("tcp:") || s.isEmpty { return s }
+        if let colon = s.lastIndex(of: ":"), !s.contains("/"), UInt16(s[s.index(after: colon)...]) != nil { return "tcp:" + s }
+        return "unix:" + s
     }
 
     static func defaultReplaySocket() -> String {

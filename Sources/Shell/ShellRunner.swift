@@ -20,33 +20,52 @@ public final class ShellRunner {
     }
 
     /// Runs `commands` (from -c), or standard input. Returns the exit status: 0, or 1 when
-    /// a command failed in scripted mode.
-    public func run(commands: [String]?) -> Int32 {
+    /// a command failed in scripted mode. A script stops at its first failing command (as
+    /// gdb's batch mode does) unless `keepGoing`.
+    public func run(commands: [String]?, keepGoing: Bool = false) -> Int32 {
         LineEditor.installInterruptHandler()
-        if let commands { return runScript(commands) }
+        if let commands { return runScript(commands, keepGoing: keepGoing, fromCommandLine: true) }
         if isatty(0) == 1 && isatty(1) == 1 { return runInteractive() }
         var lines: [String] = []
         while let l = Swift.readLine(strippingNewline: true) { lines.append(l) }
-        return runScript(lines)
+        return runScript(lines, keepGoing: keepGoing, fromCommandLine: false)
     }
 
-    private func runScript(_ lines: [String]) -> Int32 {
-        var failed = false
+    private func runScript(_ lines: [String], keepGoing: Bool, fromCommandLine: Bool) -> Int32 {
+        var failures = 0
         for (n, line) in lines.enumerated() {
             Interrupt.clear()
             do {
                 try session.execute(line)
             } catch {
-                failed = true
+                failures += 1
                 output.flush()
-                let msg = Array("qmpreplay shell: line \(n + 1): error: \(error.message)\n".utf8)
-                _ = msg.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+                // -c "a; b; c": the command's number and text; a script: its line number.
+                let place = fromCommandLine ? "command \(n + 1) (\(line.trimmed()))" : "line \(n + 1)"
+                var text = "qmpreplay: error: \(place): \(error.message)\n"
+                let rest = lines[(n + 1)...].filter { !$0.trimmed().isEmpty && !$0.trimmed().hasPrefix("#!") }.count
+                if !keepGoing && rest > 0 {
+                    text += "qmpreplay: stopped at the failing command; \(rest) more \(rest == 1 ? "was" : "were") not run (--keep-going runs them)\n"
+                }
+                Self.writeStderr(text)
+                if !keepGoing { break }
             }
             output.flush()
             if session.quitRequested { break }
         }
+        output.flush()
         session.stopBackgroundWork()
-        return failed ? 1 : 0
+        return failures > 0 ? 1 : 0
+    }
+
+    static func writeStderr(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+            if n > 0 { bytes = bytes.dropFirst(n); continue }
+            if n < 0 && errno == EINTR { continue }
+            break
+        }
     }
 
     private func runInteractive() -> Int32 {
@@ -56,7 +75,8 @@ public final class ShellRunner {
         let completer = Completer(recording: session.recording, marks: { [unowned s] in s.marks.marks.map(\.name) })
         let editor = LineEditor(completer: completer, historyPath: history)
         defer { editor.saveHistory() }
-        output.write("qmpreplay shell: \(session.recording.path), \(session.recording.count) records. 'help' lists commands; Tab completes; Ctrl-D leaves.\n")
+        let n = session.recording.count
+        output.write("qmpreplay shell: \(session.recording.path), \(n) record\(n == 1 ? "" : "s"). 'help' lists commands; Tab completes; Enter repeats next/prev; Ctrl-D leaves.\n")
         for p in session.recording.problems.prefix(3) { output.write("warning: \(p.description)\n") }
         output.flush()
         while !session.quitRequested {
@@ -68,7 +88,7 @@ public final class ShellRunner {
             if interrupted { continue }
             output.paging = session.pager
             do {
-                try session.execute(line)
+                try session.executeOrRepeat(line)
             } catch {
                 let e = output.colors ? "\u{1B}[31merror:\u{1B}[0m" : "error:"
                 output.write("\(e) \(error.message)\n")
@@ -83,12 +103,25 @@ public final class ShellRunner {
     }
 }
 
-/// Standard output for the shell: buffered per command, so that `set pager on` can send a
-/// long answer through $PAGER.
+/// Standard output for the shell. With `paging` (interactive, on a terminal, `set pager on`)
+/// a command's output is held until it is taller than the terminal; then the pager starts
+/// and gets what was held and everything after it, as git does; the command's end closes
+/// the pager and waits for it. Shorter output is written when the command ends.
 final class StdoutShellOutput: ShellOutput {
     private var buffer = ""
     let colorOverride: Bool?
     var paging = false
+    /// The running pager, once this command's output outgrew the terminal.
+    private var pager: UnsafeMutablePointer<FILE>?
+    /// Terminal rows of what `buffer` holds, and the width of its unfinished last line.
+    private var heldRows = 0
+    private var heldColumn = 0
+    private var escape = false
+    /// Said once: the pager could not be found.
+    private var pagerMissingSaid = false
+    /// SIGPIPE's disposition before the pager started: while it runs, a pager quit early
+    /// must not end the shell; the pager itself starts with the usual disposition.
+    private var savedSIGPIPE: sighandler_t?
 
     init(colorOverride: Bool?) { self.colorOverride = colorOverride }
 
@@ -111,25 +144,100 @@ final class StdoutShellOutput: ShellOutput {
     }
 
     func write(_ s: String) {
+        if let p = pager {
+            toPager(p, s)
+            return
+        }
         buffer += s
-        if !paging && buffer.utf8.count > 1 << 16 { flush() }
+        guard paging, isatty(1) == 1 else {
+            if buffer.utf8.count > 1 << 16 { flush() }
+            return
+        }
+        count(s)
+        // Taller than the terminal, leaving a row for the prompt: page from here on.
+        if heldRows + (heldColumn > 0 ? 1 : 0) > height - 1 { startPager() }
+    }
+
+    /// Adds the rows `s` takes to the count (long lines wrap; escape sequences take no room).
+    private func count(_ s: String) {
+        let w = width
+        for u in s.unicodeScalars {
+            if escape { if u == "m" { escape = false }; continue }
+            if u == "\u{1B}" { escape = true; continue }
+            if u == "\n" {
+                heldRows += max(1, (heldColumn + w - 1) / w)
+                heldColumn = 0
+            } else {
+                heldColumn += 1
+            }
+        }
+    }
+
+    /// The pager command: $PAGER as git takes it (empty or `cat`: none), else `less -FRX`
+    /// (quit at once when the text fits, keep colours, leave the text on the screen).
+    static var pagerCommand: String? {
+        guard let p = getenv("PAGER").map({ String(cString: $0) }) else { return "less -FRX" }
+        let t = p.trimmed()
+        return t.isEmpty || t == "cat" ? nil : t
+    }
+
+    /// Whether the pager's program exists (a path, or a name on $PATH), so that output is
+    /// never handed to a shell that cannot run it.
+    static func canRun(_ command: String) -> Bool {
+        guard let program = command.split(separator: " ").first.map(String.init) else { return false }
+        if program.contains("/") { return access(program, X_OK) == 0 }
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        return path.split(separator: ":").contains { access("\($0)/\(program)", X_OK) == 0 }
+    }
+
+    private func startPager() {
+        guard let command = Self.pagerCommand else { paging = false; return }
+        guard Self.canRun(command) else {
+            paging = false
+            if !pagerMissingSaid {
+                pagerMissingSaid = true
+                buffer += "(the pager '\(command)' could not be run; set PAGER, or 'set pager off')\n"
+            }
+            return
+        }
+        fflush(stdout)
+        guard let p = popen(command, "w") else { paging = false; return }
+        pager = p
+        savedSIGPIPE = signal(SIGPIPE, SIG_IGN)
+        let held = buffer
+        buffer = ""
+        toPager(p, held)
+    }
+
+    /// A pager that was quit early closes its end: the rest of a long command is not wanted,
+    /// so the command is asked to stop (as Ctrl-C does).
+    private func toPager(_ p: UnsafeMutablePointer<FILE>, _ s: String) {
+        if s.withCString({ fputs($0, p) }) < 0 { Interrupt.requested = 1 }
     }
 
     func flush() {
-        guard !buffer.isEmpty else { return }
-        defer { buffer = "" }
-        if paging && buffer.reduce(0, { $1 == "\n" ? $0 + 1 : $0 }) > height - 2 {
-            let pager = getenv("PAGER").map { String(cString: $0) } ?? "less -FRX"
-            if let p = popen(pager, "w") {
-                _ = buffer.withCString { fputs($0, p) }
-                pclose(p)
-                return
-            }
+        if let p = pager {
+            if !buffer.isEmpty { toPager(p, buffer) }
+            buffer = ""
+            pclose(p)
+            pager = nil
+            if let saved = savedSIGPIPE { signal(SIGPIPE, saved); savedSIGPIPE = nil }
+            // Whatever happened in the pager (a Ctrl-C, q before the end), the command is over.
+            Interrupt.clear()
+        } else if !buffer.isEmpty {
+            writeOut(buffer)
+            buffer = ""
         }
+        heldRows = 0
+        heldColumn = 0
+        escape = false
+    }
+
+    private func writeOut(_ text: String) {
         fflush(stdout)
         // SIGINT is installed without SA_RESTART (so that readline's read returns), so a
         // write may be interrupted: retry rather than lose output.
-        var bytes = Array(buffer.utf8)[...]
+        var bytes = Array(text.utf8)[...]
         while !bytes.isEmpty {
             let n = bytes.withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
             if n > 0 { bytes = bytes.dropFirst(n); continue }

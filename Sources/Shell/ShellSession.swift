@@ -33,9 +33,22 @@ public final class ShellSession {
     public private(set) var cursor = 0
     public private(set) var filter: FilterExpression?
     public private(set) var marks: MarkStore
-    public var pager = false
+    /// Long answers go through a pager when they are taller than the terminal (interactive
+    /// use on a terminal only; the runner decides). `set pager off` turns it off.
+    public var pager = true
     public var colorOverride: Bool?
+    /// How much of a large message `show` prints (`set show-depth|show-items|show-string`).
+    public var showLimits = ShowLimits()
     public private(set) var quitRequested = false
+    /// The last `next`/`prev` as typed: Enter on an empty line repeats it (`executeOrRepeat`).
+    /// Absolute moves (seek, goto, first, last) clear it.
+    public private(set) var lastMove: String?
+    /// The findings of the last `triage`, numbered from 1 as it printed them: `goto N` jumps
+    /// to finding N's first record.
+    var triageFindings: [(summary: String, records: [Int])]?
+    /// Field paths seen in the recording (sampled) and documented by the catalog, for
+    /// "did you mean" on filter paths.
+    private lazy var knownPaths: Set<String> = FilterHints.knownPaths(in: recording)
     private lazy var tracker = StateTracker(recording: recording)
     /// The server started by `replay start` (ShellReplay.swift), while it runs.
     var backgroundReplay: ShellReplay?
@@ -69,13 +82,13 @@ public final class ShellSession {
 
     public static let commands: [CommandSpec] = [
         .init(name: "info", aliases: ["i"], usage: "info", summary: "summary of the recording (as qmpreplay info)", details: ""),
-        .init(name: "show", aliases: ["s", "p"], usage: "show [N|T]", summary: "the current (or given) record in full",
-              details: "Shows direction, times (since start, wall clock, QEMU timestamp for events), the message as JSON, and for a command its reply and latency, for a reply the command it answers. N is a record number (#N or N), T any time."),
+        .init(name: "show", aliases: ["s", "p"], usage: "show [--full] [N|T]", summary: "the current (or given) record in full",
+              details: "Shows direction, times (since start, wall clock, QEMU timestamp for events), the message as JSON, and for a command its reply and latency, for a reply the command it answers. N is a record number (@N, #N or N), T any time. A large message is cut (about 100 lines; at most 20 items per array or object, 6 levels deep, 400 characters per string) with a note saying what was left out: --full shows all of it, and 'set show-lines N|all', 'set show-items N|all', 'set show-depth N|all', 'set show-string N|all' change the limits. Output taller than the terminal goes through the pager ('set pager off' stops that)."),
         .init(name: "next", aliases: ["n"], usage: "next [N | EVENT | COMMAND | FILTER]", summary: "move forward N records, or to the next match",
-              details: "With a number: N records through the active filter. With an event name (STOP), command name (query-status) or filter expression: the next record that matches it (and the active filter)."),
-        .init(name: "prev", aliases: ["b", "previous"], usage: "prev [N | EVENT | COMMAND | FILTER]", summary: "move back N records, or to the previous match", details: "Like next, backwards."),
-        .init(name: "seek", aliases: ["goto", "g"], usage: "seek T | goto MARK", summary: "move to a time, record or mark",
-              details: "T: 12.5s, 1m30s, 500ms (since start), +5s/-2s (from the cursor), #123, 10:00:05 or 2026-11-20T10:00:05Z. A mark name moves to the mark. Moves to the first record at or after the time."),
+              details: "With a number: N records through the active filter. With an event name (STOP), command name (query-status) or filter expression: the next record that matches it (and the active filter). Prints the record it lands on; Enter on an empty line repeats the last next or prev."),
+        .init(name: "prev", aliases: ["b", "previous"], usage: "prev [N | EVENT | COMMAND | FILTER]", summary: "move back N records, or to the previous match", details: "Like next, backwards. Enter on an empty line repeats it."),
+        .init(name: "seek", aliases: ["goto", "g"], usage: "seek T | goto T|MARK|N|NAME", summary: "move to a time, record, mark, finding or name",
+              details: "T: 12.5s, 1m30s, 500ms (since start), +5s/-2s (from the cursor), @123 or #123 (a record), 10:00:05 or 2026-11-20T10:00:05Z. A mark name moves to the mark; an event or command name (goto STOP) to its first record ('next STOP' to the next one). After 'triage', 'goto N' (a bare number) jumps to finding N's first record; before it, N is a record number. Moves to the first record at or after a time and prints the record it lands on."),
         .init(name: "first", aliases: [], usage: "first", summary: "move to the first record (through the filter)", details: ""),
         .init(name: "last", aliases: [], usage: "last", summary: "move to the last record (through the filter)", details: ""),
         .init(name: "list", aliases: ["l", "ls"], usage: "list [N] [around | from T]", summary: "one line per record around the cursor",
@@ -85,20 +98,21 @@ public final class ShellSession {
         .init(name: "find", aliases: ["f"], usage: "find EXPR", summary: "list every record that matches EXPR", details: "Prints record numbers and times; Ctrl-C stops it."),
         .init(name: "state", aliases: ["st"], usage: "state", summary: "the VM as known at the cursor",
               details: "Run state (since when, why), balloon level and target, RTC offsets, NIC rx-filter latches, block jobs, VNC/SPICE clients, last error: computed by replaying the recording up to the cursor (cached)."),
-        .init(name: "mark", aliases: ["m"], usage: "mark NAME [note]", summary: "bookmark the cursor (saved next to the recording)", details: "The recording is never modified: marks go to FILE.marks.json."),
+        .init(name: "mark", aliases: ["m"], usage: "mark NAME [note]", summary: "bookmark the cursor (saved next to the recording)", details: "The recording is never modified: marks go to FILE.marks.json. Marking with a name that exists moves that mark to the cursor (and says so)."),
         .init(name: "marks", aliases: [], usage: "marks", summary: "list bookmarks", details: ""),
         .init(name: "unmark", aliases: [], usage: "unmark NAME", summary: "delete a bookmark", details: ""),
-        .init(name: "export", aliases: [], usage: "export FROM TO -o FILE [--filtered]", summary: "write a span as a new .qmprec",
-              details: "Copies the records from FROM to TO (times or #N, inclusive) byte for byte into FILE with the original header and a label saying where it came from. --filtered keeps only records matching the active filter."),
+        .init(name: "export", aliases: [], usage: "export FROM TO -o FILE [--filtered] [--force]", summary: "write a span as a new .qmprec",
+              details: "Copies the records from FROM to TO (times, @N or marks, inclusive) byte for byte into FILE with the original header and a label saying where it came from. --filtered keeps only records matching the active filter. An existing FILE is never replaced unless --force is given."),
         .init(name: "analyze", aliases: [], usage: "analyze NAME [--from T] [--to T] [--here] [--json]", summary: "run an analysis and show its table",
               details: "NAME: balloon, rtc, nic-rx-filter, runstate, block-jobs, sessions, commands, throttle, triage. Over the whole recording unless --from/--to (times, #N or marks) or --here (from the start to the cursor) limit it. --json prints the JSON of docs/ANALYSIS.md."),
         .init(name: "plot", aliases: [], usage: "plot NAME [--from T] [--to T] [--here] [--svg FILE]", summary: "draw an analysis as a terminal chart (or SVG)",
               details: "NAME: balloon, rtc or runstate (the series), or triage: the incident as one timeline (findings numbered as in 'triage', the run state, every event in lanes, error replies). The chart is as wide as the terminal; the range options are those of analyze. --svg FILE writes the same picture as SVG instead (for triage: docs/ANALYSIS.md, \"The incident as a picture\")."),
         .init(name: "triage", aliases: [], usage: "triage [N] [--from T] [--to T] [--here] [--json]", summary: "ranked findings of every analysis, with records to goto",
-              details: "Findings grouped by analysis, kind and subject (a NIC, a job type, a device, a command), most important first, numbered, each with its first records; N shows the first N only. 'goto #REC' then jumps to a finding's record."),
+              details: "Findings grouped by analysis, kind and subject (a NIC, a job type, a device, a command), most important first, numbered, each with its first records; N shows the first N only. Then 'goto N' jumps to finding N's first record, and 'goto @REC' to any record listed."),
         .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to QMP clients in the background",
               details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
-        .init(name: "set", aliases: [], usage: "set pager on|off | set color on|off", summary: "shell options", details: "pager: pipe long output through $PAGER (default less). color: override terminal detection."),
+        .init(name: "set", aliases: [], usage: "set [OPTION VALUE]", summary: "shell options (set alone lists them)",
+              details: "pager on|off: output taller than the terminal goes through $PAGER (default less -FRX; on by default, only on a terminal). color on|off: override terminal detection. show-lines N|all, show-items N|all, show-depth N|all, show-string N|all: how much of a large message 'show' prints (lines in all, items per array or object, nesting levels, characters per string)."),
         .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
         .init(name: "quit", aliases: ["q", "exit"], usage: "quit", summary: "leave (Ctrl-D too)", details: ""),
     ]
@@ -107,23 +121,31 @@ public final class ShellSession {
         commands.first { $0.name == word || $0.aliases.contains(word) }
     }
 
+    /// Every command name and alias.
+    static var commandWords: [String] { commands.flatMap { [$0.name] + $0.aliases } }
+
     /// Runs one command line. Errors are thrown as one-line `ShellError`s; the cursor only
     /// moves when a command succeeds.
     public func execute(_ line: String) throws(ShellError) {
         let trimmed = line.trimmed()
         guard !trimmed.isEmpty, !trimmed.hasPrefix("#!") else { return }
         let (word, rest) = trimmed.splitFirstWord()
-        guard let spec = ShellSession.spec(word) else {
-            throw ShellError("unknown command '\(word)'; 'help' lists the commands")
-        }
+        guard let spec = ShellSession.spec(word) else { throw unknownCommand(word) }
         switch spec.name {
         case "info": info()
         case "show": try show(rest)
-        case "next": try move(rest, forward: true)
-        case "prev": try move(rest, forward: false)
-        case "seek": try seek(rest)
-        case "first": try edge(first: true)
-        case "last": try edge(first: false)
+        case "next", "prev":
+            try move(rest, forward: spec.name == "next")
+            lastMove = trimmed
+            landed()
+        case "seek":
+            try seek(rest, findings: word == "goto" || word == "g")
+            lastMove = nil
+            landed()
+        case "first", "last":
+            try edge(first: spec.name == "first")
+            lastMove = nil
+            landed()
         case "list": try list(rest)
         case "filter": try setFilter(rest)
         case "find": try find(rest)
@@ -141,8 +163,31 @@ public final class ShellSession {
         case "quit":
             stopBackgroundWork()
             quitRequested = true
-        default: throw ShellError("unknown command '\(word)'")
+        default: throw unknownCommand(word)
         }
+    }
+
+    /// Interactive input: an empty line repeats the last `next`/`prev` (as gdb repeats its
+    /// last command), anything else runs as `execute` does.
+    public func executeOrRepeat(_ line: String) throws(ShellError) {
+        guard line.trimmed().isEmpty else { try execute(line); return }
+        if let m = lastMove { try execute(m) }
+    }
+
+    /// `unknown command 'nxet'; did you mean 'next'?`, or for a name of the recording typed
+    /// alone, the command that goes there.
+    private func unknownCommand(_ word: String) -> ShellError {
+        if !word.isEmpty, recording.names.dropFirst().contains(word) {
+            return ShellError("unknown command '\(word)'; 'next \(word)' goes to the next \(word), 'find \(word)' lists them all")
+        }
+        let mean = Suggestions.didYouMean(word, among: ShellSession.commandWords)
+        return ShellError("unknown command '\(word)'" + (mean.isEmpty ? "; 'help' lists the commands" : mean + " ('help' lists the commands)"))
+    }
+
+    /// After a move: the record the cursor is on, as one line (as `list` shows it).
+    private func landed() {
+        guard !recording.isEmpty else { return }
+        emit(row(cursor))
     }
 
     // MARK: Styling
@@ -168,7 +213,7 @@ public final class ShellSession {
         if recording.isEmpty { throw ShellError("the recording has no records") }
     }
 
-    /// `#N`, `N`, a time, or a mark name -> record index.
+    /// `@N`, `#N`, `N`, a time, or a mark name -> record index.
     func resolve(_ arg: String) throws(ShellError) -> Int {
         try requireRecords()
         let a = arg.trimmed()
@@ -182,7 +227,9 @@ public final class ShellSession {
         }
         let t: TimeSpec
         do { t = try TimeSpec.parse(a) } catch {
-            throw ShellError("'\(a)' is neither a record number, a mark nor a time: \(error.reason); e.g. #120, 12.5s, +5s, 10:00:05")
+            var hint = ""
+            if let m = Suggestions.closest(to: a, among: marks.marks.map(\.name), limit: 1).first { hint = "; did you mean the mark '\(m)'?" }
+            throw ShellError("'\(a)' is neither a record number, a mark nor a time: \(error.reason); e.g. @120, 12.5s, +5s, 10:00:05\(hint)")
         }
         if case .record(let n) = t, n >= recording.count {
             throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)")
@@ -200,7 +247,7 @@ public final class ShellSession {
 
     func info() {
         let s = RecordingSummary(recording)
-        emit("\(recording.path): \(s.records) records over \(DurationFormat.short(s.duration))" +
+        emit("\(recording.path): \(s.records) record\(s.records == 1 ? "" : "s") over \(DurationFormat.short(s.duration))" +
              (s.header?.qemuVersion.map { ", QEMU \($0)" } ?? "") + (s.header.map { ", mode \($0.mode.rawValue)" } ?? ""))
         if let h = s.header { emit("  started \(WallClock.iso8601(micros: h.startMicros)), source \(h.source), host \(h.host)") }
         emit("  by kind: " + s.byKind.map { "\($0.0) \($0.1)" }.joined(separator: ", "))
@@ -209,7 +256,7 @@ public final class ShellSession {
         if !s.errors.isEmpty { emit("  errors: " + s.errors.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) }
         emit("  connections: \(s.connections.count); trailer: " + (s.trailer.map { "\($0.reason)" } ?? "missing"))
         if let k = s.skew {
-            emit("  QEMU clock skew: min \(DurationFormat.short(k.minMicros * 1000)), median \(DurationFormat.short(k.medianMicros * 1000)), max \(DurationFormat.short(k.maxMicros * 1000))")
+            emit("  QEMU clock skew: min \(DurationFormat.short(k.minMicros.multipliedSaturating(by: 1000))), median \(DurationFormat.short(k.medianMicros.multipliedSaturating(by: 1000))), max \(DurationFormat.short(k.maxMicros.multipliedSaturating(by: 1000)))")
         }
         for p in s.problems.prefix(5) { emit("  " + paint("33", "warning: \(p.description)")) }
         if let f = filter { emit("  filter: \(f)") }
@@ -217,7 +264,17 @@ public final class ShellSession {
 
     func show(_ arg: String) throws(ShellError) {
         try requireRecords()
-        let i = arg.trimmed().isEmpty ? cursor : try resolve(arg)
+        var words = arg.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        var limits = showLimits
+        if let f = words.firstIndex(where: { $0 == "--full" || $0 == "-f" }) {
+            words.remove(at: f)
+            limits = .none
+        }
+        if let o = words.first(where: { $0.hasPrefix("--") }) {
+            throw ShellError("show: unknown option '\(o)'\(Suggestions.didYouMean(o, among: ["--full"])) (usage: show [--full] [N|T])")
+        }
+        let target = words.joined(separator: " ")
+        let i = target.isEmpty ? cursor : try resolve(target)
         let rec: Record
         do { rec = try recording.record(at: i) } catch { throw ShellError("record #\(i) cannot be decoded: \(error.description)") }
         var head = paint("1", "#\(i)") + "  line \(rec.line)  c\(rec.connection)  " + paint(kindColor(rec.kind), rec.kind.rawValue)
@@ -226,7 +283,7 @@ public final class ShellSession {
         emit(head)
         var times = "  time   \(DurationFormat.clock(rec.time)) since start"
         if let h = recording.header, h.startMicros > 0 {
-            times += ", \(WallClock.iso8601(micros: h.startMicros + rec.time / 1000)) wall clock"
+            times += ", \(WallClock.iso8601(micros: h.startMicros.addingSaturating(rec.time / 1000))) wall clock"
         }
         emit(times)
         switch rec.body {
@@ -234,13 +291,15 @@ public final class ShellSession {
             if case .event(let e) = m.body, let ts = e.timestamp {
                 var line = "  qemu   \(WallClock.iso8601(micros: ts.totalMicroseconds)) (event timestamp)"
                 if let h = recording.header, h.startMicros > 0 {
-                    let recv = h.startMicros + rec.time / 1000
+                    let recv = h.startMicros.addingSaturating(rec.time / 1000)
                     line += ", \(DurationFormat.short(ts.totalMicroseconds.subtractingSaturating(recv).multipliedSaturating(by: 1000))) from receive time"
                 }
                 emit(line)
             }
             if let json = m.json {
-                for l in json.serialized(.pretty(indent: 2)).split(separator: "\n", omittingEmptySubsequences: false) { emit("  " + l) }
+                let text = LimitedJSON(json, limits: limits)
+                for l in text.lines { emit("  " + l) }
+                if let note = text.note { emit(paint("2", "  " + note)) }
             } else {
                 emit("  " + paint("31", "not JSON: \(m.reasonOrKind)"))
                 emit("  " + Self.escaped(m.bytes))
@@ -335,12 +394,50 @@ public final class ShellSession {
             steps += 1
             if steps & 0xFFFF == 0 && Interrupt.pending { throw ShellError("interrupted; the cursor did not move") }
         }
+        let hints = FilterHints.hints(for: target, in: recording, knownPaths: knownPaths)
+        if !hints.isEmpty { throw ShellError(hints.joined(separator: "; ")) }
         throw ShellError("no \(forward ? "later" : "earlier") record matches '\(a)'\(filter != nil ? " (and the filter)" : "")")
     }
 
-    func seek(_ arg: String) throws(ShellError) {
+    /// `seek T`; `goto T|MARK|NAME`, and after `triage` `goto N` (finding N).
+    func seek(_ arg: String, findings: Bool = false) throws(ShellError) {
         let a = arg.trimmed()
-        guard !a.isEmpty else { throw ShellError("seek needs a time, record or mark: e.g. seek 12.5s, seek #120, seek 10:00:05, goto mymark") }
+        guard !a.isEmpty else { throw ShellError("seek needs a time, record or mark: e.g. seek 12.5s, seek @120, seek 10:00:05, goto mymark, goto STOP") }
+        if findings, marks.mark(named: a) == nil, let n = Int(a), let found = triageFindings {
+            guard n >= 1 && n <= found.count else {
+                throw ShellError("triage listed finding\(found.count == 1 ? " 1" : "s 1 to \(found.count)"); 'goto @\(n)' goes to record \(n)")
+            }
+            guard let first = found[n - 1].records.first, first < recording.count else {
+                throw ShellError("finding \(n) has no record to go to")
+            }
+            cursor = first
+            emit("finding \(n): \(found[n - 1].summary)")
+            return
+        }
+        if marks.mark(named: a) == nil, (try? TimeSpec.parse(a)) == nil, Int(a) == nil, !a.contains(" ") {
+            // A name: its first record.
+            try requireRecords()
+            if let id = recording.nameID(for: a), id > 0, id < UInt16.max {
+                var count = 0
+                var first: Int?
+                for i in 0..<recording.count where recording.nameID(i) == id {
+                    if first == nil { first = i }
+                    count += 1
+                }
+                if let first {
+                    cursor = first
+                    emit("first of \(count) \(a) record\(count == 1 ? "" : "s")\(count > 1 ? "; 'next \(a)' goes to the next one" : "")")
+                    return
+                }
+            }
+            let looksLikeName = a.allSatisfy { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" } && a.contains(where: \.isLetter)
+            let nearMark = !Suggestions.closest(to: a, among: marks.marks.map(\.name), limit: 1).isEmpty
+            if looksLikeName && !nearMark && (Suggestions.isEventName(a) || a.contains("-") || a.contains("_")) {
+                let kind: RecordKind = Suggestions.isEventName(a) ? .event : .command
+                let hint = FilterHints.hints(for: try Self.parseFilter("\(kind.rawValue) \"\(a)\""), in: recording, knownPaths: [])
+                throw ShellError((hint.first ?? "no record named \(a)") + " ('goto' takes a time, @N, a mark or a name; 'next NAME' finds the next match)")
+            }
+        }
         cursor = try resolve(a)
     }
 
@@ -454,7 +551,8 @@ public final class ShellSession {
             if i & 0xFFFF == 0 && Interrupt.pending { Interrupt.clear(); throw ShellError("interrupted; the filter was not changed") }
         }
         filter = f
-        emit("filter: \(f) (\(count) of \(recording.count) records)")
+        emit("filter: \(f) (\(count) of \(recording.count) record\(recording.count == 1 ? "" : "s"))")
+        if count == 0 { for h in FilterHints.hints(for: f, in: recording, knownPaths: knownPaths) { emit("note: " + h) } }
     }
 
     func find(_ arg: String) throws(ShellError) {
@@ -472,6 +570,7 @@ public final class ShellSession {
             i += 1
         }
         emit("\(n) match\(n == 1 ? "" : "es")")
+        if n == 0 { for h in FilterHints.hints(for: f, in: recording, knownPaths: knownPaths) { emit("note: " + h) } }
     }
 
     func showState() throws(ShellError) {
@@ -485,11 +584,18 @@ public final class ShellSession {
         try requireRecords()
         let (name, note) = arg.trimmed().splitFirstWord()
         guard !name.isEmpty else { throw ShellError("mark needs a name: mark NAME [note]") }
-        guard Int(name) == nil, !name.hasPrefix("#"), (try? TimeSpec.parse(name)) == nil else {
+        guard Int(name) == nil, !name.hasPrefix("#"), !name.hasPrefix("@"), (try? TimeSpec.parse(name)) == nil else {
             throw ShellError("'\(name)' looks like a time or record number; choose a name with a letter first, e.g. pause1")
         }
+        let old = marks.mark(named: name)
         try marks.set(name, record: cursor, time: recording.time(cursor), note: note)
-        emit("mark \(name) = #\(cursor) (saved in \(marks.path))")
+        if let old, old.record == cursor {
+            emit("mark \(name) = #\(cursor), as it was\(note.isEmpty ? "" : "; note updated") (saved in \(marks.path))")
+        } else if let old {
+            emit("mark \(name) moved from #\(old.record) to #\(cursor) (saved in \(marks.path))")
+        } else {
+            emit("mark \(name) = #\(cursor) (saved in \(marks.path))")
+        }
     }
 
     func listMarks() {
@@ -507,11 +613,15 @@ public final class ShellSession {
 
     func export(_ arg: String) throws(ShellError) {
         try requireRecords()
-        var words = arg.trimmed().split(separator: " ").map(String.init)
-        var filtered = false
+        var words = arg.trimmed().split(separator: " ", omittingEmptySubsequences: true).map(String.init)
+        var filtered = false, force = false
         if let i = words.firstIndex(of: "--filtered") { filtered = true; words.remove(at: i) }
+        if let i = words.firstIndex(of: "--force") { force = true; words.remove(at: i) }
+        if let o = words.first(where: { $0.hasPrefix("--") }) {
+            throw ShellError("export: unknown option '\(o)'\(Suggestions.didYouMean(o, among: ["--filtered", "--force"])) (usage: export FROM TO -o FILE [--filtered] [--force])")
+        }
         guard let o = words.firstIndex(of: "-o"), o + 1 < words.count, o == 2 else {
-            throw ShellError("usage: export FROM TO -o FILE [--filtered], e.g. export 10s 20s -o span.qmprec")
+            throw ShellError("usage: export FROM TO -o FILE [--filtered] [--force], e.g. export 10s 20s -o span.qmprec")
         }
         let path = words[o + 1]
         let a = try resolve(words[0])
@@ -527,6 +637,7 @@ public final class ShellSession {
         guard b >= a else { throw ShellError("TO is before FROM: nothing to export") }
         if filtered && filter == nil { throw ShellError("--filtered needs an active filter ('filter EXPR')") }
         guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
+        do { try OutputGuard.check(path, force: force) } catch { throw ShellError(error.description) }
         var header = recording.header ?? RecordingHeader(startMicros: 0, source: recording.path, mode: .import)
         header.labels.append((key: "exported-from", value: "\(recording.path) #\(a)..#\(b)" + (filtered ? " filter \(filter!)" : "")))
         do {
@@ -538,7 +649,7 @@ public final class ShellSession {
                 n += 1
             }
             try w.finish(reason: "complete")
-            emit("wrote \(n) records (#\(a)..#\(b)) to \(path)")
+            emit("wrote \(n) record\(n == 1 ? "" : "s") (#\(a)..#\(b)) to \(path)")
         } catch let e as RecordingWriteError {
             throw ShellError(e.description)
         } catch let e as RecordDecodeError {
@@ -548,37 +659,104 @@ public final class ShellSession {
         }
     }
 
+    static let settings = ["pager", "color", "show-lines", "show-items", "show-depth", "show-string"]
+
     func set(_ arg: String) throws(ShellError) {
         let (opt, value) = arg.trimmed().splitFirstWord()
-        let on: Bool
-        switch value.lowercased() {
-        case "on", "yes", "true", "1": on = true
-        case "off", "no", "false", "0": on = false
-        default: throw ShellError("set \(opt.isEmpty ? "OPTION" : opt) takes on or off")
+        func limit(_ v: Int?) -> String { v.map(String.init) ?? "all" }
+        if opt.isEmpty {
+            emit("pager        \(pager ? "on" : "off") (only on a terminal, for output taller than it)")
+            emit("color        \(colorOverride.map { $0 ? "on" : "off" } ?? "auto (\(colors ? "on" : "off"))")")
+            emit("show-lines   \(limit(showLimits.lines)) (lines of a message, about)")
+            emit("show-items   \(limit(showLimits.items)) (items per array or object)")
+            emit("show-depth   \(limit(showLimits.depth)) (nesting levels)")
+            emit("show-string  \(limit(showLimits.string)) (characters per string)")
+            return
         }
         switch opt {
-        case "pager": pager = on
-        case "color", "colour", "colors": colorOverride = on
-        default: throw ShellError("unknown option '\(opt)'; options: pager, color")
+        case "pager", "color", "colour", "colors":
+            let on: Bool
+            switch value.lowercased() {
+            case "on", "yes", "true", "1": on = true
+            case "off", "no", "false", "0": on = false
+            default: throw ShellError("set \(opt) takes on or off")
+            }
+            if opt == "pager" { pager = on } else { colorOverride = on }
+            emit("\(opt) \(on ? "on" : "off")")
+        case "show-lines", "show-items", "show-depth", "show-string":
+            let v = value.lowercased()
+            let n: Int?
+            if v == "all" || v == "unlimited" || v == "off" {
+                n = nil
+            } else if let k = Int(v), k > 0 {
+                n = k
+            } else {
+                throw ShellError("set \(opt) takes a number above 0, or all")
+            }
+            switch opt {
+            case "show-lines": showLimits.lines = n
+            case "show-items": showLimits.items = n
+            case "show-depth": showLimits.depth = n
+            default: showLimits.string = n
+            }
+            emit("\(opt) \(limit(n))")
+        default:
+            throw ShellError("unknown option '\(opt)'\(Suggestions.didYouMean(opt, among: ShellSession.settings)) (options: \(ShellSession.settings.joined(separator: ", ")))")
         }
-        emit("\(opt) \(on ? "on" : "off")")
     }
 
     func help(_ arg: String) throws(ShellError) {
         let a = arg.trimmed()
         if a.isEmpty {
+            // Synopses in one column, descriptions aligned in the next; a synopsis too long for
+            // the column puts its description on the next line.
+            let column = 34
+            let width = max(60, out.width)
             for c in ShellSession.commands {
-                emit(c.usage.padRight(38) + c.summary)
+                let text = Self.wrap(c.summary, width: width - column - 2)
+                if c.usage.count <= column {
+                    emit("  " + c.usage.padRight(column) + text[0])
+                } else {
+                    emit("  " + c.usage)
+                    emit(String(repeating: " ", count: column + 2) + text[0])
+                }
+                for l in text.dropFirst() { emit(String(repeating: " ", count: column + 2) + l) }
             }
-            emit("Aliases: " + ShellSession.commands.filter { !$0.aliases.isEmpty }.map { "\($0.name): \($0.aliases.joined(separator: ", "))" }.joined(separator: "; "))
-            emit("Times: 12.5s 1m30s 500ms +5s -2s #123 10:00:05 2026-11-20T10:00:05Z. Tab completes; Ctrl-R searches history; Ctrl-C stops a command.")
+            let aliases = ShellSession.commands.filter { !$0.aliases.isEmpty }.map { "\($0.name): \($0.aliases.joined(separator: ", "))" }.joined(separator: "; ")
+            for l in Self.wrap("Aliases: " + aliases, width: width - 1) { emit(l) }
+            for l in Self.wrap("Times: 12.5s 1m30s 500ms +5s -2s @123 (or #123) 10:00:05 2026-11-20T10:00:05Z. Enter repeats the last next/prev; Tab completes; Ctrl-R searches history; Ctrl-C stops a command. 'help COMMAND' explains one.", width: width - 1) { emit(l) }
             return
         }
-        guard let c = ShellSession.spec(a) else { throw ShellError("no command '\(a)'; 'help' lists them") }
+        guard let c = ShellSession.spec(a) else {
+            throw ShellError("no command '\(a)'\(Suggestions.didYouMean(a, among: ShellSession.commandWords)) ('help' lists them)")
+        }
+        let width = max(60, out.width)
         emit(c.usage)
-        emit("  " + c.summary)
-        if !c.details.isEmpty { emit("  " + c.details) }
+        for l in Self.wrap(c.summary, width: width - 3) { emit("  " + l) }
+        if !c.details.isEmpty {
+            for para in c.details.split(separator: "\n") {
+                // Lines laid out as a table (columns two or more spaces apart) stay as they are.
+                if para.contains("   ") { emit("  " + para); continue }
+                for l in Self.wrap(String(para), width: width - 3) { emit("  " + l) }
+            }
+        }
         if !c.aliases.isEmpty { emit("  aliases: " + c.aliases.joined(separator: ", ")) }
+    }
+
+    /// Words in lines of at most `width` characters.
+    static func wrap(_ text: String, width: Int) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ", omittingEmptySubsequences: true) {
+            if !line.isEmpty, line.count + 1 + word.count > max(20, width) {
+                lines.append(line)
+                line = String(word)
+            } else {
+                line += (line.isEmpty ? "" : " ") + word
+            }
+        }
+        lines.append(line)
+        return lines
     }
 
     // MARK: Helpers

@@ -50,7 +50,7 @@ struct FindingGroupTests {
         #expect(j["results"]?["rtc"]?["findings"]?.arrayValue?.count == 1)
         // The table lists the group once with its first records and the total.
         let table = report.table(colors: false, width: 100)
-        #expect(table.contains("records #0 #1 #2 #3 #4 #5 … (150 records)"))
+        #expect(table.contains("records @0 @1 @2 @3 @4 @5 … (150 records)"))
     }
 
     @Test("runstate pauses group by cause (the device for I/O errors), with total and longest")

@@ -90,9 +90,9 @@ struct AnalyzeCLITests {
         // Finding 1: its line, the wrapped rest of its message, then its records.
         let lines = t.out.split(separator: "\n").map(String.init)
         let at = lines.firstIndex { $0.hasPrefix("  1.") } ?? 0
-        let first = lines[at...].prefix { !$0.contains("records #") }.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
+        let first = lines[at...].prefix { !$0.contains("records @") }.map { $0.trimmingCharacters(in: .whitespaces) }.joined(separator: " ")
         #expect(first.contains("error") && first.contains("VM paused for 10.248s after BLOCK_IO_ERROR on drive-virtio-disk0 (write)"))
-        #expect(lines[at...].first { $0.contains("records #") }?.hasSuffix("records #13 #14") == true)
+        #expect(lines[at...].first { $0.contains("records @") }?.hasSuffix("records @13 @14") == true)
         #expect(!t.out.contains("\u{1B}["))
         let part = try json(["balloon", CLI.recording("guest-balloon.qmprec"), "--from", "2s", "--to", "#25"])
         #expect(part["samples"]?.arrayValue?.map { $0["record"]!.int64Value! } == [15, 17, 20, 22, 25])

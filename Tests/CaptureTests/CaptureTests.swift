@@ -264,5 +264,18 @@ struct ProxyLimitTests {
         #expect((r.trailer?.dropped ?? 0) > 0)
         let notes = try (0..<r.count).filter { r.kind($0) == .note }.map { try r.record(at: $0) }
         #expect(notes.contains { if case .note(let text, _) = $0.body { return text.contains("could not keep up") } else { return false } })
+        // Whole messages only, and every one accounted for: greeting, two commands, their two
+        // replies and 5000 events (plus the greeting of each earlier connection) = recorded +
+        // noted as dropped.
+        #expect((0..<r.count).filter { r.kind($0) == .other }.isEmpty)
+        let recorded = (0..<r.count).filter { r.direction($0) != nil }.count
+        let dropped = notes.reduce(0) { n, rec in
+            if case .note(_, let data) = rec.body { return n + Int(data["gap_messages"]?.int64Value ?? 0) }
+            return n
+        }
+        // A connection opened before the flood's (the harness's readiness probe) got QEMU's
+        // greeting too: a client that leaves still has QEMU's output read and recorded.
+        let earlier = (0..<r.count).filter { r.kind($0) == .open }.count - 1
+        #expect(recorded + dropped == 5005 + earlier)
     }
 }

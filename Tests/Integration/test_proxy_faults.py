@@ -1,7 +1,7 @@
 """Faults in proxy mode (`record --listen ... --upstream ...`) against a real QEMU: the
 upstream QEMU killed in the middle of a burst, the client killed in the middle of a
-command, the recorder killed with SIGKILL while traffic flows, and a filesystem that fills
-up. In every case forwarding continues or stops cleanly, and the recording holds every
+command, and the recorder killed with SIGKILL while traffic flows (a filesystem that fills up:
+test_recorder_guarantees.py). In every case forwarding continues or stops cleanly, and the recording holds every
 byte that was forwarded up to the failure: the recorded QEMU-to-client stream is exactly
 what the client received (or, when the recorder itself died, a prefix of it ending at a
 record boundary)."""
@@ -46,7 +46,7 @@ def test_upstream_killed_mid_burst(plab, recorders):
     c.close()
     time.sleep(0.3)
     assert rec.running, "the proxy must keep listening when one upstream dies"
-    assert rec.stop(signal.SIGINT) == 0, rec.describe()
+    assert rec.stop(signal.SIGINT) == 3, rec.describe()     # complete, but QEMU was lost (no SHUTDOWN)
     r = rec.read()
     assert r.bad_lines == []
     conn = only_conn(r)
@@ -124,27 +124,5 @@ def test_recorder_sigkilled_during_traffic(plab, recorders):
     assert qmpreplay("info", str(rec.out)).returncode == 0
 
 
-def test_disk_fills_up_while_proxying(plab, recorders, tiny_fs):
-    out = tiny_fs / "proxy.qmprec"
-    rec, path = recorders.start_proxy(plab, out=out)
-    c = negotiated(path)
-    sent = 0
-    try:
-        for i in range(200):                          # ~40 KB of replies per round: the disk fills
-            c.send(burst(100, start=i * 100))
-            sent += 100
-            c.wait_reply(i * 100 + 99, timeout=10)
-    except (EOFError, TimeoutError, BrokenPipeError, ConnectionResetError):
-        pass
-    c.close()
-    rc = rec.wait(30)
-    assert rc > 0, f"the recorder must stop with an error when it can no longer record:\n{rec.describe()}"
-    err = rec.stderr
-    assert str(out) in err and ("space" in err.lower() or "full" in err.lower()), err
-    r = read_qmprec(out)
-    assert len(r.bad_lines) <= 1
-    conn = only_conn(r)
-    # What reached the disk is a prefix of what the client got: nothing recorded that
-    # did not happen, and the recorder stopped forwarding once it could not record.
-    assert c.received.startswith(r.stream("qemu", conn))
-    assert len(r.replies(conn=conn)) > 10
+# A filesystem that fills up while proxying: test_recorder_guarantees.py (the client keeps
+# talking to QEMU, the loss is counted exactly, the file ends at its last complete record).

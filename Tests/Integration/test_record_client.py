@@ -161,33 +161,40 @@ def test_oob_negotiation(lab, recorders):
     assert r.replies()[0].msg["return"] == {}
 
 
-def test_existing_output_is_kept_unless_overwrite(lab, recorders, tmp_path):
-    """A recording is evidence: an existing file is never replaced silently."""
+def test_existing_output_is_kept_unless_force(lab, recorders, tmp_path):
+    """A recording is evidence: an existing file is never replaced silently (--force
+    replaces it; --overwrite, its former name, still works)."""
     out = tmp_path / "exists.qmprec"
     out.write_text("old contents\n")
     rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--duration", "0.5s")
     rec.start()
     assert rec.wait(15) == 2, rec.describe()
-    assert "exists" in rec.stderr and "--overwrite" in rec.stderr
+    assert rec.stderr.splitlines()[0] == (f"qmpreplay: error: {out} already exists; not overwriting it "
+                                          "(recordings are evidence): choose another name or add --force")
     assert out.read_text() == "old contents\n"
-    rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--duration", "0.5s", "--overwrite")
+    rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--duration", "0.5s", "--force")
     rec.start()
     assert rec.wait(15) == 0, rec.describe()
     r = read_qmprec(out)
     check_well_formed(r, "client")
     assert b"old contents" not in out.read_bytes()
+    out.write_text("old contents\n")
+    rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--duration", "0.5s", "--overwrite")
+    rec.start()
+    assert rec.wait(15) == 0, rec.describe()
+    assert b"old contents" not in out.read_bytes()
 
 
-def test_polling_query_rx_filter_needs_force(lab, recorders, tmp_path):
+def test_polling_query_rx_filter_needs_allow_flag(lab, recorders, tmp_path):
     """query-rx-filter re-arms NIC_RX_FILTER_CHANGED, so polling it changes what QEMU emits:
-    the recorder refuses it (bad command line) unless --force."""
+    the recorder refuses it (bad command line) unless --allow-rx-filter-poll."""
     out = tmp_path / "rx.qmprec"
     rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--poll", "query-rx-filter@200ms", "--duration", "1s")
     rec.start()
     assert rec.wait(15) == 64, rec.describe()
-    assert "query-rx-filter" in rec.stderr and "--force" in rec.stderr
+    assert "query-rx-filter" in rec.stderr and "--allow-rx-filter-poll" in rec.stderr
     rec = recorders.client(lab.qmp_path("rec"), out, "--no-init", "--poll", "query-rx-filter@200ms",
-                           "--duration", "1s", "--force")
+                           "--duration", "1s", "--allow-rx-filter-poll")
     rec.start()
     assert rec.wait(15) == 0, rec.describe()
     r = read_qmprec(out)

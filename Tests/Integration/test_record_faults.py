@@ -19,7 +19,7 @@ def test_qemu_killed_mid_session(lab, recorders):
     rec.wait_until(lambda r: len(r.events("RESUME")) == 1, what="RESUME")
     lab.kill(signal.SIGKILL)
     rc = rec.wait(15)
-    assert rc >= 0, f"recorder died of signal {-rc}"
+    assert rc == 3, f"QEMU lost without SHUTDOWN is exit status 3:\n{rec.describe()}"
     r = rec.read()
     assert r.bad_lines == []
     assert r.event_names() == ["STOP", "RESUME"]
@@ -65,12 +65,14 @@ def test_full_filesystem(lab, recorders, tiny_fs):
     rec.start()
     t0 = time.monotonic()
     rc = rec.wait(30)
-    assert rc > 0, f"recorder should fail on a full disk:\n{rec.describe()}"
+    assert rc == 4, f"client mode stops on a full disk, recording incomplete:\n{rec.describe()}"
     assert time.monotonic() - t0 < 30
     err = rec.stderr
     assert str(out) in err, f"the error does not name the file:\n{err}"
     assert "space" in err.lower() or "full" in err.lower() or "ENOSPC" in err, err
     # whatever did get written is still a readable recording
-    if out.exists() and out.stat().st_size:
-        r = read_qmprec(out)
-        assert len(r.bad_lines) <= 1
+    # the file ends at its last complete record (the torn write was cut off again)
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    r = read_qmprec(out)
+    assert r.bad_lines == []

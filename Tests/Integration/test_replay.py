@@ -239,7 +239,8 @@ def test_replay_to_a_listening_consumer():
     ls = socket.socket(socket.AF_UNIX)
     ls.bind(path)
     ls.listen(1)
-    proc = subprocess.Popen([qmpreplay_binary(), "replay", str(REC / "lifecycle-qemu.qmprec"), "--to", f"unix:{path}",
+    # A bare socket path, as qmp-shell takes it (unix:PATH works too).
+    proc = subprocess.Popen([qmpreplay_binary(), "replay", str(REC / "lifecycle-qemu.qmprec"), "--connect-to", path,
                              "--linger", "0.2s", "--quiet"], stderr=subprocess.PIPE)
     ls.settimeout(10)
     conn, _ = ls.accept()

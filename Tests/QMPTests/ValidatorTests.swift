@@ -769,7 +769,28 @@ struct SessionValidatorTests {
         s.client(#"{"execute": "query-status", "id": 1}"#)
         s.event("RESUME")
         s.qemu(#"{"return": {"running": true, "status": "running"}, "id": 1}"#)
-        #expect(s.finish().isEmpty)
+        // Only said, as info: the file begins in the middle of the connection.
+        let fs = s.finish()
+        #expect(fs.map(\.code) == ["continued-connection"] && fs.allSatisfy { $0.severity == .info })
+    }
+
+    @Test("a continuation part: replies to commands sent in the previous part are info, not warnings")
+    func continuationPart() {
+        var s = Session()  // no opened(): connection 1 was opened in the previous part
+        let first = s.qemu(#"{"return": {}, "id": "sent-before"}"#)
+        s.qemu(#"{"error": {"class": "GenericError", "desc": "x"}, "id": 7}"#)
+        s.client(#"{"execute": "query-status", "id": 1}"#)
+        s.qemu(#"{"return": {"running": true, "status": "running"}, "id": 1}"#)
+        s.close(1)
+        // A new connection in the same part is held to every rule again.
+        s.open(2)
+        s.qemu(Session.greeting, connection: 2)
+        let stray = s.qemu(#"{"return": {}, "id": 99}"#, connection: 2)
+        let fs = s.finish()
+        #expect(fs.map(\.code) == ["continued-connection", "reply-to-earlier-command", "reply-to-earlier-command", "reply-without-command"])
+        #expect(fs.first?.record == first)
+        #expect(fs.dropLast().allSatisfy { $0.severity == .info })
+        #expect(fs.last?.severity == .warning && fs.last?.record == stray)
     }
 
     @Test("each connection negotiates on its own, and a reconnect starts over")

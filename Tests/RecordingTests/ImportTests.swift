@@ -3,65 +3,6 @@ import QMP
 import Recording
 import Testing
 
-// MARK: - Helpers
-
-private struct ImportedMessage {
-    var time: Int64
-    var connection: UInt32
-    var from: Direction
-    var message: QMPMessage
-    var text: String { String(decoding: message.bytes, as: UTF8.self) }
-}
-
-private func importedMessages(_ r: ImportedRecording) -> [ImportedMessage] {
-    r.records.compactMap { rec in
-        guard case .message(let from, let m) = rec.body else { return nil }
-        return ImportedMessage(time: rec.time, connection: rec.connection, from: from, message: m)
-    }
-}
-
-private func importedNotes(_ r: ImportedRecording) -> [String] {
-    r.records.compactMap { rec in
-        if case .note(let text, _) = rec.body { return text } else { return nil }
-    }
-}
-
-/// `peer` of each open record, in order, with its connection.
-private func importedOpens(_ r: ImportedRecording) -> [(UInt32, String)] {
-    r.records.compactMap { rec in
-        if case .open(let peer, _) = rec.body { return (rec.connection, peer) } else { return nil }
-    }
-}
-
-private func importBytes(_ s: String) -> [UInt8] { Array(s.utf8) }
-
-/// Times never go backwards and every message's connection was opened before it.
-private func checkWellFormed(_ r: ImportedRecording, sourceLocation: SourceLocation = #_sourceLocation) {
-    var last: Int64 = 0
-    var opened: Set<UInt32> = []
-    for rec in r.records {
-        #expect(rec.time >= last, "time goes back at \(rec)", sourceLocation: sourceLocation)
-        last = rec.time
-        switch rec.body {
-        case .open: opened.insert(rec.connection)
-        case .close: opened.remove(rec.connection)
-        case .message: #expect(opened.contains(rec.connection), "message before open", sourceLocation: sourceLocation)
-        case .note: break
-        }
-    }
-}
-
-private func packageRoot() -> String {
-    var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)  // Tests/RecordingTests/ImportTests.swift
-    return parts.joined(separator: "/")
-}
-
-private func loadExample(_ name: String) throws -> [UInt8] {
-    let data = try Data(contentsOf: URL(fileURLWithPath: packageRoot() + "/Recordings/sources/" + name))
-    return [UInt8](data)
-}
-
 private let greeting72 = #"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": ["oob"]}}"#
 
 // MARK: - qmp-lines
@@ -532,7 +473,10 @@ struct ImportSharedTests {
 
     @Test("every format has a CLI name and a summary")
     func formatNames() {
-        #expect(ImportFormat.allCases.map(\.rawValue) == ["qmp-lines", "libvirt-replies", "libvirt-log", "virsh-events"])
+        #expect(ImportFormat.allCases.map(\.rawValue) == [
+            "qmp-lines", "libvirt-replies", "libvirt-log", "virsh-events", "qmp-transcript", "shell-session", "qmp-shell", "iotests",
+        ])
         #expect(ImportFormat.allCases.allSatisfy { !$0.summary.isEmpty })
+        #expect(ImportFormat.choices.hasPrefix("auto, qmp-lines, "))
     }
 }

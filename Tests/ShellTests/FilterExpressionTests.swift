@@ -449,7 +449,7 @@ private func parseError(_ expression: String, sourceLocation: SourceLocation = #
             ("and STOP", 1, "expected a condition before 'and'"),
             ("not", 4, "expected a condition after 'not'"),
             ("()", 2, "empty parentheses"),
-            ("data.actual == running", 16, "text is written in double quotes: \"running\""),
+            ("data.actual == 5x", 16, "'5x' is not a number (sizes: 1K 1M 1G 1T); for text write it in double quotes: data.actual == \"5x\""),
             ("data.actual < /x/", 15, "a /regex/ needs '~' or '!~'"),
             ("data.actual ~ 5", 15, "expected a /regex/ after '~'"),
             ("data.x ~ /x/q", 13, "unknown regex flag 'q'"),

@@ -22,19 +22,29 @@ struct ShellAnalysisTests {
         return (try ShellSession(recording: try Recording(path: root + "/Recordings/" + name), out: out), out)
     }
 
-    @Test("triage numbers the grouped findings with their records; goto #REC jumps to a finding's first record")
+    @Test("triage numbers the grouped findings with their records; goto N jumps to finding N's first record, goto @REC to a record")
     func triageThenGoto() throws {
         let (sh, out) = try Self.session("lifecycle.qmprec")
         try sh.execute("triage")
         let lines = out.text.split(separator: "\n").map(String.init)
-        #expect(lines[0] == "triage of #0..#22 (receive clock): 1 error, 0 warning, 2 info (3 findings grouping 3 occurrences)")
+        #expect(lines[0] == "triage of #0..#22 (receive clock): 1 error, 0 warnings, 2 info (3 findings grouping 3 occurrences)")
         #expect(lines[1] == "  1.  error    +00:00:07.887  runstate: VM paused for 10.248s after BLOCK_IO_ERROR on")
-        #expect(lines[3].hasSuffix("records #13 #14"))
+        #expect(lines[3].hasSuffix("records @13 @14"))
         #expect(lines.contains { $0.hasPrefix("  3.  info     +00:00:18.135  runstate: VM shut down: SHUTDOWN reason host-qmp-quit") })
-        #expect(lines.last == "goto #N jumps to a record: 'goto #13' is the first record of finding 1")
-        try sh.execute("goto #13")
+        #expect(lines.last == "'goto N' jumps to finding N ('goto 1' is @13, its first record); 'goto @REC' to any record listed")
+        try sh.execute("goto @13")
         #expect(sh.cursor == 13)
         #expect(sh.prompt.hasPrefix("[#13 +00:00:07.887 BLOCK_IO_ERROR]"))
+        try sh.execute("goto 3")
+        #expect(sh.cursor == 22)
+        out.text = ""
+        try sh.execute("goto 1")
+        #expect(sh.cursor == 13)
+        #expect(out.text.hasPrefix("finding 1: error runstate: VM paused for 10.248s after BLOCK_IO_ERROR"))
+        #expect(throws: ShellError.self) { try sh.execute("goto 4") }
+        do { try sh.execute("goto 4") } catch { #expect(error.message == "triage listed findings 1 to 3; 'goto @4' goes to record 4") }
+        try sh.execute("seek 4")
+        #expect(sh.cursor == 4, "seek N stays a record number")
         out.text = ""
         try sh.execute("triage 1")
         #expect(out.text.contains("  1.  error") && !out.text.contains("  2.  ") && out.text.contains("… 2 more ('triage' without a number lists them all)"))
@@ -54,6 +64,7 @@ struct ShellAnalysisTests {
         #expect(out.text.contains("range: records #0..<#\(sh.recording.count)"))
         out.text = ""
         try sh.execute("goto #17")
+        out.text = ""
         try sh.execute("analyze balloon --here --json")
         let j = try JSONParser.parse(Array(out.text.utf8))
         #expect(j["analysis"]?.stringValue == "balloon" && j["clock"]?.stringValue == "receive")
@@ -75,14 +86,17 @@ struct ShellAnalysisTests {
         let before = sh.cursor
         #expect(throws: ShellError.self) { try sh.execute("plot commands") }
         do { try sh.execute("plot commands") } catch {
-            #expect(error.message == "'commands' is not a series and has no plot; plots: balloon, rtc, runstate ('analyze commands' shows its table)")
+            #expect(error.message == "'commands' is not a series and has no plot; plots: balloon, rtc, runstate, triage ('analyze commands' shows its table)")
         }
         do { try sh.execute("analyze nope") } catch {
-            #expect(error.message.hasPrefix("unknown analysis 'nope'; valid analyses: balloon, rtc, nic-rx-filter"))
+            #expect(error.message.hasPrefix("unknown analysis 'nope' (analyses: balloon, rtc, nic-rx-filter"))
+        }
+        do { try sh.execute("analyze balon") } catch {
+            #expect(error.message.hasPrefix("unknown analysis 'balon'; did you mean 'balloon'? (analyses: balloon, rtc"))
         }
         do { try sh.execute("analyze") } catch { #expect(error.message.hasPrefix("analyze needs an analysis: balloon, rtc")) }
         do { try sh.execute("analyze rtc --to") } catch { #expect(error.message.hasPrefix("analyze: --to needs a time")) }
-        do { try sh.execute("analyze rtc --frm 2s") } catch { #expect(error.message.hasPrefix("analyze: unknown option '--frm'")) }
+        do { try sh.execute("analyze rtc --frm 2s") } catch { #expect(error.message.hasPrefix("analyze: unknown option '--frm'; did you mean '--from'?")) }
         do { try sh.execute("triage --from 10s --to 2s") } catch { #expect(error.message == "triage: --to is before --from") }
         #expect(sh.cursor == before)
         #expect(Completer.analysisNames.last == "triage" && Completer.analysisNames.contains("nic-rx-filter"))

@@ -24,6 +24,8 @@ enum FuzzTarget: String, CaseIterable {
     case importVirshEvents = "import-virsh-events"
     case replaySession = "replay-session"
     case model
+    case analyses
+    case shellState = "shell-state"
 
     static let current: FuzzTarget = {
         guard let raw = getenv("QMPREPLAY_FUZZ_TARGET").map({ String(cString: $0) }), let t = FuzzTarget(rawValue: raw) else {
@@ -48,6 +50,8 @@ enum FuzzTarget: String, CaseIterable {
         case .importVirshEvents: Self.importer(bytes, .virshEvents)
         case .replaySession: ReplayFuzz.run(bytes)
         case .model: Self.model(bytes)
+        case .analyses: AnalysesFuzz.analyses(bytes)
+        case .shellState: AnalysesFuzz.shell(bytes)
         }
     }
 

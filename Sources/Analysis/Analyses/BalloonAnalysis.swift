@@ -30,7 +30,7 @@ public struct BalloonAnalysis: Analysis {
     static let floodMinDeliveries = 8
     /// A target is reached when the guest is within this many bytes (the guest works in
     /// pages: 4 KiB, or 64 KiB on 64 K-page guests).
-    static let reachTolerance: Int64 = 65_536
+    static let reachTolerance: UInt64 = 65_536
 
     public struct Sample: Sendable, Hashable {
         public var record: Int
@@ -52,6 +52,10 @@ public struct BalloonAnalysis: Analysis {
         public var outcome: String
         public var reachedRecord: Int?
         public var reachedTime: Int64?
+        /// When the target stopped being in force (receive clock): reached, superseded by
+        /// the next `balloon`, rejected by its reply, or left behind by a new QEMU process;
+        /// `nil` while still in force at the end of the recording.
+        public var until: Int64?
         public var error: String?
         /// Receive clock: command received to the reaching sample received. Includes the up
         /// to 1 s QEMU's throttle held the reaching event.
@@ -116,13 +120,14 @@ public struct BalloonAnalysis: Analysis {
             add(Sample(record: e.record, time: e.time, actual: actual, source: "event", qemuMicros: q, possiblyMerged: held))
         case .command(let c):
             guard c.name == "balloon", let v = c.view.int("arguments", "value") else { return }
-            if let k = pendingTarget { targets[k].outcome = "superseded"; pendingTarget = nil }
+            if let k = pendingTarget { targets[k].outcome = "superseded"; targets[k].until = c.time; pendingTarget = nil }
             var t = Target(record: c.record, time: c.time, value: v, outcome: "pending")
             // Already there: the guest will not write a new size, so no event will come.
-            if let last = samples.last, abs(last.actual - v) < Self.reachTolerance {
+            if let last = samples.last, last.actual.absoluteDifference(v) < Self.reachTolerance {
                 t.outcome = "reached"
                 t.reachedRecord = c.record
                 t.reachedTime = c.time
+                t.until = c.time
             }
             targets.append(t)
             if t.outcome == "pending" { pendingTarget = targets.count - 1 }
@@ -134,6 +139,7 @@ public struct BalloonAnalysis: Analysis {
                       let k = pendingTarget.flatMap({ targets[$0].record == r.command.record ? $0 : nil })
                     ?? targets.lastIndex(where: { $0.record == r.command.record }) {
                 targets[k].outcome = "rejected"
+                targets[k].until = r.time
                 if pendingTarget == k { pendingTarget = nil }
                 targets[k].error = (r.errorClass ?? "") + (r.errorDesc.map { ": " + $0 } ?? "")
             }
@@ -141,7 +147,7 @@ public struct BalloonAnalysis: Analysis {
             // A new QEMU process (the VM model's rule): the old level and target end here,
             // and the new process starts a new throttle window.
             processStarts.append(time)
-            if let k = pendingTarget { targets[k].outcome = "never"; pendingTarget = nil }
+            if let k = pendingTarget { targets[k].outcome = "never"; targets[k].until = time; pendingTarget = nil }
             throttle = ThrottleRule.Key(receiveIsDelivery: context.receiveTimesAreDeliveryTimes)
         default:
             break
@@ -151,12 +157,13 @@ public struct BalloonAnalysis: Analysis {
     mutating func add(_ s: Sample) {
         samples.append(s)
         // Only the latest target can be pending: a new one supersedes the previous.
-        if let k = pendingTarget, abs(s.actual - targets[k].value) < Self.reachTolerance, s.time >= targets[k].time {
+        if let k = pendingTarget, s.actual.absoluteDifference(targets[k].value) < Self.reachTolerance, s.time >= targets[k].time {
             targets[k].outcome = "reached"
             targets[k].reachedRecord = s.record
             targets[k].reachedTime = s.time
+            targets[k].until = s.time
             if let q = s.qemuMicros, let start = context.startMicros {
-                targets[k].latencyQemu = (q - (start + targets[k].time / 1000)) * 1000
+                targets[k].latencyQemu = q.subtractingSaturating(start.addingSaturating(targets[k].time / 1000)).multipliedSaturating(by: 1000)
             }
             pendingTarget = nil
         }
@@ -251,9 +258,9 @@ public struct BalloonAnalysis: Analysis {
         }
         func towards(_ t: Target?, _ v: Int64, from p: Int64?) -> Bool {
             guard let t else { return false }
-            if abs(v - t.value) < reachTolerance { return true }
+            if v.absoluteDifference(t.value) < reachTolerance { return true }
             guard let p else { return true }
-            return v == p || abs(v - t.value) < abs(p - t.value)
+            return v == p || v.absoluteDifference(t.value) < p.absoluteDifference(t.value)
         }
         for s in samples {
             while ti < ordered.count, ordered[ti].record < s.record {
@@ -383,6 +390,7 @@ public struct BalloonResult: AnalysisResult {
             o["outcome"] = .string(t.outcome)
             o["reached_record"] = jopt(t.reachedRecord)
             o["reached_t_ns"] = jopt(t.reachedTime)
+            o["until_t_ns"] = jopt(t.until)
             o["latency_ns"] = jopt(t.latency)
             o["latency_qemu_ns"] = jopt(t.latencyQemu)
             o["error"] = jopt(t.error)
@@ -462,7 +470,7 @@ public struct BalloonResult: AnalysisResult {
         let st = TextStyle(colors)
         var s = ""
         if let stats {
-            s += "  min \(exactBytesText(stats.min)), max \(exactBytesText(stats.max)), final \(exactBytesText(stats.final)), time-weighted mean \(bytesText(Int64(stats.timeWeightedMean)))\n\n"
+            s += "  min \(exactBytesText(stats.min)), max \(exactBytesText(stats.max)), final \(exactBytesText(stats.final)), time-weighted mean \(bytesText(Int64(saturating: stats.timeWeightedMean)))\n\n"
         } else {
             s += "  no balloon samples (no BALLOON_CHANGE events or query-balloon replies)\n\n"
         }

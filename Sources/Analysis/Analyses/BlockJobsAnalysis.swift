@@ -241,7 +241,7 @@ public struct BlockJobsResult: AnalysisResult {
             }
             let statuses = j.steps.filter { $0.what.first?.isLowercase == true && $0.what != "query-block-jobs" }.map(\.what).joined(separator: "→")
             t.row([j.id, j.type ?? "?", outcome, "#\(j.firstRecord) " + context.wallOrClock(j.start), j.duration.map { DurationFormat.short($0) } ?? "",
-                   progressText(j), j.throughput.map { bytesText(Int64($0)) + "/s" } ?? "", statuses])
+                   progressText(j), j.throughput.map { bytesText(Int64(saturating: $0)) + "/s" } ?? "", statuses])
         }
         return t.render(colors: colors, width: width)
     }

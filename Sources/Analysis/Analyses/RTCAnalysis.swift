@@ -87,7 +87,7 @@ public struct RTCAnalysis: Analysis {
         if let found = series.firstIndex(where: { $0.qomPath == path }) { k = found } else { series.append(Series(qomPath: path)); k = series.count - 1 }
         var s = Sample(record: e.record, time: e.time, qemuMicros: e.qemuMicros, offset: offset, delta: nil, interval: nil, kind: "step", driftPerDay: nil)
         s.possiblyMerged = throttle.deliver(Delivery(receive: e.time, qemuMicros: e.qemuMicros))
-        if abs(offset) > Self.anomalyLimit {
+        if offset.magnitude > Self.anomalyLimit.magnitude {   // abs() traps on Int64.min
             s.kind = "anomaly"
         } else if lastValid[k] == nil {
             // The first valid write: a change from the offset at QEMU's start, 0, assumed.
@@ -230,11 +230,12 @@ public struct RTCResult: AnalysisResult {
         guard let lo = v.min(), let hi = v.max() else { return nil }
         switch g.code {
         case "step":
-            return "\(g.subject): guest set its clock \(times(g.count)) (steps from \(signed(Int64(lo))) s to \(signed(Int64(hi))) s)"
+            return "\(g.subject): guest set its clock \(times(g.count)) (steps from \(signed(Int64(saturating: lo))) s to \(signed(Int64(saturating: hi))) s)"
         case "dst":
-            return "\(g.subject): offset jumped by about an hour \(times(g.count)) (\(signed(Int64(lo))) s to \(signed(Int64(hi))) s): possibly DST switches with -rtc base=localtime"
+            return "\(g.subject): offset jumped by about an hour \(times(g.count)) (\(signed(Int64(saturating: lo))) s to \(signed(Int64(saturating: hi))) s): possibly DST switches with -rtc base=localtime"
         case "anomaly":
-            return "\(g.subject): \(g.count) epoch-sized offsets (|offset| > 1e9, \(Int64(lo)) s to \(Int64(hi)) s): broken RTC writes, not drift"
+            // Anomalies are any Int64 the guest wrote; as Double, Int64.max rounds past it.
+            return "\(g.subject): \(g.count) epoch-sized offsets (|offset| > 1e9, \(Int64(saturating: lo)) s to \(Int64(saturating: hi)) s): broken RTC writes, not drift"
         default:
             return nil
         }

@@ -124,7 +124,11 @@ public struct ThrottleAnalysis: Analysis {
         let gap = e.time - s.last
         s.deliveries += 1
         s.minGap = min(s.minGap ?? gap, gap)
-        if let q, let lq = s.lastQemu { s.minQemuGap = min(s.minQemuGap ?? (q - lq) * 1000, (q - lq) * 1000) }
+        if let q, let lq = s.lastQemu {
+            // QEMU timestamps come from the file: any Int64, so the gap saturates.
+            let g = q.subtractingSaturating(lq).multipliedSaturating(by: 1000)
+            s.minQemuGap = min(s.minQemuGap ?? g, g)
+        }
         if measured, gap < Self.minGap {
             s.violationCount += 1
             if s.violations.count < 100 { s.violations.append(Violation(record: e.record, previousRecord: s.lastRecord, time: e.time, gap: gap)) }

@@ -62,7 +62,10 @@ public struct TriageResult: AnalysisResult {
         let f = groupedFindings
         let st = TextStyle(colors)
         let total = f.reduce(0) { $0 + $1.count }
-        var s = "  " + FindingSeverity.allCases.map { sev in "\(f.filter { $0.severity == sev }.count) \(sev.rawValue)" }.joined(separator: ", ")
+        var s = "  " + FindingSeverity.allCases.map { sev in
+            let n = f.filter { $0.severity == sev }.count
+            return "\(n) \(sev.rawValue)\(n == 1 || sev == .info ? "" : "s")"
+        }.joined(separator: ", ")
         s += " (\(f.count) finding\(f.count == 1 ? "" : "s") grouping \(total) occurrence\(total == 1 ? "" : "s"))\n\n"
         s += st.bold("Findings, most important first") + "\n"
         s += FindingsTable.render(f, colors: colors, width: width, context: context)

@@ -222,7 +222,7 @@ public struct AnalysisContext: Sendable {
 
     /// ISO 8601 wall clock of a time since the start; `nil` without a header.
     public func wall(_ t: Int64) -> String? {
-        startMicros.map { WallClock.iso8601(micros: $0 + t / 1000) }
+        startMicros.map { WallClock.iso8601(micros: $0.addingSaturating(t / 1000)) }
     }
 
     public func view(_ record: Int) -> RecordView { RecordView(recording: recording, index: record) }

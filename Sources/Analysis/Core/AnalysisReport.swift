@@ -155,12 +155,14 @@ public struct AnalysisReport: Sendable {
 /// ```
 ///   1.  error    +00:00:07.887  runstate: VM paused for 10.248s after BLOCK_IO_ERROR on
 ///                               drive-virtio-disk0 (write)
-///                               records #13 #14
+///                               records @13 @14
 /// ```
+/// Records are written `@N`, the record-number form that a POSIX shell passes unquoted
+/// (`--from @13`; `#13` would start a comment there); the shell takes both.
 enum FindingsTable {
-    /// `#12 #40 #77 … (2288 records)`: the first records of a finding, and how many there are in all.
+    /// `@12 @40 @77 … (2288 records)`: the first records of a finding, and how many there are in all.
     static func records(_ f: AnalysisFinding, limit: Int = 6) -> String {
-        var s = f.records.prefix(limit).map { "#\($0)" }.joined(separator: " ")
+        var s = f.records.prefix(limit).map { "@\($0)" }.joined(separator: " ")
         if f.recordCount > limit { s += " … (\(f.recordCount) records)" }
         return s
     }
@@ -182,7 +184,9 @@ enum FindingsTable {
             case .info: sev = st.dim(sevText)
             }
             let pad = String(repeating: " ", count: indent)
-            let lines = wrap("\(f.analysis): \(f.message)", width: max(30, width - indent))
+            // Width 0: no terminal, no limit (the message stays on one line).
+            let text = "\(f.analysis): \(f.message)"
+            let lines = width > 0 ? wrap(text, width: max(30, width - indent)) : [text]
             out += "  " + "\(n + 1).".padded(numberWidth) + "  " + sev + "  " + times[n].padded(timeWidth) + "  " + lines[0] + "\n"
             for l in lines.dropFirst() { out += pad + l + "\n" }
             if !f.records.isEmpty { out += pad + st.dim("records " + records(f)) + "\n" }

@@ -83,7 +83,7 @@ func times(_ n: Int) -> String { n == 1 ? "once" : "\(n) times" }
 func counted(_ n: Int, _ one: String, _ many: String) -> String { "\(n) \(n == 1 ? one : many)" }
 
 /// Seconds (a finding's `value`) as a duration: `42.000s`, `3h12m`.
-func seconds(_ v: Double) -> String { DurationFormat.short(Int64((v * 1e9).rounded())) }
+func seconds(_ v: Double) -> String { DurationFormat.short(Int64(saturating: (v * 1e9).rounded())) }
 
 extension String {
     /// The text after the first `marker`, or the whole string without one.

@@ -61,7 +61,8 @@ public enum ThrottleRule {
     public static func held(previous: Delivery?, current: Delivery, previousHeld: Bool, receiveIsDelivery: Bool = true) -> Bool {
         guard let p = previous else { return false }   // the first delivery goes out at once
         if let q = current.qemuMicros, let pq = p.qemuMicros, q >= pq {
-            if (q - pq) * 1000 < window { return true }
+            // Timestamps are whatever the file holds: the gap saturates instead of trapping.
+            if q.subtractingSaturating(pq).multipliedSaturating(by: 1000) < window { return true }
             // A window after P was created: only a held P can have moved its window past that.
             guard previousHeld else { return false }
         }

@@ -80,7 +80,7 @@ struct TimePlot {
 
     func timeLabel(_ t: Int64, step: Int64) -> String {
         let digits = step < 1_000_000_000 ? 3 : 0
-        if let s = startMicros { return WallClock.timeOfDay(micros: s + t / 1000, fractionDigits: digits) }
+        if let s = startMicros { return WallClock.timeOfDay(micros: s.addingSaturating(t / 1000), fractionDigits: digits) }
         let c = DurationFormat.clock(t)
         return digits == 0 ? String(c.dropLast(4)) : c
     }

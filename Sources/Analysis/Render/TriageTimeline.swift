@@ -329,7 +329,7 @@ struct TriageTimeline {
 
     /// `10:00:07.887` (wall clock) or `+00:00:07.887`.
     func timeText(_ t: Int64, digits: Int = 3) -> String {
-        if let s = startMicros { return WallClock.timeOfDay(micros: s + t / 1000, fractionDigits: digits) }
+        if let s = startMicros { return WallClock.timeOfDay(micros: s.addingSaturating(t / 1000), fractionDigits: digits) }
         let c = DurationFormat.clock(t)
         return digits == 0 ? String(c.dropLast(4)) : c
     }
@@ -338,7 +338,7 @@ struct TriageTimeline {
     /// (`11-21 00:00`), so that days are told apart.
     func tickLabel(_ t: Int64, step: Int64) -> String {
         if let s = startMicros, t1 - t0 >= 72_000_000_000_000 {
-            let iso = WallClock.iso8601(micros: s + t / 1000, fractionDigits: 0)   // 2025-11-21T00:00:00Z
+            let iso = WallClock.iso8601(micros: s.addingSaturating(t / 1000), fractionDigits: 0)   // 2025-11-21T00:00:00Z
             let chars = Array(iso)
             guard chars.count >= 16 else { return iso }
             return String(chars[5..<10]) + " " + String(chars[11..<16])
@@ -479,8 +479,8 @@ struct TriageTimeline {
         var sub = findings.isEmpty ? "no findings" : "\(findings.count) finding\(findings.count == 1 ? "" : "s"): \(severitySummary)"
         sub += " · records #\(context.firstRecord)..#\(max(context.firstRecord, context.endRecord - 1))"
         if let s = startMicros {
-            sub += " · " + WallClock.iso8601(micros: s + t0 / 1000, fractionDigits: 3) + " to "
-                + WallClock.iso8601(micros: s + t1 / 1000, fractionDigits: 3)
+            sub += " · " + WallClock.iso8601(micros: s.addingSaturating(t0 / 1000), fractionDigits: 3) + " to "
+                + WallClock.iso8601(micros: s.addingSaturating(t1 / 1000), fractionDigits: 3)
         } else {
             sub += " · " + DurationFormat.clock(t0) + " to " + DurationFormat.clock(t1) + " (no start time in the header)"
         }

@@ -118,12 +118,20 @@ public enum JSONScan {
     /// The byte range of the value at a member path (`["arguments", "password"]`) in an
     /// object text, without parsing the rest; `nil` when absent.
     public static func valueRange(path: [String], in buf: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
+        valueRange(path: path, in: buf, members: members, elements: elements)
+    }
+
+    /// `valueRange` with another scanner for objects and arrays (the recorder's redactor
+    /// passes one that also reads QEMU's single-quote dialect). Array steps are indexes as text.
+    public static func valueRange(path: [String], in buf: UnsafeBufferPointer<UInt8>,
+                                  members: (UnsafeBufferPointer<UInt8>) -> [(key: String, value: Range<Int>)]?,
+                                  elements: (UnsafeBufferPointer<UInt8>) -> [Range<Int>]?) -> Range<Int>? {
         var base = 0
         var slice = buf
         for (depth, key) in path.enumerated() {
             let found: Range<Int>
-            if let members = members(slice) {
-                guard let m = members.last(where: { $0.key == key }) else { return nil }
+            if let ms = members(slice) {
+                guard let m = ms.last(where: { $0.key == key }) else { return nil }
                 found = m.value
             } else if let index = Int(key), let items = elements(slice), index >= 0, index < items.count {
                 found = items[index]

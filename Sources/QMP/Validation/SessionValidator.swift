@@ -28,6 +28,9 @@ public struct SessionValidator: Sendable {
         var paused: Bool?
         var expectations: [Expectation] = []
         var startedMidSession = false
+        /// No `open` record: the connection was already open where the file begins (a
+        /// continuation part of a rotated recording, or a recording that joined late).
+        var continued = false
     }
 
     private var connections: [UInt32: Connection] = [:]
@@ -58,6 +61,12 @@ public struct SessionValidator: Sendable {
         var conn = connections[connection] ?? {
             var c = Connection()
             c.startedMidSession = true
+            c.continued = true
+            // The file begins in the middle of this connection: say so once (a part of a
+            // rotated recording begins with the connections the previous part left open).
+            if !(direction == .qemu && message.kind == .greeting) {
+                findings.append(Finding(.info, "continued-connection", "connection \(connection) was already open where this file begins (a continuation part of a rotated recording, or a recording that joined late): its earlier messages are not here", record: record))
+            }
             return c
         }()
         defer { connections[connection] = conn }
@@ -88,14 +97,14 @@ public struct SessionValidator: Sendable {
         case (.qemu, .return(let r)):
             checkGreetingFirst(&conn, connection: connection, record: record, what: "a reply")
             conn.qemuMessages += 1
-            guard let cmd = matchReply(id: r.id, connection: connection, record: record, kind: "return") else { break }
+            guard let cmd = matchReply(id: r.id, connection: connection, record: record, kind: "return", earlier: conn.continued && !conn.sawGreeting) else { break }
             if cmd.name == "qmp_capabilities" { conn.negotiated = true }
             if cmd.name == "query-status", let running = r.value["running"]?.boolValue { conn.paused = !running }
 
         case (.qemu, .error(let e)):
             checkGreetingFirst(&conn, connection: connection, record: record, what: "an error reply")
             conn.qemuMessages += 1
-            _ = matchReply(id: e.id, connection: connection, record: record, kind: "error \(e.errorClass)")
+            _ = matchReply(id: e.id, connection: connection, record: record, kind: "error \(e.errorClass)", earlier: conn.continued && !conn.sawGreeting)
 
         case (.qemu, .command), (.client, .greeting), (.client, .event), (.client, .return), (.client, .error):
             conn.qemuMessages += direction == .qemu ? 1 : 0
@@ -135,9 +144,15 @@ public struct SessionValidator: Sendable {
         return findings.sorted { ($0.record ?? -1, $0.severity) < ($1.record ?? -1, $1.severity) }
     }
 
-    private mutating func matchReply(id: JSONValue?, connection: UInt32, record: Int, kind: String) -> ReplyMatcher.Pending? {
+    /// The command a reply answers. `earlier`: the connection began before the file, so a
+    /// reply to a command sent before it is expected (info, not a warning).
+    private mutating func matchReply(id: JSONValue?, connection: UInt32, record: Int, kind: String, earlier: Bool = false) -> ReplyMatcher.Pending? {
         if let p = matcher.reply(id: id, connection: connection) { return p }
         let idText = id.map { " with id \($0.serialized())" } ?? " without id"
+        if earlier {
+            findings.append(Finding(.info, "reply-to-earlier-command", "\(kind)\(idText) answers no command in this file: connection \(connection) began before it, so the command was sent earlier (in the previous part of a rotated recording)", record: record))
+            return nil
+        }
         findings.append(Finding(.warning, "reply-without-command", "\(kind)\(idText) answers no outstanding command", record: record))
         return nil
     }

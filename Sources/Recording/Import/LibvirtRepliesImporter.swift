@@ -41,7 +41,9 @@ public enum LibvirtRepliesImporter {
             let own = Frame(
                 bytes: Array(f.bytes[f.payload.lowerBound...]), payload: 0..<f.payload.count, kind: f.kind)
             let m = own.message()
-            if let problem = ImportBuilder.problem(own, m) { b.warn(line: at, problem) }
+            if let problem = ImportBuilder.problem(own, m) {
+                b.kept(line: at, endLine: at + QMPLinesImporter.newlineCount(own.bytes[own.payload]), problem)
+            }
 
             switch m.body {
             case .command(let c):

@@ -34,7 +34,9 @@ public enum QMPLinesImporter {
             guard !f.payload.isEmpty else { continue }
             let at = frameLine + newlineCount(f.bytes[..<f.payload.lowerBound])
             let m = f.message()
-            if let problem = ImportBuilder.problem(f, m) { b.warn(line: at, problem) }
+            if let problem = ImportBuilder.problem(f, m) {
+                b.kept(line: at, endLine: at + newlineCount(f.bytes[f.payload]), problem)
+            }
 
             if case .event(let e) = m.body, let ts = e.timestamp {
                 timedEvents += 1

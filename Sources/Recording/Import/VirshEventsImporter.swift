@@ -31,7 +31,7 @@ public enum VirshEventsImporter {
                 var consumedLines = 1
                 defer { line += consumedLines; i = next }
                 guard let ev = parseHeading(text) else {
-                    if !text.trimmingSpaces().isEmpty { b.warn(line: line, "not a virsh event line; skipped") }
+                    if !text.trimmingSpaces().isEmpty { b.unread(line: line, "not a virsh event line ('event NAME at SECONDS.MICROS for domain ...'); skipped: \(ImportBuilder.excerpt(Array(text.utf8)))") }
                     continue
                 }
                 // The data starts after ": " and may span lines (--pretty).

@@ -13,6 +13,12 @@ import Dispatch
 /// need the whole file (times going backwards, records after the trailer, header and
 /// trailer presence) run once after the merge.
 struct IndexBuilder {
+    /// The latest record time a reader accepts, in ns (about 31.7 years): 18 digits, as
+    /// many as the fast path reads. Later times are damage (a record that claims to be
+    /// centuries after its recording started); keeping them would leave no headroom for
+    /// the arithmetic on time spans that every reader of the index does.
+    static let maxTime: Int64 = 999_999_999_999_999_999
+
     var header: RecordingHeader?
     var trailer: RecordingTrailer?
     var problems: [ReadProblem] = []
@@ -26,6 +32,9 @@ struct IndexBuilder {
     var nameTable = NameTable()
     var firstTrailerLine: Int?
     var lastLine = 0
+    /// Line 1 starts like a header (`{"qmprec"`), even when it could not be read: a
+    /// recording whose header was damaged, not some other file.
+    var headerLineSeen = false
 
     static func build(_ bytes: FileBytes, parallelThreshold: Int) -> IndexBuilder {
         var b = IndexBuilder()
@@ -150,6 +159,7 @@ struct IndexBuilder {
             if lineEnd > pos && base[lineEnd - 1] == 0x0D { lineEnd -= 1 }  // tolerate CRLF files
 
             if firstChunk, lineNo == 1, lineEnd - pos > 10, Recording.startsWith(base + pos, lineEnd - pos, "{\"qmprec\"") {
+                headerLineSeen = true
                 readHeader(base, pos, lineEnd)
                 pos = end + 1
                 continue
@@ -319,6 +329,10 @@ struct IndexBuilder {
         }
         guard let t = o["t"]?.int64Value else {
             problem(lineNo, "record has no integer time \"t\"; skipped")
+            return false
+        }
+        guard t <= IndexBuilder.maxTime else {
+            problem(lineNo, "record time \"t\" \(t) ns is more than 31 years after the start; skipped")
             return false
         }
         out.time = t

@@ -18,7 +18,13 @@ public struct ReadProblem: Sendable, Hashable, CustomStringConvertible {
 public struct RecordingOptions: Sendable {
     /// Any bad line (unparseable, torn tail, blank) is an error instead of a warning.
     public var strict = false
-    public init(strict: Bool = false) { self.strict = strict }
+    /// A file that is not a recording at all (`notARecording`) fails to open, in one
+    /// message, instead of opening as a recording with no records. The command line sets it.
+    public var requireRecording = false
+    public init(strict: Bool = false, requireRecording: Bool = false) {
+        self.strict = strict
+        self.requireRecording = requireRecording
+    }
 }
 
 /// An opened, indexed recording.
@@ -40,6 +46,10 @@ public final class Recording: @unchecked Sendable {
     public let header: RecordingHeader?
     public let trailer: RecordingTrailer?
     public let problems: [ReadProblem]
+    /// Set when the file is not a recording at all (empty, binary, plain JSON, QMP text,
+    /// a log...): no header line, no record line, no trailer. `nil` for every recording,
+    /// however damaged. Decided once, when the file is opened.
+    public let notARecording: NotARecording?
     /// Distinct record names (events, commands, error classes); index 0 is "no name".
     public let names: [String]
 
@@ -83,6 +93,14 @@ public final class Recording: @unchecked Sendable {
         nameIDs = b.nameIDs
         kindDir = b.kindDir
         nameTable = b.nameTable
+        if b.header == nil && b.times.isEmpty && b.trailer == nil && !b.headerLineSeen {
+            notARecording = NotARecording.classify(bytes)
+        } else {
+            notARecording = nil
+        }
+        if options.requireRecording, let n = notARecording {
+            throw RecordingOpenError(path: path, reason: n.message(path: path))
+        }
         if options.strict, let bad = problems.first(where: { $0.badLine }) {
             throw RecordingOpenError(path: path, reason: "line \(bad.line): \(bad.message) (--strict)")
         }

@@ -3,7 +3,8 @@
 /// - `12.5s`, `1m30s`, `500ms`, `2h`, `750us`, `10ns`, `90` (seconds): time since the start;
 /// - `+5s`, `-2s`: relative to the current position where there is one; otherwise `+5s`
 ///   is from the start and `-2s` is before the end;
-/// - `#123`: record number 123 (0-based, as `cat` and `info` show them);
+/// - `@123` or `#123`: record number 123 (0-based, as `cat` and `info` show them); `@` needs
+///   no quoting on a command line, where an unquoted `#` starts a comment in sh;
 /// - `2026-11-20T10:00:05.25Z` (any ISO 8601 with zone, or none meaning UTC) and
 ///   `10:00:05[.25]`: wall clock; a time of day is taken on the recording's first day
 ///   (UTC), or the next day if that is before the recording started.
@@ -18,9 +19,12 @@ public enum TimeSpec: Sendable, Hashable, CustomStringConvertible {
         public let input: String
         public let reason: String
         public var description: String {
-            "invalid time '\(input)': \(reason) (use 12.5s, 1m30s, 500ms, +5s, -2s, #123, 10:00:05 or 2026-11-20T10:00:05Z)"
+            "invalid time '\(input)': \(reason) (use \(TimeSpec.examples))"
         }
     }
+
+    /// The forms, for error messages.
+    public static let examples = "12.5s, 1m30s, 500ms, +5s, -2s, @123, 10:00:05 or 2026-11-20T10:00:05Z"
 
     public var description: String {
         switch self {
@@ -35,8 +39,11 @@ public enum TimeSpec: Sendable, Hashable, CustomStringConvertible {
     public static func parse(_ input: String) throws(ParseError) -> TimeSpec {
         let s = input.trimmingSpaces()
         guard !s.isEmpty else { throw ParseError(input: input, reason: "empty") }
-        if s.hasPrefix("#") {
-            guard let n = Int(s.dropFirst()), n >= 0 else { throw ParseError(input: input, reason: "a record number is # followed by digits") }
+        if let sign = s.first, sign == "#" || sign == "@" {
+            let digits = s.dropFirst()
+            guard !digits.isEmpty, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let n = Int(digits) else {
+                throw ParseError(input: input, reason: "a record number is \(sign) followed by digits, e.g. \(sign)123")
+            }
             return .record(n)
         }
         if s.first == "+" || s.first == "-" {

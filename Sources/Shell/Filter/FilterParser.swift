@@ -148,7 +148,7 @@ struct FilterParser {
         if NumberLiteral(w.text) != nil {
             throw fail(w, "a number alone is not a condition: write conn \(w.text), id == \(w.text) or time >= \(w.text)s")
         }
-        if w.text.contains(".") { return try parsePathTerm(w) }
+        if w.text.contains(".") || w.text.contains("[") { return try parsePathTerm(w) }
         switch lower {
         case "event": return try parseNameOrKind(w, .event)
         case "command": return try parseNameOrKind(w, .command)
@@ -363,25 +363,64 @@ struct FilterParser {
                 advance()
                 return .compare(p, op, .number(n))
             }
-            throw fail(t, "expected a value after '\(opToken.text)' \(hint), found '\(t.text)'; text is written in double quotes: \(JSONWriter.quoted(t.text))")
+            // A bare word is text (data.name == net0), when it cannot be a mistyped number.
+            if let first = t.text.first, first.isLetter || first == "_" {
+                advance()
+                return .compare(p, op, .string(t.text))
+            }
+            throw fail(t, "'\(t.text)' is not a number (sizes: 1K 1M 1G 1T); for text write it in double quotes: \(p.description) \(op.rawValue) \(JSONWriter.quoted(t.text))")
         default:
             throw fail(t, "expected a value after '\(opToken.text)' \(hint)" + (t.kind == .end ? "" : ", found \(t.quoted)"))
         }
     }
 
+    /// `data.list[0].name` (jq's form) or `data.list.0.name`; a leading `.` (jq's `.data`) is
+    /// accepted too.
     private func path(_ w: FilterToken) throws(FilterParseError) -> JSONPathSpec {
-        let parts = w.text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        var text = Substring(w.text)
         var offset = 0
-        for part in parts {
-            if part.isEmpty {
+        if text.hasPrefix("."), text.count > 1 { text = text.dropFirst(); offset = 1 }
+        var parts: [String] = []
+        for raw in text.split(separator: ".", omittingEmptySubsequences: false) {
+            if raw.isEmpty {
                 throw FilterParseError(
                     column: w.column + offset, message: "empty path component in '\(w.text)': members are separated by single dots, as in data.actual")
             }
-            offset += part.count + 1
+            // member[0][1]: the member, then each position.
+            var rest = raw
+            if let open = rest.firstIndex(of: "[") {
+                let member = rest[..<open]
+                if !member.isEmpty { parts.append(String(member)) }
+                rest = rest[open...]
+                while !rest.isEmpty {
+                    let column = w.column + offset + raw.distance(from: raw.startIndex, to: rest.startIndex)
+                    guard rest.first == "[", let close = rest.firstIndex(of: "]") else {
+                        throw FilterParseError(column: column, message: "expected [N] in '\(w.text)': an array position is written data.list[0] (or data.list.0)")
+                    }
+                    let index = rest[rest.index(after: rest.startIndex)..<close]
+                    guard !index.isEmpty, index.allSatisfy({ $0.isASCII && $0.isNumber }) else {
+                        throw FilterParseError(
+                            column: column,
+                            message: "'[\(index)]' is not an array position: write a number counted from 0, as in data.list[0].name (jq's [] and [\"name\"] are written data.list.name)")
+                    }
+                    parts.append(String(index))
+                    rest = rest[rest.index(after: close)...]
+                }
+            } else if raw.contains("]") {
+                throw FilterParseError(column: w.column + offset, message: "']' without '[' in '\(w.text)': an array position is written data.list[0]")
+            } else {
+                parts.append(String(raw))
+            }
+            offset += raw.count + 1
+        }
+        guard !parts.isEmpty else {
+            throw FilterParseError(column: w.column, message: "expected a path such as data.actual, found '\(w.text)'")
         }
         if parts[0] == "msg" { return JSONPathSpec(components: Array(parts.dropFirst())) }
         guard JSONPathSpec.messageMembers.contains(parts[0]) else {
-            throw fail(w, "unknown keyword or message member '\(parts[0])': conditions start with event, command, error, kind, from, conn, time, has or not, and paths with data, arguments, return, error, id, event, execute, exec-oob, timestamp or QMP (msg.NAME for any other member)")
+            let known = ["event", "command", "error", "kind", "from", "conn", "time", "has", "not"] + JSONPathSpec.messageMembers.sorted()
+            let mean = Suggestions.closest(to: parts[0], among: known, limit: 1).first.map { " (did you mean '\($0)'?)" } ?? ""
+            throw fail(w, "unknown keyword or message member '\(parts[0])'\(mean): conditions start with event, command, error, kind, from, conn, time, has or not, and paths with data, arguments, return, error, id, event, execute, exec-oob, timestamp or QMP (msg.NAME for any other member)")
         }
         return JSONPathSpec(components: parts)
     }

@@ -2,6 +2,7 @@ import Analysis
 import ArgumentParser
 import QMP
 import Recording
+import Shell
 
 #if canImport(Glibc)
 import Glibc
@@ -15,34 +16,40 @@ struct AnalyzeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "analyze",
         abstract: "Run an analysis over a recording (balloon, rtc, nic-rx-filter, runstate, ..., triage).",
-        discussion: """
+        usage: HelpText.usage("""
+            qmpreplay analyze NAME FILE [--from T] [--to T] [--format table|json|csv] [--svg FILE] [--chart]
+            qmpreplay analyze --list
+            """),
+        discussion: HelpText.format("""
             Analyses:
             \(AnalyzeCommand.analysisList)
 
-            Each output says which clock it uses (the recorder's receive time or
-            QEMU's event timestamp). --format json is documented in docs/ANALYSIS.md
-            (times as t_ns since the recording's start and as ISO 8601 wall clock).
-            --svg writes a standalone plot of the series analyses (balloon, rtc,
-            runstate) and, for triage, the incident as one timeline: run state,
-            every event in lanes, error replies, and the findings as numbered flags
-            (numbered as in the table); --chart prints a terminal chart of them.
+            Each output says which clock it uses (the recorder's receive time or QEMU's event
+            timestamp). --format json is documented in docs/ANALYSIS.md (times as t_ns since the
+            recording's start and as ISO 8601 wall clock). --svg writes a standalone plot of the
+            series analyses (balloon, rtc, runstate) and, for triage, the incident as one
+            timeline: run state, every event in lanes, error replies, and the findings as
+            numbered flags (numbered as in the table); --chart prints a terminal chart of them.
+            Tables are as wide as the terminal, and not cut when the output is not a terminal.
 
-            Exit status: 0 success, 2 unreadable recording, 64 bad usage (unknown
-            analysis, no plot for that analysis).
-            """)
+            --from and --to take the time syntax of 'qmpreplay --help': -2s, 12.5s, @160 (a
+            record, as triage lists them; #160 works too when quoted).
 
-    /// The analyses with their summaries, wrapped to fit 80 columns (the help is not rewrapped nicely).
+            Examples:
+              qmpreplay analyze triage rec.qmprec
+              qmpreplay analyze runstate rec.qmprec --from @13 --to -1s
+              qmpreplay analyze balloon rec.qmprec --svg balloon.svg
+
+            Exit status: 0 success (also when a series has no data to plot: a warning says so
+            and no SVG or chart is made); 2 unreadable recording or unwritable --svg file; 64
+            bad command line (unknown analysis, a time that does not parse, --to before --from,
+            --svg or --chart for an analysis that is not a series).
+            """))
+
+    /// The analyses with their summaries, one item each (laid out by HelpText).
     static var analysisList: String {
-        Analyses.names.map { name in
-            var lines = ["  " + name]
-            var line = "     "
-            for word in (Analyses.summary(of: name) ?? "").split(separator: " ") {
-                if line.count + word.count + 1 > 78 { lines.append(line); line = "     " }
-                line += " " + word
-            }
-            lines.append(line)
-            return lines.joined(separator: "\n")
-        }.joined(separator: "\n")
+        let width = (Analyses.names.map(\.count).max() ?? 0) + 2
+        return Analyses.names.map { "  " + $0.padding(width) + " " + (Analyses.summary(of: $0) ?? "") }.joined(separator: "\n")
     }
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
@@ -57,11 +64,13 @@ struct AnalyzeCommand: ParsableCommand {
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String?
 
-    @Option(help: "Only records from this time (see 'qmpreplay --help' for the time syntax).")
-    var from: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Only records from this time or record (-2s, 12.5s, @160; see 'qmpreplay --help').", valueName: "time"),
+            transform: parseTimeArgument)
+    var from: TimeArgument?
 
-    @Option(help: "Only records up to this time (inclusive).")
-    var to: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Only records up to this time or record (inclusive).", valueName: "time"),
+            transform: parseTimeArgument)
+    var to: TimeArgument?
 
     @Option(help: "Output format: table, json or csv.")
     var format: Format = .table
@@ -81,15 +90,21 @@ struct AnalyzeCommand: ParsableCommand {
         }
         guard let name else { throw fail("analyze: name an analysis (\(Analyses.names.joined(separator: ", "))) or use --list", code: Exit.usage) }
         guard Analyses.summary(of: name) != nil else {
-            throw fail("analyze: unknown analysis '\(name)'; valid analyses: \(Analyses.names.joined(separator: ", "))", code: Exit.usage)
+            throw fail("analyze: unknown analysis '\(name)'\(Suggestions.didYouMean(name, among: Analyses.names)) (analyses: \(Analyses.names.joined(separator: ", ")))", code: Exit.usage)
         }
         guard let file else { throw fail("analyze: missing the recording (qmpreplay analyze \(name) FILE)", code: Exit.usage) }
         let r = try openRecording(file, strict: false)
-        let lo: Int64? = from.map { spec in
+        let lo: Int64? = from.map(\.spec).map { spec in
             if case .record(let n) = spec { return r.isEmpty ? 0 : r.time(min(n, r.count - 1)) }
             return spec.resolveTime(in: r)
         }
-        let hi: Int64? = to.map { $0.resolveTime(in: r) }
+        let hi: Int64? = to.map { $0.spec.resolveTime(in: r) }
+        if let from, let to, CatCommand.isReversed(from.spec, to.spec, in: r) {
+            throw fail("--to \(to) is before --from \(from): the span is empty (swap them)", code: Exit.usage)
+        }
+        if (svg != nil || chart), PlotSeries.about(name) == nil {
+            throw fail("analyze: '\(name)' is not a series and has no plot or chart (plots: \(PlotSeries.names.joined(separator: ", ")))", code: Exit.usage)
+        }
         let progress = Progress(label: "analyze \(name)", total: r.count)
         let report: AnalysisReport
         do {
@@ -100,7 +115,8 @@ struct AnalyzeCommand: ParsableCommand {
         progress.finish()
         if let svg {
             guard let text = report.svg() else {
-                throw fail("analyze: '\(name)' is not a series and has no plot (plots: balloon, rtc, runstate, triage)", code: Exit.usage)
+                warn(PlotSeries.noData(name, in: file) + "; no SVG written")
+                return
             }
             do {
                 try writeText(text, to: svg)
@@ -109,8 +125,9 @@ struct AnalyzeCommand: ParsableCommand {
             }
         }
         if chart {
-            guard let c = report.terminalChart(width: terminalColumns(), height: 14) else {
-                throw fail("analyze: '\(name)' is not a series and has no chart (charts: balloon, rtc, runstate, triage)", code: Exit.usage)
+            guard let c = report.terminalChart(width: terminalColumns() ?? 100, height: 14) else {
+                warn(PlotSeries.noData(name, in: file))
+                return
             }
             out.write(c)
             out.flush()
@@ -122,7 +139,7 @@ struct AnalyzeCommand: ParsableCommand {
             out.writeLarge(report.json.serializedBytes(.pretty(indent: 2)))
             out.line()
         case .csv: out.write(report.csv())
-        case .table: out.write(report.table(colors: out.colors, width: terminalColumns()))
+        case .table: out.write(report.table(colors: out.colors, width: terminalColumns() ?? 0))
         }
         out.flush()
     }
@@ -145,10 +162,11 @@ func writeText(_ text: String, to path: String) throws {
     }
 }
 
-/// The terminal's width when standard output is one, else $COLUMNS, else 100.
-func terminalColumns() -> Int {
+/// The terminal's width when standard output is one, else $COLUMNS when it is exported; nil
+/// when output goes to a pipe or file, where tables are not cut.
+func terminalColumns() -> Int? {
     var ws = winsize()
     if isatty(1) == 1, ioctl(1, UInt(TIOCGWINSZ), &ws) == 0, ws.ws_col > 20 { return Int(ws.ws_col) }
     if let c = getenv("COLUMNS").flatMap({ Int(String(cString: $0)) }), c > 20 { return c }
-    return 100
+    return nil
 }

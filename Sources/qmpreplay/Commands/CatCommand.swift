@@ -1,12 +1,17 @@
 import ArgumentParser
 import QMP
 import Recording
+import Shell
 
 struct CatCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cat",
         abstract: "Print records, optionally a time span and only some events or commands.",
-        discussion: """
+        usage: HelpText.usage("""
+            qmpreplay cat FILE [--from T] [--to T] [--event NAME]... [--command NAME]... [--kind KIND]... \
+            [--connection N] [--direction qemu|client] [--format pretty|jsonl|raw] [--strict]
+            """),
+        discussion: HelpText.format("""
             Formats:
               pretty  one heading line per record (number, time since start, connection, direction,
                       kind, name) followed by the message as indented JSON;
@@ -17,19 +22,34 @@ struct CatCommand: ParsableCommand {
             records matching any of them are printed. --command also prints the replies to the
             selected commands. Without --event/--command/--kind every record in the span is printed.
 
-            Exit status: 0 success, 2 unreadable recording or bad time.
-            """)
+            Times: 12.5s, 1m30s, +5s, -2s (2 s before the end), @123 (record number), 10:00:05
+            (see 'qmpreplay --help'). On a command line write @123 rather than #123, which sh takes
+            as a comment unless it is quoted.
+
+            Examples:
+              qmpreplay cat rec.qmprec --from -2s
+              qmpreplay cat rec.qmprec --from @160 --to @170 --format jsonl
+              qmpreplay cat rec.qmprec --event 'BLOCK_JOB_*' --command query-block-jobs
+
+            When nothing is printed, a warning on standard error says why (the span is past the
+            end, or no record has that event or command name, with the closest names).
+
+            Exit status: 0 success, also when nothing matched; 2 unreadable recording; 64 bad
+            command line (a time that does not parse, --to before --from, an unknown kind).
+            """))
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case pretty, jsonl, raw }
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
 
-    @Option(help: "Start at this time (see 'qmpreplay --help' for the time syntax).")
-    var from: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Start at this time or record (-2s, 12.5s, @160; see 'qmpreplay --help').", valueName: "time"),
+            transform: parseTimeArgument)
+    var from: TimeArgument?
 
-    @Option(help: "Stop after this time (inclusive).")
-    var to: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Stop after this time or record (inclusive).", valueName: "time"),
+            transform: parseTimeArgument)
+    var to: TimeArgument?
 
     @Option(name: .customLong("event"), help: "Only events with this name or pattern (repeatable).")
     var events: [String] = []
@@ -54,16 +74,20 @@ struct CatCommand: ParsableCommand {
 
     func validate() throws {
         for k in kinds where RecordKind(rawValue: k) == nil {
-            throw ValidationError("unknown kind '\(k)'; use one of: \(RecordKind.allCases.map(\.rawValue).joined(separator: ", "))")
+            let kinds = RecordKind.allCases.map(\.rawValue)
+            throw ValidationError("unknown kind '\(k)'\(Suggestions.didYouMean(k, among: kinds)) (kinds: \(kinds.joined(separator: ", ")))")
         }
     }
 
     func run() throws {
         let r = try openRecording(file, strict: strict)
-        let lo = from?.resolveIndex(in: r) ?? 0
+        let lo = from?.spec.resolveIndex(in: r) ?? 0
         var hi = r.count
-        if let to {
+        if let to = to?.spec {
             if case .record(let n) = to { hi = min(r.count, n + 1) } else { hi = r.firstIndex(atOrAfter: to.resolveTime(in: r) &+ 1) }
+        }
+        if let from, let to, CatCommand.isReversed(from.spec, to.spec, in: r) {
+            throw fail("--to \(to) is before --from \(from): the span is empty (swap them)", code: Exit.usage)
         }
         let eventGlobs = events.map(Glob.init)
         let commandGlobs = commands.map(Glob.init)
@@ -76,6 +100,17 @@ struct CatCommand: ParsableCommand {
             if eventGlobs.contains(where: { $0.matches(name) }) { eventIDs.insert(UInt16(id)) }
             if commandGlobs.contains(where: { $0.matches(name) }) { commandIDs.insert(UInt16(id)) }
         }
+        // A name or pattern no record carries: said once, with the closest names.
+        var explained = false
+        for p in events where !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
+            warn("--event \(p): no event of that name in \(file)" + nameHint(p, known: Suggestions.eventNames(in: r), here: eventNamesHere(r)))
+            explained = true
+        }
+        for p in commands where !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
+            warn("--command \(p): no command of that name in \(file)" + nameHint(p, known: Suggestions.commandNames(in: r), here: Suggestions.commandNames(in: r)))
+            explained = true
+        }
+        var printed = 0
         var matcher = ReplyMatcher()
         var wantedReplies = Set<Int>()
         let out = Output.stdout
@@ -100,14 +135,49 @@ struct CatCommand: ParsableCommand {
             guard selected else { continue }
             do {
                 try emit(r, i, out: out, style: style)
+                printed += 1
             } catch {
                 decodeErrors += 1
                 warn(error.description)
             }
         }
         out.flush()
-        if decodeErrors > 0 { warn("\(decodeErrors) records could not be decoded and were skipped") }
+        if decodeErrors > 0 { warn("\(plural(decodeErrors, "record")) could not be decoded and \(decodeErrors == 1 ? "was" : "were") skipped") }
+        if printed == 0 && decodeErrors == 0 && !explained { explainNothing(r, lo: lo, hi: hi) }
         for p in r.problems where p.badLine { warn("\(file): \(p.description)") }
+    }
+
+    /// `--to` before `--from`: by record number when both are records, else by time.
+    static func isReversed(_ from: TimeSpec, _ to: TimeSpec, in r: Recording) -> Bool {
+        if case .record(let a) = from, case .record(let b) = to { return b < a }
+        return to.resolveTime(in: r) < from.resolveTime(in: r)
+    }
+
+    private func eventNamesHere(_ r: Recording) -> [String] {
+        r.names.enumerated().compactMap { $0.offset > 0 && Suggestions.isEventName($0.element) ? $0.element : nil }
+    }
+
+    /// `; did you mean X?` for a plain name, and the names the recording has.
+    private func nameHint(_ p: String, known: [String], here: [String]) -> String {
+        var s = Glob(p).isLiteral ? Suggestions.didYouMean(p, among: known, quote: false) : ""
+        let names = Array(Set(here)).sorted()
+        if !names.isEmpty {
+            s += " (\(names.count <= 8 ? "here" : "here, among others"): \(names.prefix(8).joined(separator: ", ")))"
+        }
+        return s
+    }
+
+    /// Nothing was printed: say why on standard error (the exit status stays 0).
+    private func explainNothing(_ r: Recording, lo: Int, hi: Int) {
+        if r.isEmpty { warn("\(file) has no records"); return }
+        let last = "@\(r.count - 1) at \(DurationFormat.clock(r.time(r.count - 1)))"
+        if lo >= r.count {
+            warn("--from \(from.map { "\($0)" } ?? "") is after the last record (\(last)): nothing to print")
+        } else if hi <= lo {
+            warn("the span --from \(from.map { "\($0)" } ?? "start") --to \(to.map { "\($0)" } ?? "end") holds no record: nothing to print")
+        } else if !events.isEmpty || !commands.isEmpty || !kinds.isEmpty || connection != nil || direction != nil {
+            warn("no record in @\(lo)..@\(hi - 1) matches the selection: nothing to print")
+        }
     }
 
     /// Feeds the reply matcher; returns whether record `i` is a selected command or a reply to one.

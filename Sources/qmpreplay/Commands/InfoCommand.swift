@@ -6,14 +6,16 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Summarise a recording: header, duration, counts, connections, QEMU clock skew, warnings.",
-        discussion: """
+        usage: HelpText.usage("qmpreplay info FILE [--json] [--strict]"),
+        discussion: HelpText.format("""
             Counts records by direction and kind, events by name, commands by name and errors by
             class; lists connections; compares QEMU's event timestamps with the receive times
             (skew = QEMU timestamp - receive wall clock); and reports damage (bad lines, torn last
             line, missing trailer) as warnings. --json output is described in docs/JSON.md.
 
-            Exit status: 0 read (even with warnings), 2 unreadable (or any bad line with --strict).
-            """)
+            Exit status: 0 read (even with warnings); 2 unreadable (or any bad line with --strict);
+            64 bad command line.
+            """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
@@ -63,7 +65,7 @@ struct InfoCommand: ParsableCommand {
         out.line(st.bold("Connections".padding(14)) + "\(s.connections.count)")
         for c in s.connections.prefix(20) {
             var line = "  c\(c.number)".padding(8) + (c.peer ?? "-").padding(28)
-            line += "\(DurationFormat.clock(c.firstTime)) .. \(DurationFormat.clock(c.lastTime))  \(c.records) records"
+            line += "\(DurationFormat.clock(c.firstTime)) .. \(DurationFormat.clock(c.lastTime))  \(plural(c.records, "record"))"
             if let by = c.closedBy { line += ", closed by \(by)" + (c.closeReason.map { " (\($0))" } ?? "") }
             out.line(line)
         }

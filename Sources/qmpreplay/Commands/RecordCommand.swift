@@ -13,11 +13,11 @@ struct RecordCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "record",
         abstract: "Record QMP traffic from QEMU (client mode) or between a client and QEMU (proxy mode).",
-        usage: """
-            qmpreplay record --connect unix:PATH|tcp:HOST:PORT -o FILE [options]
-            qmpreplay record --listen unix:PATH|tcp:HOST:PORT --upstream unix:PATH|tcp:HOST:PORT -o FILE [options]
-            """,
-        discussion: """
+        usage: HelpText.usage("""
+            qmpreplay record --connect ADDRESS -o FILE [options]
+            qmpreplay record --listen ADDRESS --upstream ADDRESS -o FILE [options]
+            """),
+        discussion: HelpText.format("""
             Client mode (--connect): qmpreplay connects to QEMU's QMP socket, reads the greeting,
             negotiates (--oob enables out-of-band when offered), runs --init commands (default:
             query-version, query-status, query-qmp-schema; --no-init for none), issues --poll
@@ -33,18 +33,35 @@ struct RecordCommand: ParsableCommand {
             --flush-interval (default 100ms). SIGINT/SIGTERM flush and write the trailer. Secrets (passwords, secret objects, credentials in URIs)
             are replaced by "<redacted>" unless --no-redact; the header says which.
 
-            Exit status: 0 recorded until a normal end (QEMU closed, signal, duration, --once);
-            2 could not connect/listen or could not write the output (ENOSPC, EIO: the file stays
-            readable up to the last complete record); 64 bad command line.
-            """)
+            The recorder never holds up the traffic: a client that stops reading is disconnected
+            once --peer-buffer bytes wait for it (proxy mode); a disk that cannot keep up loses
+            whole records, noted as spans (from, to, messages, bytes); a write error (ENOSPC, EIO)
+            cuts the file back to its last complete record, forwarding goes on (proxy mode; client
+            mode stops), and the loss is noted in the file as soon as it takes writes again. A stop
+            (SIGINT, SIGTERM) writes what it can within 1.5 s and notes the rest.
 
-    @Option(help: "Client mode: QEMU's QMP socket (unix:PATH or tcp:HOST:PORT).")
+            Exit status:
+              0  complete: recorded until a clean end (QEMU closed after SHUTDOWN, a signal,
+                 --duration, --once), nothing lost
+              2  nothing recorded: could not connect/listen, the output or its part files exist
+                 (without --force), or the output could not be created (a file that could not
+                 be started is removed)
+              3  complete, but QEMU went away without SHUTDOWN (killed, crashed): trailer reason
+                 "upstream lost" (client mode), close records "upstream lost" (proxy mode)
+              4  incomplete: records were lost (the disk could not keep up, a write error, or the
+                 stop ran out of time); the file says what is missing where it could, and ends at
+                 its last complete record
+              64 bad command line
+            See docs/RECORDER.md for the guarantees behind each status.
+            """))
+
+    @Option(help: ArgumentHelp("Client mode: QEMU's QMP socket (unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT, as qmp-shell takes them).", valueName: "address"))
     var connect: String?
 
-    @Option(help: "Proxy mode: where management clients connect (unix:PATH or tcp:HOST:PORT).")
+    @Option(help: ArgumentHelp("Proxy mode: where management clients connect (unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT).", valueName: "address"))
     var listen: String?
 
-    @Option(help: "Proxy mode: QEMU's QMP socket.")
+    @Option(help: ArgumentHelp("Proxy mode: QEMU's QMP socket.", valueName: "address"))
     var upstream: String?
 
     @Option(name: .shortAndLong, help: "The .qmprec file to write.")
@@ -62,8 +79,8 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .customLong("poll"), help: "Issue a command periodically: CMD@INTERVAL, e.g. query-balloon@5s (repeatable).")
     var polls: [String] = []
 
-    @Flag(help: "Allow polling query-rx-filter (it re-arms NIC_RX_FILTER_CHANGED and so changes what QEMU emits).")
-    var force = false
+    @Flag(name: .customLong("allow-rx-filter-poll"), help: "Allow polling query-rx-filter (it re-arms NIC_RX_FILTER_CHANGED and so changes what QEMU emits).")
+    var allowRxFilterPoll = false
 
     @Flag(help: "Enable out-of-band execution when QEMU offers it.")
     var oob = false
@@ -80,16 +97,26 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Proxy mode: permissions of a unix listen socket (octal).")
     var socketMode: String = "0600"
 
-    @Option(help: "How often to fsync (with --fsync) and check --rotate; records are written at once regardless.")
+    @Option(help: "How often to fsync (with --fsync); records reach the file within about a millisecond regardless.")
     var flushInterval: String = "100ms"
 
     @Flag(help: "fsync the file every --flush-interval.")
     var fsync = false
 
-    @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) when one grows past SIZE (e.g. 100M, 1G).")
+    @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) before one would grow past SIZE (e.g. 100M, 1G); existing part files are never overwritten.")
     var rotate: String?
 
-    @Flag(help: "Replace FILE if it exists (by default an existing recording is never overwritten).")
+    @Option(help: "Memory for records waiting for the disk (e.g. 64M); beyond it whole records are dropped and the span is noted.")
+    var queueLimit: String = "64M"
+
+    @Option(help: "Proxy mode: bytes that may wait for a client that does not read (or a QEMU that does not take input) before that client is disconnected.")
+    var peerBuffer: String = "16M"
+
+    @Flag(help: "Replace the output file if it exists (by default an existing file is never overwritten).")
+    var force = false
+
+    /// The flag's former name, still accepted.
+    @Flag(name: .customLong("overwrite"), help: .hidden)
     var overwrite = false
 
     @Flag(name: .customLong("no-redact"), help: "Keep secrets in the recording.")
@@ -113,22 +140,32 @@ struct RecordCommand: ParsableCommand {
         let pollsRxFilter = polls.contains { p in
             (try? RecorderCommand(parsing: String(p.split(separator: "@", maxSplits: 1)[0])))?.name == "query-rx-filter"
         }
-        if !force && pollsRxFilter {
-            throw ValidationError("polling query-rx-filter re-arms NIC_RX_FILTER_CHANGED and changes what QEMU emits; add --force to do it anyway")
+        if !allowRxFilterPoll && pollsRxFilter {
+            throw ValidationError("polling query-rx-filter re-arms NIC_RX_FILTER_CHANGED and changes what QEMU emits; add --allow-rx-filter-poll to do it anyway")
         }
         if maxClients < 1 { throw ValidationError("--max-clients must be at least 1") }
+        for p in polls {
+            let text = String(p.split(separator: "@", maxSplits: 1).last ?? "")
+            if let ns = try? TimeSpec.duration(text), ns > 0, ns < ClientRecorder.minimumPollInterval {
+                throw ValidationError("--poll \(p): the interval must be at least \(ClientRecorder.minimumPollInterval / 1_000_000)ms (QEMU answers one command at a time and the recorder keeps one in flight)")
+            }
+        }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
     }
 
     func run() throws {
-        if !overwrite && output != "-" && access(output, F_OK) == 0 {
-            throw fail("\(output) exists; a recording is evidence and is never overwritten silently: choose another name or add --overwrite")
-        }
+        try refuseOverwrite(output, force: force || overwrite)
         var options = CaptureOptions(output: output)
         options.redact = !noRedact
         options.fsync = fsync
         options.flushInterval = try duration(flushInterval, "--flush-interval")
-        if let rotate { options.rotateBytes = try size(rotate) }
+        options.replaceExisting = force || overwrite
+        if let rotate {
+            options.rotateBytes = try size(rotate, "--rotate")
+            if output == "-" { throw fail("--rotate needs a file, not standard output", code: Exit.usage) }
+        }
+        options.queueLimitBytes = Int(try size(queueLimit, "--queue-limit"))
+        let peerBufferBytes = Int(try size(peerBuffer, "--peer-buffer"))
         if verbose {
             options.onMessage = { dir, conn, m in
                 let arrow = dir == .qemu ? "<<<" : ">>>"
@@ -149,7 +186,7 @@ struct RecordCommand: ParsableCommand {
         let outcome: CaptureOutcome
         do {
             if let connect {
-                var cfg = ClientModeConfig(endpoint: try endpoint(connect))
+                var cfg = ClientModeConfig(endpoint: try parseEndpoint(connect, option: "--connect"))
                 cfg.enableOOB = oob
                 cfg.reconnect = reconnect
                 cfg.duration = dur
@@ -168,13 +205,14 @@ struct RecordCommand: ParsableCommand {
                 rec.onInfo = info
                 outcome = try rec.run()
             } else {
-                var cfg = ProxyModeConfig(listen: try endpoint(listen!), upstream: try endpoint(upstream!))
+                var cfg = ProxyModeConfig(listen: try parseEndpoint(listen!, option: "--listen"), upstream: try parseEndpoint(upstream!, option: "--upstream"))
                 cfg.maxClients = maxClients
                 cfg.once = once
                 cfg.duration = dur
                 cfg.labels = kv
                 guard let mode = mode_t(socketMode, radix: 8) else { throw fail("--socket-mode takes an octal mode like 0600", code: Exit.usage) }
                 cfg.socketMode = mode
+                cfg.peerBufferLimit = peerBufferBytes
                 let rec = ProxyRecorder(config: cfg, options: options)
                 rec.onTick = { t, s in status.show(t, s) }
                 rec.onInfo = info
@@ -182,28 +220,33 @@ struct RecordCommand: ParsableCommand {
             }
         } catch let e as SocketError {
             throw fail(e.description)
-        } catch let e as RecordingWriteError {
+        } catch let e as CaptureOutputError {
             throw fail(e.description)
         }
         status.clear()
         let s = outcome.stats
-        if let e = outcome.error {
-            throw fail("recording stopped: \(e); \(output) is readable up to its last complete record")
+        // The summary: every file written, how it ended, and what is missing.
+        var line = "\(s.records) records (\(s.events) events, \(formatBytes(Int(s.bytes)))) in "
+        if s.parts.count > 1 {
+            line += "\(s.parts.count) files: " + s.parts.map { "\($0.path) (\(formatBytes(Int($0.bytes))))" }.joined(separator: ", ")
+        } else {
+            line += output
         }
-        if !quiet {
-            var line = "\(output): \(s.records) records (\(s.events) events, \(formatBytes(Int(s.bytes)))), ended: \(outcome.reason)"
-            if s.files > 1 { line += ", \(s.files) files" }
-            if s.redactions > 0 { line += ", \(s.redactions) secrets redacted" }
-            Output.stderr.line("qmpreplay: " + line)
-            if s.droppedChunks > 0 {
-                warn("the disk could not keep up: \(s.droppedChunks) chunks (\(s.droppedBytes) bytes) were forwarded but not recorded")
-            }
-            Output.stderr.flush()
+        line += "; ended: \(outcome.reason)"
+        if s.redactions > 0 { line += "; \(s.redactions) secrets redacted" }
+        if !quiet || outcome.incomplete || outcome.qemuLost { Output.stderr.line("qmpreplay: " + line) }
+        if outcome.qemuLost {
+            warn("QEMU went away without SHUTDOWN (killed or crashed)" + (s.qemuLost > 1 ? " \(s.qemuLost) times" : "") + ": the recording is complete, QEMU's session is not (exit status 3)")
         }
-    }
-
-    private func endpoint(_ s: String) throws -> Endpoint {
-        do { return try Endpoint(parsing: s) } catch { throw fail(error.description, code: Exit.usage) }
+        if s.lostRecords > 0 {
+            warn("\(s.lostMessages) messages (\(s.lostBytes) bytes) were forwarded but not recorded, in \(s.gaps) spans noted in the file"
+                 + (s.unnotedGaps > 0 ? " (and \(s.unnotedGaps) the file could not take)" : ""))
+        }
+        if let e = s.outputError { warn("the output failed \(s.outputFailures == 1 ? "once" : "\(s.outputFailures) times"): \(e)") }
+        if let e = outcome.error { warn(e) }
+        Output.stderr.flush()
+        if outcome.incomplete { throw ExitCode(4) }
+        if outcome.qemuLost { throw ExitCode(3) }
     }
 
     private func command(_ s: String) throws -> RecorderCommand {
@@ -220,7 +263,7 @@ struct RecordCommand: ParsableCommand {
         }
     }
 
-    private func size(_ s: String) throws -> Int64 {
+    private func size(_ s: String, _ option: String) throws -> Int64 {
         let units: [(String, Int64)] = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
         var text = s.uppercased()
         var scale: Int64 = 1
@@ -229,7 +272,7 @@ struct RecordCommand: ParsableCommand {
             scale = v
             break
         }
-        guard let n = Int64(text), n > 0 else { throw fail("--rotate takes a size like 100M or 1G (got '\(s)')", code: Exit.usage) }
+        guard let n = Int64(text), n > 0 else { throw fail("\(option) takes a size like 100M or 1G (got '\(s)')", code: Exit.usage) }
         return n * scale
     }
 }
@@ -242,7 +285,8 @@ final class StatusLine: @unchecked Sendable {
     func show(_ t: Int64, _ s: CaptureStats) {
         guard enabled else { return }
         Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
-            + (s.droppedChunks > 0 ? "  \(s.droppedChunks) dropped" : ""))
+            + (s.lostMessages > 0 ? "  \(s.lostMessages) not recorded" : "")
+            + (s.outputFailing ? "  OUTPUT FAILING" : ""))
         Output.stderr.flush()
     }
 

@@ -14,24 +14,29 @@ struct ReplayCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "replay",
         abstract: "Push a recording's QEMU-side stream to a consumer or stdout.",
-        usage: "qmpreplay replay FILE (--stdout | --to unix:PATH|tcp:HOST:PORT) [options]",
-        discussion: """
-            --stdout writes the recorded connection's QEMU-side messages (the greeting,
-            then every reply and event of the span) with the recorded timing, scaled
-            like 'serve', for piping into a consumer. --to connects out to a listening
-            consumer and behaves like 'serve' for it: greeting, negotiation, the
-            recorded events, and recorded replies to its commands. The replay ends at
-            the end of the span (--to: once the consumer has also been quiet for
-            --linger), on SIGINT/SIGTERM, or when the consumer goes away.
+        usage: HelpText.usage("qmpreplay replay FILE (--stdout | --connect-to ADDRESS) [--speed X|max] [--from T] [--to T] [options]"),
+        discussion: HelpText.format("""
+            --stdout writes the recorded connection's QEMU-side messages (the greeting, then
+            every reply and event of the span) with the recorded timing, scaled like 'serve', for
+            piping into a consumer. --connect-to connects out to a listening consumer and
+            behaves like 'serve' for it: greeting, negotiation, the recorded events, and recorded
+            replies to its commands. The replay ends at the end of the span (--connect-to: once
+            the consumer has also been quiet for --linger), on SIGINT/SIGTERM, or when the
+            consumer goes away.
+
+            --from and --to are times, as in every other command (-2s, 12.5s, @160, ...). The
+            address option was called --to before; '--to unix:PATH' and '--to tcp:HOST:PORT'
+            still work, with a warning, and --until is still taken for --to TIME.
 
             Examples:
               qmpreplay replay guest-balloon.qmprec --stdout --speed 10
-              qmpreplay replay rec.qmprec --stdout --speed max --until 20s | consumer
-              qmpreplay replay rec.qmprec --to unix:/run/agent/qmp.sock --retime
+              qmpreplay replay rec.qmprec --stdout --speed max --to 20s | consumer
+              qmpreplay replay rec.qmprec --connect-to /run/agent/qmp.sock --retime
 
-            Exit status: 0 done; 1 --strict found divergences (--to); 2 unreadable
-            recording or cannot connect; 64 bad command line.
-            """)
+            Exit status: 0 done; 1 --strict found divergences (--connect-to); 2 unreadable
+            recording or cannot connect; 64 bad command line (neither or both of --stdout and
+            --connect-to, a time or address that does not parse).
+            """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
@@ -39,35 +44,48 @@ struct ReplayCommand: ParsableCommand {
     @Flag(help: "Write the stream to standard output.")
     var stdout = false
 
-    @Option(name: .customLong("to"), help: "unix:PATH or tcp:HOST:PORT: connect to a consumer listening there; any other value is the end of the span (as 'serve --to').")
+    @Option(name: .customLong("connect-to"),
+            help: ArgumentHelp("Connect to a consumer listening at this address: unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT.", valueName: "address"))
+    var connectTo: String?
+
+    @Option(name: .customLong("to"), parsing: .unconditionalSingleValue,
+            help: ArgumentHelp("End of the span, inclusive (default: the end of the recording).", valueName: "time"))
     var toValue: [String] = []
 
-    @Option(help: "End of the span, inclusive (the unambiguous spelling of a time given to --to).")
-    var until: TimeSpec?
+    /// The former spelling of `--to TIME`, from when `--to` was also the address.
+    @Option(parsing: .unconditional, help: .hidden, transform: parseTimeArgument)
+    var until: TimeArgument?
 
-    /// `--to` is both the consumer's address and, as in `serve`, the span's end: an address
-    /// starts with unix: or tcp:, anything else is a time.
-    private var target: String? { toValue.first { $0.hasPrefix("unix:") || $0.hasPrefix("tcp:") } }
+    private static func isAddress(_ v: String) -> Bool { v.hasPrefix("unix:") || v.hasPrefix("tcp:") }
+
+    /// `--to unix:PATH` (deprecated): the address, as it was spelled before --connect-to.
+    private var deprecatedTarget: String? { toValue.first(where: ReplayCommand.isAddress) }
+    private var target: String? { connectTo ?? deprecatedTarget }
     private var spanEnd: TimeSpec? {
-        if let u = until { return u }
-        return toValue.first { !($0.hasPrefix("unix:") || $0.hasPrefix("tcp:")) }.flatMap { TimeSpec(argument: $0) }
+        if let u = until { return u.spec }
+        return toValue.first { !ReplayCommand.isAddress($0) }.flatMap { try? parseTimeArgument($0).spec }
     }
 
-    @Option(help: "With --to: how long the consumer may stay quiet after the end before the replay closes (e.g. 1s).")
+    @Option(help: "With --connect-to: how long the consumer may stay quiet after the end before the replay closes (e.g. 1s).")
     var linger: String = "1s"
 
     @OptionGroup var replay: ReplayTimingOptions
 
     func validate() throws {
-        if stdout == (target != nil) { throw ValidationError("give exactly one of --stdout and --to unix:PATH|tcp:HOST:PORT") }
-        for v in toValue where !(v.hasPrefix("unix:") || v.hasPrefix("tcp:")) && TimeSpec(argument: v) == nil {
-            throw ValidationError("--to '\(v)' is neither an address (unix:PATH, tcp:HOST:PORT) nor a time (12.5s, #42, ...)")
+        if connectTo != nil && deprecatedTarget != nil {
+            throw ValidationError("give the address once, with --connect-to (--to is the end of the span)")
         }
-        if toValue.count > 2 { throw ValidationError("--to may be given twice at most (an address and a time)") }
+        if stdout == (target != nil) { throw ValidationError("give exactly one of --stdout and --connect-to ADDRESS") }
+        let times = toValue.filter { !ReplayCommand.isAddress($0) }
+        for v in times {
+            do { _ = try parseTimeArgument(v) } catch { throw ValidationError("--to '\(v)': \(error)") }
+        }
+        if times.count + (until == nil ? 0 : 1) > 1 { throw ValidationError("give the end of the span once (--to TIME)") }
     }
 
     func run() throws {
         let o = try replay.makeOptions(to: spanEnd)
+        if let t = deprecatedTarget { warn("--to \(t) is the former spelling of --connect-to \(t); --to now means the end of the span, as in every other command") }
         let r = try openRecording(file, strict: false)
         let stopFD = StopSignal.install()
         if stdout {
@@ -92,13 +110,12 @@ struct ReplayCommand: ParsableCommand {
             _ = stopFD
             return
         }
-        let ep: Endpoint
+        let ep = try parseEndpoint(target!, option: "--connect-to")
         let lingerNs: Int64
         do {
-            ep = try Endpoint(parsing: target!)
             lingerNs = try TimeSpec.duration(linger)
         } catch {
-            throw fail("\(error)", code: Exit.usage)
+            throw fail("--linger: \(error)", code: Exit.usage)
         }
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch { throw fail("\(error)") }

@@ -16,8 +16,9 @@ struct ReplayTimingOptions: ParsableArguments {
     @Option(help: "Playback speed, 0.1 to 1000, or max (as fast as the client reads).")
     var speed: String = "1"
 
-    @Option(help: "Start of the span (default: the recorded negotiation). Time syntax: see 'qmpreplay --help'.")
-    var from: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Start of the span (default: the recorded negotiation): -2s, 12.5s, @160, ... (see 'qmpreplay --help').", valueName: "time"),
+            transform: parseTimeArgument)
+    var from: TimeArgument?
 
     @Flag(help: "Start again at --from after --to.")
     var loop = false
@@ -60,7 +61,7 @@ struct ReplayTimingOptions: ParsableArguments {
             if let g = maxGap { o.maxGap = try ReplayOptions.parseDuration(g, option: "--max-gap") }
             o.match = try ReplayOptions.parseMatch(match)
             o.unmatched = try ReplayOptions.parseUnmatched(unmatched)
-            o.from = from
+            o.from = from?.spec
             o.to = to
             o.loop = loop
             o.retime = retime
@@ -152,47 +153,46 @@ struct ServeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "serve",
         abstract: "Serve a recording to QMP clients as a fake QEMU.",
-        usage: "qmpreplay serve FILE --listen unix:PATH|tcp:HOST:PORT [options]",
-        discussion: """
-            Each client that connects gets what the recorded client got: the recorded
-            greeting, negotiation exactly as QEMU does it (CommandNotFound before
-            qmp_capabilities, no events before it, oob only if the greeting offered it),
-            then the recorded events on the recorded schedule (scaled by --speed, from
-            --from to --to, --loop, --max-gap) and, for each command, the recorded reply
-            of the matching recorded command with the client's own id. Events recorded
-            while a command ran (RESUME after cont) are sent when the client sends that
-            command, and no event goes before a reply that preceded it in the recording
-            (--clock-only turns both off). Bad input gets QEMU's own error answers; the
-            connection stays up.
+        usage: HelpText.usage("qmpreplay serve FILE --listen ADDRESS [--speed X|max] [--from T] [--to T] [--loop] [--strict] [options]"),
+        discussion: HelpText.format("""
+            Each client that connects gets what the recorded client got: the recorded greeting,
+            negotiation exactly as QEMU does it (CommandNotFound before qmp_capabilities, no
+            events before it, oob only if the greeting offered it), then the recorded events on
+            the recorded schedule (scaled by --speed, from --from to --to, --loop, --max-gap)
+            and, for each command, the recorded reply of the matching recorded command with the
+            client's own id. Events recorded while a command ran (RESUME after cont) are sent
+            when the client sends that command, and no event goes before a reply that preceded
+            it in the recording (--clock-only turns both off). Bad input gets QEMU's own error
+            answers; the connection stays up.
 
-            Clients each get their own timeline, or with --shared one timeline for all
-            (started by the first client to negotiate; late joiners get events from then
-            on). A client that does not read is dropped once --client-buffer bytes are
-            queued for it. After each session a fidelity summary goes to standard error,
-            and with --report FILE all of them as JSON.
+            Clients each get their own timeline, or with --shared one timeline for all (started
+            by the first client to negotiate; late joiners get events from then on). A client
+            that does not read is dropped once --client-buffer bytes are queued for it. After
+            each session a fidelity summary goes to standard error, and with --report FILE all
+            of them as JSON.
 
             Examples:
               qmpreplay serve lifecycle.qmprec --listen unix:/tmp/fake-qemu.sock
               qmpreplay serve rec.qmprec --listen tcp::4444 --speed 10 --max-gap 2s --loop
-              qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --strict --once \\
-                --report report.json
-              qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --shared --speed max
+              qmpreplay serve rec.qmprec --listen /tmp/q.sock --strict --once --report report.json
+              qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --shared --speed max --from -30s
 
-            Exit status: 0 served until a signal (SIGINT/SIGTERM) or --once; 1 --strict
-            found divergences; 2 unreadable recording or cannot listen; 64 bad command
-            line. See docs/REPLAY.md for the full manual.
-            """)
+            Exit status: 0 served until a signal (SIGINT/SIGTERM) or --once; 1 --strict found
+            divergences; 2 unreadable recording or cannot listen; 64 bad command line (a time or
+            address that does not parse, a speed out of range). See docs/REPLAY.md for the manual.
+            """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
 
-    @Option(help: "Where clients connect: unix:PATH or tcp:HOST:PORT (HOST defaults to 127.0.0.1).")
+    @Option(help: ArgumentHelp("Where clients connect: unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT (HOST defaults to 127.0.0.1).", valueName: "address"))
     var listen: String
 
     @OptionGroup var replay: ReplayTimingOptions
 
-    @Option(help: "End of the span, inclusive (default: the end of the recording).")
-    var to: TimeSpec?
+    @Option(parsing: .unconditional, help: ArgumentHelp("End of the span, inclusive (default: the end of the recording).", valueName: "time"),
+            transform: parseTimeArgument)
+    var to: TimeArgument?
 
     @Flag(help: "One timeline for all clients (late joiners get events from now on).")
     var shared = false
@@ -216,10 +216,9 @@ struct ServeCommand: ParsableCommand {
     var once = false
 
     func run() throws {
-        var o = try replay.makeOptions(to: to)
-        let ep: Endpoint
+        var o = try replay.makeOptions(to: to?.spec)
+        let ep = try parseEndpoint(listen, option: "--listen")
         do {
-            ep = try Endpoint(parsing: listen)
             o.socketMode = try ReplayOptions.parseMode(socketMode)
             o.clientBufferLimit = try ReplayOptions.parseSize(clientBuffer)
             o.stallTimeout = try ReplayOptions.parseDuration(stallTimeout, option: "--stall-timeout")

@@ -6,14 +6,16 @@ struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "synth",
         abstract: "Generate a deterministic synthetic recording (for benchmarks and scale tests).",
-        discussion: """
+        usage: HelpText.usage("qmpreplay synth -o FILE [--records N] [--seed S] [--profile P] [--force]"),
+        discussion: HelpText.format("""
             The same --seed, --profile and --records always give a byte-identical file. The header
             says mode "synthetic": such files are never presented as captures of a real QEMU.
 
             Profiles: \(SynthProfile.allCases.map(\.rawValue).joined(separator: ", ")).
 
-            Exit status: 0 success, 2 output not writable.
-            """)
+            Exit status: 0 success; 2 output not writable or already there (without --force);
+            64 bad command line.
+            """))
 
     @Option(name: .shortAndLong, help: "The .qmprec file to write.")
     var output: String
@@ -27,11 +29,15 @@ struct SynthCommand: ParsableCommand {
     @Option(help: "What the session does: \(SynthProfile.allCases.map(\.rawValue).joined(separator: ", ")).")
     var profile: SynthProfile = .mixed
 
+    @Flag(help: "Replace the output file if it exists (by default an existing file is never overwritten).")
+    var force = false
+
     func validate() throws {
         guard records >= 0 else { throw ValidationError("--records must be 0 or more") }
     }
 
     func run() throws {
+        try refuseOverwrite(output, force: force)
         let progress = Progress(label: "synthesising", total: records)
         do {
             try Synthesizer(seed: seed, profile: profile).write(records: records, to: output) { progress.update($0) }

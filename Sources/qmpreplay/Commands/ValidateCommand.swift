@@ -6,7 +6,8 @@ struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check a recording against QMP's rules and the event catalog.",
-        discussion: """
+        usage: HelpText.usage("qmpreplay validate FILE [--json] [--verbose] [--strict]"),
+        discussion: HelpText.format("""
             Checks every event against the catalog (unknown event, missing member, wrong JSON type,
             value outside the documented set), every reply against a preceding command id,
             negotiation order (no command before qmp_capabilities succeeds, no event before
@@ -18,8 +19,8 @@ struct ValidateCommand: ParsableCommand {
             left unanswered at a disconnect) is shown with --verbose and never fails validation.
             --json output is described in docs/JSON.md.
 
-            Exit status: 0 clean, 1 findings, 2 unreadable.
-            """)
+            Exit status: 0 clean; 1 findings; 2 unreadable; 64 bad command line.
+            """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
@@ -52,13 +53,14 @@ struct ValidateCommand: ParsableCommand {
                 case .warning: sev = st.yellow("warning")
                 case .info: sev = st.dim("note")
                 }
-                let rec = f.record.map { " (#\($0))" } ?? ""
+                // @N: the record number as --from/--to take it unquoted.
+                let rec = f.record.map { " (@\($0))" } ?? ""
                 out.line("\(loc): \(sev): \(f.message)\(rec) [\(f.code)]")
             }
             let errors = findings.filter { $0.severity == .error }.count
             let warnings = findings.filter { $0.severity == .warning }.count
             let notes = findings.filter { $0.severity == .info }.count
-            let summary = "\(file): \(r.count) records, \(errors) errors, \(warnings) warnings, \(notes) notes"
+            let summary = "\(file): \(plural(r.count, "record")), \(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note"))"
             out.line(failing.isEmpty ? st.green(summary) : summary)
         }
         out.flush()

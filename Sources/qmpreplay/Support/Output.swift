@@ -106,10 +106,22 @@ func warn(_ message: String) {
     Output.stderr.flush()
 }
 
-/// Opens a recording for a command, turning failures into a clear error and exit 2.
+/// Opens a recording for a command, turning failures into a clear error and exit 2. A
+/// file that is not a recording at all (empty, binary, plain JSON, QMP text: see
+/// `NotARecording`) is refused here, in one line, for every command.
 func openRecording(_ path: String, strict: Bool) throws -> Recording {
     do {
-        return try Recording(path: path, options: RecordingOptions(strict: strict))
+        return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true))
+    } catch {
+        throw fail(error.description)
+    }
+}
+
+/// Refuses (exit 2, one line naming the file and `--force`) to replace an existing file
+/// unless `force`: the CLI's side of `OutputGuard`, for every command that writes a recording.
+func refuseOverwrite(_ path: String, force: Bool) throws {
+    do {
+        try OutputGuard.check(path, force: force)
     } catch {
         throw fail(error.description)
     }
