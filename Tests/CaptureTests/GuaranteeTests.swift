@@ -175,7 +175,10 @@ struct ProxyStallTests {
         close(stalled)
         peer.stop()
         #expect(worst < 500_000_000, "worst round trip beside the stalled client: \(worst / 1_000_000) ms")
-        #expect(stopNanos < 1_000_000_000, "stop took \(stopNanos / 1_000_000) ms; \(String(describing: outcome?.stats))")
+        // Prompt, not a benchmark: the bug was a stop that never came while a peer stalled.
+        // (The 1 s guarantee is held against a real QEMU in test_recorder_guarantees.py; this
+        // unit test also runs under ThreadSanitizer, several times slower.)
+        #expect(stopNanos < 5_000_000_000, "stop took \(stopNanos / 1_000_000) ms; \(String(describing: outcome?.stats))")
         let r = try Recording(path: d + "/p.qmprec")
         let closes = try (0..<r.count).filter { r.kind($0) == .close }.map { try r.record(at: $0) }
         #expect(closes.contains { if case .close(let by, let reason) = $0.body { return by == "recorder" && reason.contains("the client stopped reading") } else { return false } })

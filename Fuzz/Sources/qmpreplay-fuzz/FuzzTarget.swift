@@ -22,6 +22,9 @@ enum FuzzTarget: String, CaseIterable {
     case importLibvirtReplies = "import-libvirt-replies"
     case importLibvirtLog = "import-libvirt-log"
     case importVirshEvents = "import-virsh-events"
+    /// The shapes people paste (qmp-transcript, shell-session, qmp-shell, iotests), through
+    /// format detection: whatever the detector picks must import without trapping.
+    case importAuto = "import-auto"
     case replaySession = "replay-session"
     case model
     case analyses
@@ -48,6 +51,10 @@ enum FuzzTarget: String, CaseIterable {
         case .importLibvirtReplies: Self.importer(bytes, .libvirtReplies)
         case .importLibvirtLog: Self.importer(bytes, .libvirtLog)
         case .importVirshEvents: Self.importer(bytes, .virshEvents)
+        case .importAuto:
+            // The detector's choice, then every newer format on the same bytes.
+            if let d = ImportDetector.detect(bytes) { Self.importer(bytes, d.format) }
+            for f in [ImportFormat.qmpTranscript, .shellSession, .qmpShell, .iotests] { Self.importer(bytes, f) }
         case .replaySession: ReplayFuzz.run(bytes)
         case .model: Self.model(bytes)
         case .analyses: AnalysesFuzz.analyses(bytes)
