@@ -22,28 +22,39 @@ public final class FileBytes: @unchecked Sendable {
     private let mapped: Bool
 
     public init(path: String) throws(RecordingOpenError) {
-        if path.hasSuffix(".gz") || FileBytes.looksGzipped(path) {
-            let (p, n) = try FileBytes.gunzip(path)
-            base = UnsafeRawPointer(p)
-            count = n
-            mapped = false
-            return
-        }
+        // The path is opened once: a pipe (`-`, /dev/stdin, process substitution) read twice,
+        // say to sniff gzip's magic number and then for real, would lose its first bytes.
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RecordingOpenError(path: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw RecordingOpenError(path: path, reason: String(cString: strerror(errno))) }
         if (st.st_mode & S_IFMT) == S_IFDIR { throw RecordingOpenError(path: path, reason: "is a directory") }
-        let size = Int(st.st_size)
         if (st.st_mode & S_IFMT) != S_IFREG {
-            // A pipe or device: read it whole.
+            // A pipe or device: read it whole, once; gzip is recognised in memory.
             let (p, n) = FileBytes.readAll(fd)
+            if n >= 2, p.load(as: UInt8.self) == 0x1F, p.load(fromByteOffset: 1, as: UInt8.self) == 0x8B,
+               let plain = try? ImportSource.gunzip(Array(UnsafeRawBufferPointer(start: p, count: n)), path: path) {
+                p.deallocate()
+                let q = UnsafeMutableRawPointer.allocate(byteCount: max(plain.bytes.count, 1), alignment: 16)
+                plain.bytes.withUnsafeBytes { if let b = $0.baseAddress { q.copyMemory(from: b, byteCount: plain.bytes.count) } }
+                base = UnsafeRawPointer(q)
+                count = plain.bytes.count
+            } else {
+                base = UnsafeRawPointer(p)
+                count = n
+            }
+            mapped = false
+            return
+        }
+        if path.hasSuffix(".gz") || FileBytes.looksGzipped(fd) {
+            let (p, n) = try FileBytes.gunzip(path)
             base = UnsafeRawPointer(p)
             count = n
             mapped = false
             return
         }
+        let size = Int(st.st_size)
         if size == 0 {
             base = nil; count = 0; mapped = false
             return
@@ -90,12 +101,10 @@ public final class FileBytes: @unchecked Sendable {
         return Array(UnsafeRawBufferPointer(start: base + range.lowerBound, count: range.count))
     }
 
-    private static func looksGzipped(_ path: String) -> Bool {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
+    /// gzip's magic number at the start of a regular file (read in place: the offset stays).
+    private static func looksGzipped(_ fd: Int32) -> Bool {
         var magic: (UInt8, UInt8) = (0, 0)
-        let n = read(fd, &magic, 2)
+        let n = pread(fd, &magic, 2, 0)
         return n == 2 && magic.0 == 0x1F && magic.1 == 0x8B
     }
 
