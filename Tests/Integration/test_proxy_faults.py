@@ -12,21 +12,8 @@ import signal
 import subprocess
 import time
 
-from guestlab.rawclient import RawClient
+from guestlab.rawclient import RawClient, burst, negotiated
 from guestlab.recorder import qmpreplay, read_qmprec
-
-
-def negotiated(path: str) -> RawClient:
-    c = RawClient(path)
-    c.greeting()
-    c.send(b'{"execute": "qmp_capabilities"}\r\n')
-    c.wait_reply(None)
-    return c
-
-
-def burst(n: int, start: int = 0) -> bytes:
-    """n pipelined commands with ids, sent in one write (QEMU answers them in order)."""
-    return b"".join(b'{"execute": "query-status", "id": %d}\r\n' % i for i in range(start, start + n))
 
 
 def only_conn(r):

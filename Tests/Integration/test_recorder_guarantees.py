@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 
-from guestlab.rawclient import RawClient
+from guestlab.rawclient import RawClient, burst, negotiated
 from guestlab.recorder import Recorder, qmpreplay, qmpreplay_binary, read_qmprec
 
 FAULTS_SRC = Path(__file__).resolve().parent / "faults" / "qmprec_faults.c"
@@ -65,18 +65,6 @@ def faulty(recorders, out: Path, args: list[str], env: dict, listen: str | None 
     if listen:
         rec.wait_listening()
     return rec
-
-
-def negotiated(path: str) -> RawClient:
-    c = RawClient(path)
-    c.greeting()
-    c.send(b'{"execute": "qmp_capabilities"}\r\n')
-    c.wait_reply(None)
-    return c
-
-
-def burst(n: int, start: int = 0) -> bytes:
-    return b"".join(b'{"execute": "query-status", "id": %d}\r\n' % i for i in range(start, start + n))
 
 
 def wire_messages(c: RawClient) -> int:

@@ -92,3 +92,17 @@ class RawClient:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def negotiated(path: str) -> RawClient:
+    """A raw client on `path` that has read the greeting and negotiated."""
+    c = RawClient(path)
+    c.greeting()
+    c.send(b'{"execute": "qmp_capabilities"}\r\n')
+    c.wait_reply(None)
+    return c
+
+
+def burst(n: int, start: int = 0) -> bytes:
+    """n pipelined commands with ids, sent in one write (QEMU answers them in order)."""
+    return b"".join(b'{"execute": "query-status", "id": %d}\r\n' % i for i in range(start, start + n))
