@@ -97,62 +97,45 @@ struct LimitedJSON {
                 line += JSONWriter.quoted(s)
             }
         case .array(let items):
-            if items.isEmpty { line += "[]"; return }
-            if let d = limits.depth, level >= d {
-                cutDepth += 1
-                line += "[… \(LimitedJSON.count(items.count)) item\(items.count == 1 ? "" : "s")]"
-                return
-            }
-            line += "["
-            let allowed = limits.items.map { min($0, items.count) } ?? items.count
-            var shown = 0
-            for item in items.prefix(allowed) {
-                if shown > 0 && full && LimitedJSON.isNested(item) { break }
-                if shown > 0 { line += "," }
-                newline(level + 1, &line)
-                write(item, level: level + 1, line: &line)
-                shown += 1
-            }
-            if shown < items.count {
-                let more = items.count - shown
-                cutItems += items.count - allowed
-                cutBudget += allowed - shown
-                line += ","
-                newline(level + 1, &line)
-                line += "… \(LimitedJSON.count(more)) more item\(more == 1 ? "" : "s") (\(LimitedJSON.count(items.count)) in all)"
-            }
-            newline(level, &line)
-            line += "]"
+            container(items.map { (key: nil, value: $0) }, brackets: ("[", "]"), noun: "item", level: level, line: &line)
         case .object(let o):
-            if o.isEmpty { line += "{}"; return }
-            if let d = limits.depth, level >= d {
-                cutDepth += 1
-                line += "{… \(LimitedJSON.count(o.count)) member\(o.count == 1 ? "" : "s")}"
-                return
-            }
-            line += "{"
-            let allowed = limits.items.map { min($0, o.count) } ?? o.count
-            var shown = 0
-            for m in o.members.prefix(allowed) {
-                if shown > 0 && full && LimitedJSON.isNested(m.value) { break }
-                if shown > 0 { line += "," }
-                newline(level + 1, &line)
-                line += JSONWriter.quoted(m.key) + ": "
-                write(m.value, level: level + 1, line: &line)
-                shown += 1
-            }
-            if shown < o.count {
-                let more = o.count - shown
-                cutItems += o.count - allowed
-                cutBudget += allowed - shown
-                line += ","
-                newline(level + 1, &line)
-                line += "… \(LimitedJSON.count(more)) more member\(more == 1 ? "" : "s") (\(LimitedJSON.count(o.count)) in all)"
-            }
-            newline(level, &line)
-            line += "}"
+            container(o.members.map { (key: $0.key, value: $0.value) }, brackets: ("{", "}"), noun: "member", level: level, line: &line)
         default:
             line += v.serialized(.compact)
         }
+    }
+
+    /// An array (`key` nil) or object, cut to the depth and item limits with a note of what
+    /// was left out.
+    private mutating func container(_ entries: [(key: String?, value: JSONValue)], brackets: (String, String), noun: String,
+                                    level: Int, line: inout String) {
+        let (open, close) = brackets
+        if entries.isEmpty { line += open + close; return }
+        if let d = limits.depth, level >= d {
+            cutDepth += 1
+            line += "\(open)… \(LimitedJSON.count(entries.count)) \(noun)\(entries.count == 1 ? "" : "s")\(close)"
+            return
+        }
+        line += open
+        let allowed = limits.items.map { min($0, entries.count) } ?? entries.count
+        var shown = 0
+        for e in entries.prefix(allowed) {
+            if shown > 0 && full && LimitedJSON.isNested(e.value) { break }
+            if shown > 0 { line += "," }
+            newline(level + 1, &line)
+            if let key = e.key { line += JSONWriter.quoted(key) + ": " }
+            write(e.value, level: level + 1, line: &line)
+            shown += 1
+        }
+        if shown < entries.count {
+            let more = entries.count - shown
+            cutItems += entries.count - allowed
+            cutBudget += allowed - shown
+            line += ","
+            newline(level + 1, &line)
+            line += "… \(LimitedJSON.count(more)) more \(noun)\(more == 1 ? "" : "s") (\(LimitedJSON.count(entries.count)) in all)"
+        }
+        newline(level, &line)
+        line += close
     }
 }
