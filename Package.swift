@@ -1,11 +1,15 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Layering (see docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Capture (sockets) <- Replay (fake QEMU);
-// Recording <- Analysis (streaming analyses); all of them <- Shell (REPL) <- qmpreplay (CLI).
+// Layering (docs/ARCHITECTURE.md): QMP (no I/O) <- Recording (files) <- Transport (sockets,
+// swift-nio) <- Capture (recorder) and Replay (fake QEMU); Recording <- Analysis; Synth makes
+// synthetic recordings; all of them <- Shell (REPL) <- ShellTerminal (readline, pager) <-
+// qmpreplay (CLI). Benchmarks and TestSupport are scaffolding, apart from the product.
+//
+// Linux only: the code calls Glibc directly (sockets, mmap, signals, termios), so no Apple
+// platform is declared.
 let package = Package(
     name: "qmpreplay",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "qmpreplay", targets: ["qmpreplay"]),
         .library(name: "QMP", targets: ["QMP"]),
@@ -16,31 +20,66 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "QMP"),
         .target(name: "Recording", dependencies: ["QMP", "CZlib"]),
-        .target(name: "Capture", dependencies: ["QMP", "Recording"]),
-        .target(name: "Replay", dependencies: ["QMP", "Recording", "Capture"]),
+        .target(name: "Synth", dependencies: ["QMP", "Recording"]),
+        .target(name: "Transport", dependencies: [
+            "QMP",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Capture", dependencies: [
+            "QMP", "Recording", "Transport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "Replay", dependencies: [
+            "QMP", "Recording", "Transport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
+        .target(name: "Benchmarks", dependencies: ["QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport"]),
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
-        // GNU readline is process-global C state (callbacks, line buffer, history), which
-        // Swift 6's strict concurrency checking cannot express; the shell is single-threaded.
-        .target(name: "Shell", dependencies: ["QMP", "Recording", "Capture", "CReadline", "Analysis", "Replay"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Shell", dependencies: [
+            "QMP", "Recording", "Transport", "Capture", "Analysis", "Replay",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The terminal side of the shell: readline, the pager, stdout. GNU readline is
+        // process-global C state (callbacks, line buffer, history) that Swift 6's strict
+        // concurrency checking cannot express; this small target is the only Swift 5 code.
+        .target(name: "ShellTerminal", dependencies: ["Shell", "Recording", "Analysis", "CReadline"],
+                swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Capture", "Replay", "Analysis", "Shell",
+                "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "Analysis", "Shell", "ShellTerminal", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "QMPTests", dependencies: ["QMP"]),
-        .testTarget(name: "RecordingTests", dependencies: ["Recording", "QMP"]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture", "Recording", "QMP"]),
-        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Recording", "QMP"]),
-        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "QMP"]),
-        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP"]),
-        .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
+        // Test fakes (a fast QMP peer, a line client) and fixture paths, shared by the tests and
+        // the benchmarks: scaffolding, kept out of the library targets.
+        .target(name: "TestSupport", dependencies: ["QMP", "Recording", "Transport"], path: "Tests/TestSupport"),
+        .testTarget(name: "QMPTests", dependencies: ["QMP", "TestSupport"]),
+        .testTarget(name: "RecordingTests", dependencies: ["Recording", "Synth", "QMP", "TestSupport"]),
+        .testTarget(name: "TransportTests", dependencies: [
+            "Transport", "QMP",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
+        .testTarget(name: "CaptureTests", dependencies: ["Capture", "Transport", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Transport", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "Synth", "QMP", "TestSupport"]),
+        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "TestSupport", "qmpreplay"]),
     ]
 )

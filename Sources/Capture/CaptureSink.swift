@@ -2,6 +2,7 @@ import Foundation
 import QMP
 import Recording
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,6 +1,7 @@
 import QMP
 import Recording
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

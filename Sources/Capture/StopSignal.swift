@@ -4,6 +4,8 @@ import Glibc
 import Darwin
 #endif
 
+/// TRANSITIONAL (issue 15): removed when the recorder moves onto swift-nio; signals then live
+/// only in the CLI (qmpreplay/Support/Signals.swift).
 /// SIGINT/SIGTERM as a file descriptor that poll() can watch (the self-pipe trick), so the
 /// socket loops stop cleanly: flush, close records, trailer.
 public enum StopSignal {

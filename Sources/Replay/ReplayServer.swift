@@ -1,7 +1,7 @@
-import Capture
 import QMP
 import Recording
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,3 +1,4 @@
+import Transport
 /// When each item of a timeline is released: the recorded times, scaled by the speed, with
 /// idle gaps capped, anchored to one start instant.
 ///

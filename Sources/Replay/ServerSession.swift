@@ -1,5 +1,6 @@
 import QMP
 import Recording
+import Transport
 
 /// One client's conversation with the fake QEMU, without any I/O: bytes in, bytes out.
 ///

@@ -1,5 +1,6 @@
 import QMP
 import Recording
+import Transport
 
 /// Plays a recorded connection's QEMU side as one timed byte stream (`qmpreplay replay
 /// --stdout`): the greeting first, then every reply and event of the span on the recorded

@@ -114,3 +114,18 @@ enum FilterHints {
         }
     }
 }
+
+/// Field paths offered by completion: `data.` plus every member the catalog documents.
+public enum EventCatalogPaths {
+    public static let paths: [String] = {
+        var out = Set<String>()
+        func walk(_ members: [CatalogMember], _ prefix: String) {
+            for m in members {
+                out.insert(prefix + m.name)
+                if case .object(let nested) = m.type { walk(nested, prefix + m.name + ".") }
+            }
+        }
+        for e in EventCatalog.all { if let m = e.members { walk(m, "data.") } }
+        return out.sorted()
+    }()
+}

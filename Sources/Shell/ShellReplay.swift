@@ -4,6 +4,8 @@ import QMP
 import Recording
 import Replay
 
+import Transport
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -659,7 +659,7 @@ public final class ShellSession {
         }
     }
 
-    static let settings = ["pager", "color", "show-lines", "show-items", "show-depth", "show-string"]
+    public static let settings = ["pager", "color", "show-lines", "show-items", "show-depth", "show-string"]
 
     func set(_ arg: String) throws(ShellError) {
         let (opt, value) = arg.trimmed().splitFirstWord()
@@ -778,7 +778,7 @@ public final class ShellSession {
 }
 
 extension String {
-    func trimmed() -> String {
+    public func trimmed() -> String {
         var s = Substring(self)
         while let f = s.first, f == " " || f == "\t" || f == "\n" || f == "\r" { s = s.dropFirst() }
         while let l = s.last, l == " " || l == "\t" || l == "\n" || l == "\r" { s = s.dropLast() }

@@ -2,6 +2,7 @@ import QMP
 import Recording
 import Testing
 @testable import Analysis
+import TestSupport
 
 /// Recordings whose envelopes are intact but whose messages (or header) hold values no real
 /// QEMU sends: timestamps at the 64-bit limits, negative ones, huge balloon sizes and RTC
@@ -141,9 +142,7 @@ struct ExtremeValuesTests {
     func mutatedRealCapture() throws {
         // Recordings/panic-pause.qmprec with the header's start_us at Int64.max and one reply
         // nested 600 deep (past the JSON parser's depth limit): AnalysisContext.wall trapped.
-        var dir = "\(#filePath)"
-        for _ in 0..<3 { dir = String(dir[..<(dir.lastIndex(of: "/") ?? dir.startIndex)]) }
-        let real = try FileBytes(path: dir + "/Recordings/panic-pause.qmprec").copyBytes()
+        let real = try FileBytes(path: PackageRoot.recording("panic-pause.qmprec")).copyBytes()
         var lines = String(decoding: real, as: UTF8.self).split(separator: "\n").map(String.init)
         lines[0] = lines[0].replacingStart(of: "start_us", with: "9223372036854775807")
         if let k = lines.firstIndex(where: { $0.contains(#""k":"return""#) }),

@@ -1,6 +1,7 @@
 import Foundation
 import QMP
 import Recording
+import TestSupport
 
 /// Runs the real `qmpreplay` binary (built next to the test bundle) and captures its output.
 struct CLI {
@@ -11,14 +12,7 @@ struct CLI {
         var out: String { String(decoding: stdout, as: UTF8.self) }
     }
 
-    static let packageRoot: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" {
-            url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
-        }
-        fatalError("package root not found above \(#filePath)")
-    }()
+    static let packageRoot = PackageRoot.url
 
     static let binary: String = {
         if let env = ProcessInfo.processInfo.environment["QMPREPLAY_BIN"] { return env }

@@ -3,6 +3,9 @@ import Recording
 import Testing
 @testable import Capture
 
+import TestSupport
+import Transport
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -4,6 +4,9 @@ import Recording
 import Testing
 @testable import Capture
 
+import TestSupport
+import Transport
+
 #if canImport(Glibc)
 import Glibc
 #endif

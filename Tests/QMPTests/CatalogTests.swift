@@ -1,6 +1,7 @@
 import Foundation
 import QMP
 import Testing
+import TestSupport
 
 // MARK: - Reading the seed documents
 
@@ -49,12 +50,7 @@ enum SeedDocuments {
         if let env = ProcessInfo.processInfo.environment["QMPREPLAY_SEEDS"], !env.isEmpty {
             return URL(fileURLWithPath: env, isDirectory: true)
         }
-        return URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent()  // QMPTests
-            .deletingLastPathComponent()  // Tests
-            .deletingLastPathComponent()  // package root
-            .deletingLastPathComponent()
-            .appendingPathComponent("shared/seeds", isDirectory: true)
+        return URL(fileURLWithPath: PackageRoot.sharedSeeds, isDirectory: true)
     }
 
     /// Both documents, parsed once. `nil` when the folder or a file is missing.

@@ -2,6 +2,8 @@ import Foundation
 import QMP
 import Testing
 @testable import Recording
+import TestSupport
+import Synth
 
 /// The reader on damaged copies of every shipped recording: cut at random offsets and with
 /// random bytes flipped. Whatever the damage, opening never fails (lenient mode), every
@@ -9,14 +11,7 @@ import Testing
 /// parses is reported with its line number. Seeded, so a failure reproduces.
 @Suite("Reader on damaged recordings")
 struct DamageTests {
-    static let root: URL = {
-        var url = URL(fileURLWithPath: #filePath)
-        while url.path != "/" {
-            url.deleteLastPathComponent()
-            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url }
-        }
-        fatalError("package root not found")
-    }()
+    static let root = PackageRoot.url
 
     static var shipped: [String] {
         let dir = root.appendingPathComponent("Recordings").path

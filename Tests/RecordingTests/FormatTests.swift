@@ -2,6 +2,8 @@ import QMP
 import Testing
 @testable import Recording
 
+import Synth
+
 #if canImport(Glibc)
 import Glibc
 #endif

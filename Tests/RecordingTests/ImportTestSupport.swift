@@ -2,6 +2,7 @@ import Foundation
 import QMP
 import Recording
 import Testing
+import TestSupport
 
 // MARK: - Helpers
 
@@ -52,9 +53,7 @@ func checkWellFormed(_ r: ImportedRecording, sourceLocation: SourceLocation = #_
 }
 
 func importTestsRoot() -> String {
-    var parts = "\(#filePath)".split(separator: "/", omittingEmptySubsequences: false)
-    parts.removeLast(3)  // Tests/RecordingTests/ImportTestSupport.swift
-    return parts.joined(separator: "/")
+    PackageRoot.path
 }
 
 func loadExample(_ name: String) throws -> [UInt8] {

@@ -2,6 +2,7 @@ import QMP
 import Recording
 import Testing
 
+import Synth
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -2,6 +2,8 @@ import QMP
 import Recording
 @testable import Replay
 
+import Transport
+
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -1,5 +1,6 @@
 import Testing
 @testable import Replay
+import Transport
 
 /// The scheduler against a manual clock: no test sleeps.
 struct SchedulerTests {

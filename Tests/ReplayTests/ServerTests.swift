@@ -4,6 +4,8 @@ import Recording
 import Testing
 @testable import Replay
 
+import Transport
+
 #if canImport(Glibc)
 import Glibc
 #endif

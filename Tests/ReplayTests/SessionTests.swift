@@ -2,6 +2,7 @@ import QMP
 import Recording
 import Testing
 @testable import Replay
+import Transport
 
 /// The session model: QEMU's negotiation and error answers, reply matching, causality and
 /// strict mode, all without sockets and with a manual clock.

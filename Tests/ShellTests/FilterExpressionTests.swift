@@ -3,6 +3,7 @@ import Recording
 import Shell
 import Testing
 
+import Synth
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

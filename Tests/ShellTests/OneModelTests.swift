@@ -3,6 +3,8 @@ import QMP
 import Recording
 import Shell
 import Testing
+import TestSupport
+import Synth
 
 /// The shell's `state` and the analyses fold one VM model (`VMModel`): at every record of
 /// every recording shipped in Recordings/ (real captures, imports, synthetic) and of fresh
@@ -10,11 +12,7 @@ import Testing
 /// NIC rx-filter latch.
 @Suite("one VM model: shell state and analyses agree at every record")
 struct OneModelTests {
-    static var root: String {
-        let file = String(#filePath)
-        let suffix = "/Tests/ShellTests/OneModelTests.swift"
-        return file.hasSuffix(suffix) ? String(file.dropLast(suffix.count)) : "."
-    }
+    static var root: String { PackageRoot.path }
 
     static var shipped: [String] {
         let dir = root + "/Recordings"

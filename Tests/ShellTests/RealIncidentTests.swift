@@ -3,6 +3,7 @@ import QMP
 import Recording
 import Shell
 import Testing
+import TestSupport
 
 /// What each analysis and the shell's `state` must say on real QEMU 7.2 captures of
 /// incidents, made by the guest lab (Scripts/capture-recordings, Recordings/README.md):
@@ -10,10 +11,7 @@ import Testing
 @Suite("real incidents: triage and state on captures from a real QEMU")
 struct RealIncidentTests {
     static func open(_ name: String) throws -> Recording {
-        let file = String(#filePath)
-        let suffix = "/Tests/ShellTests/RealIncidentTests.swift"
-        let root = file.hasSuffix(suffix) ? String(file.dropLast(suffix.count)) : "."
-        return try Recording(path: root + "/Recordings/" + name + ".qmprec")
+        try Recording(path: PackageRoot.recording(name + ".qmprec"))
     }
 
     /// Triage's grouped findings as `severity analysis/code`, ranked.

@@ -2,6 +2,7 @@ import QMP
 import Recording
 import Testing
 @testable import Shell
+import TestSupport
 
 /// A `ShellOutput` that keeps what the shell wrote.
 final class AnalysisBufferOutput: ShellOutput {
@@ -16,10 +17,8 @@ final class AnalysisBufferOutput: ShellOutput {
 @Suite("shell: analyze, plot, triage")
 struct ShellAnalysisTests {
     static func session(_ name: String, width: Int = 100) throws -> (ShellSession, AnalysisBufferOutput) {
-        let file = String(#filePath)
-        let root = file.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
         let out = AnalysisBufferOutput(width: width)
-        return (try ShellSession(recording: try Recording(path: root + "/Recordings/" + name), out: out), out)
+        return (try ShellSession(recording: try Recording(path: PackageRoot.recording(name)), out: out), out)
     }
 
     @Test("triage numbers the grouped findings with their records; goto N jumps to finding N's first record, goto @REC to a record")

@@ -3,6 +3,7 @@ import QMP
 import Recording
 import Testing
 @testable import Shell
+import TestSupport
 
 /// What a new user meets first in the shell: moves that say where they landed, Enter that
 /// repeats a move, goto by name or finding, "did you mean", a large reply cut to size,
@@ -13,7 +14,7 @@ struct ShellUsabilityTests {
         try ShellAnalysisTests.session(name, width: width)
     }
 
-    static let root = String(#filePath).split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/")
+    static let root = PackageRoot.path
 
     static func tempDir() -> String {
         let path = NSTemporaryDirectory() + "qmpreplay-shell-" + UUID().uuidString

@@ -3,6 +3,8 @@ import Recording
 import Shell
 import Testing
 
+import TestSupport
+import Synth
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -775,10 +777,7 @@ private func temporaryPath(_ name: String) -> String {
 // MARK: - The project's recordings
 
 private func projectRecording(_ name: String) throws -> Recording {
-    let file = String(#filePath)
-    let root = file.hasSuffix("/Tests/ShellTests/VMStateTests.swift")
-        ? String(file.dropLast("/Tests/ShellTests/VMStateTests.swift".count)) : "."
-    return try Recording(path: root + "/Recordings/" + name)
+    try Recording(path: PackageRoot.recording(name))
 }
 
 @Test func lifecycleRecording() throws {

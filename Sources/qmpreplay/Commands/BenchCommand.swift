@@ -1,9 +1,12 @@
 import ArgumentParser
+import Benchmarks
 import Capture
 import QMP
 import Recording
 import Shell
 
+import Transport
+import Synth
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

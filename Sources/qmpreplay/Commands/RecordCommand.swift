@@ -3,6 +3,7 @@ import Capture
 import QMP
 import Recording
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -4,6 +4,7 @@ import QMP
 import Recording
 import Replay
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

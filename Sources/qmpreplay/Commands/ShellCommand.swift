@@ -1,6 +1,7 @@
 import ArgumentParser
 import Recording
 import Shell
+import ShellTerminal
 
 struct ShellCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

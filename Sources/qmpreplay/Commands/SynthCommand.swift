@@ -1,6 +1,7 @@
 import ArgumentParser
 import QMP
 import Recording
+import Synth
 
 struct SynthCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,6 +3,7 @@ import Capture
 import Recording
 import Shell
 
+import Transport
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// A consequence that comes a little after its cause, on QEMU's or the guest's side.
 enum SynthGuestFollowUp: Sendable {

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// The `balloon` command and the guest's balloon driver (docs/QEMU-FACTS.md, "BALLOON_CHANGE"):
 /// the host sets a target and gets `{}` at once; the guest then moves toward it in chunks,

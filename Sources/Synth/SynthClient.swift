@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// A command the client sends in reaction to something it saw (libvirt's event handlers
 /// and its recovery of a paused guest), scheduled a little after the trigger.

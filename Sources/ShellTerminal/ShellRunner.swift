@@ -1,4 +1,5 @@
 import CReadline
+import Shell
 import Recording
 
 #if canImport(Glibc)

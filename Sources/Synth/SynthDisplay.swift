@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// VNC and SPICE client sessions (docs/QEMU-FACTS.md, "Other events"): VNC_CONNECTED ->
 /// VNC_INITIALIZED -> VNC_DISCONNECTED for one client host and port (a failed

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// The guest writing its RTC (docs/QEMU-FACTS.md, "RTC_CHANGE"): each write reports the absolute
 /// offset in whole seconds (truncated, so a correct guest reports 0 or -1), drifting

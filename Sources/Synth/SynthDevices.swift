@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// Hot-unplug and plug of a disk, and CD-ROM media changes.
 ///

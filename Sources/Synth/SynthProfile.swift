@@ -1,3 +1,5 @@
+import Recording
+import QMP
 /// What a synthetic recording is about. Each profile is a libvirt-like client talking to
 /// a QEMU 7.2 whose guest does one kind of thing a lot (docs/QEMU-FACTS.md names the facts
 /// each profile exercises).

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// The exact bytes of each synthetic message, written the way each side writes them
 /// (docs/QEMU-FACTS.md, "Wire protocol"): QEMU uses its own spacing (`JSONLayout.qemu`) and ends

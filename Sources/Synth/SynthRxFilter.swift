@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// NIC_RX_FILTER_CHANGED and its per-NIC latch (docs/QEMU-FACTS.md): the guest changes a
 /// filter; an event goes out only if the NIC's latch is armed, which disarms it;

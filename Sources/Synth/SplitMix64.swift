@@ -1,3 +1,5 @@
+import Recording
+import QMP
 /// The synthesizer's random numbers: SplitMix64 (Steele, Lea and Flood, 2014).
 ///
 /// Our own generator rather than the system one, so that a seed gives the same recording

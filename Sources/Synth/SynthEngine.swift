@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// Something that happens at a moment of the simulation. Actions tied to one QEMU process
 /// carry its `epoch`; when QEMU exits they are stale and ignored.

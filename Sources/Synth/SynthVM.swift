@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// QEMU's RunState, as `query-status` reports it.
 enum SynthRunState: String, Sendable {

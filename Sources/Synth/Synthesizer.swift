@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// Writes deterministic synthetic recordings (`qmpreplay synth`): a libvirt-like client
 /// and a simulated QEMU 7.2 exchanging realistic QMP traffic, for tests, benchmarks and

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// Block jobs as libvirt drives them on QEMU 7.2 (docs/QEMU-FACTS.md, "Block jobs"): the job
 /// starts with JOB_STATUS_CHANGE created and running before the command's reply, makes

@@ -56,6 +56,10 @@ public struct SocketError: Error, CustomStringConvertible, Sendable {
     public let reason: String
     public let errno: Int32
     public var description: String { "\(endpoint): \(reason)" }
+
+    public init(endpoint: String, reason: String, errno: Int32) {
+        self.endpoint = endpoint; self.reason = reason; self.errno = errno
+    }
 }
 
 /// Thin POSIX socket helpers (blocking connect/accept, non-blocking I/O is set by callers).

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -46,28 +48,28 @@ public final class MonotonicClock: ReplayClock, @unchecked Sendable {
 
 /// A clock that only moves when told to: `advance(by:)` or `set(_:)`. `sleep(until:)` jumps
 /// to the deadline, so code that sleeps runs instantly and deterministically in tests.
-public final class ManualClock: ReplayClock, @unchecked Sendable {
-    private let lock = Lock()
-    private var current: Int64
+public final class ManualClock: ReplayClock, Sendable {
+    private let current: Mutex<Int64>
 
-    public init(start: Int64 = 1_000_000_000) { current = start }
+    public init(start: Int64 = 1_000_000_000) { current = Mutex(start) }
 
-    public func now() -> Int64 { lock.withLock { current } }
+    public func now() -> Int64 { current.withLock { $0 } }
 
     public func sleep(until deadline: Int64) {
-        lock.withLock { if deadline > current { current = deadline } }
+        current.withLock { if deadline > $0 { $0 = deadline } }
     }
 
-    public func advance(by ns: Int64) { lock.withLock { current += max(0, ns) } }
+    public func advance(by ns: Int64) { current.withLock { $0 += max(0, ns) } }
 
-    public func set(_ t: Int64) { lock.withLock { current = max(current, t) } }
+    public func set(_ t: Int64) { current.withLock { $0 = max($0, t) } }
 }
 
-/// A pthread mutex (Foundation-free), for the thread-based classes of this module.
-final class Lock: @unchecked Sendable {
+/// A pthread mutex with lock()/unlock() (the replay server's loop holds it across a turn);
+/// being replaced by `Synchronization.Mutex` as the servers move onto swift-nio.
+public final class Lock: @unchecked Sendable {
     private let m: UnsafeMutablePointer<pthread_mutex_t>
 
-    init() {
+    public init() {
         m = .allocate(capacity: 1)
         pthread_mutex_init(m, nil)
     }
@@ -77,11 +79,11 @@ final class Lock: @unchecked Sendable {
         m.deallocate()
     }
 
-    func lock() { pthread_mutex_lock(m) }
-    func unlock() { pthread_mutex_unlock(m) }
+    public func lock() { pthread_mutex_lock(m) }
+    public func unlock() { pthread_mutex_unlock(m) }
 
     @inline(__always)
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
         pthread_mutex_lock(m)
         defer { pthread_mutex_unlock(m) }
         return try body()

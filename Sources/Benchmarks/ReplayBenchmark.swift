@@ -2,6 +2,8 @@ import Capture
 import QMP
 import Recording
 
+import Transport
+import Replay
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
