@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "qmpreplay", targets: ["qmpreplay"]),
         .library(name: "QMP", targets: ["QMP"]),
         .library(name: "Recording", targets: ["Recording"]),
+        .library(name: "Transport", targets: ["Transport"]),
         .library(name: "Replay", targets: ["Replay"]),
         .library(name: "Analysis", targets: ["Analysis"]),
         .library(name: "Shell", targets: ["Shell"]),

@@ -15,6 +15,7 @@ let package = Package(
                 .product(name: "Recording", package: "qmpreplay"),
                 .product(name: "Shell", package: "qmpreplay"),
                 .product(name: "Replay", package: "qmpreplay"),
+                .product(name: "Transport", package: "qmpreplay"),
             ]
         ),
     ]

@@ -3,19 +3,19 @@ import QMP
 import Recording
 
 /// What tab completion offers, from the command line so far.
-public struct Completer: Sendable {
+public struct Completer {
     public enum Result: Sendable { case words([String]), files }
 
     let eventNames: [String]
     let commandNames: [String]
     let fieldPaths: [String]
-    var markNames: @Sendable () -> [String]
+    var markNames: () -> [String]
 
     public static let analysisNames = Analyses.names
     static let filterWords = ["event", "command", "kind", "from", "conn", "time", "has", "and", "or", "not", "off",
                               "qemu", "client", "greeting", "return", "error", "other", "open", "close", "note"]
 
-    public init(recording: Recording, marks: @escaping @Sendable () -> [String]) {
+    public init(recording: Recording, marks: @escaping () -> [String]) {
         var events = Set<String>(), commands = Set<String>()
         for id in 1..<max(1, recording.names.count) {
             // Classify names by the kind of one record carrying them is costly; use the

@@ -1,5 +1,6 @@
 import Recording
 import Replay
+import Transport
 
 /// The replay server's request handling (`ServerSession`, the same code `serve` runs per
 /// client) under arbitrary client bytes, against a real recording. The input is split in

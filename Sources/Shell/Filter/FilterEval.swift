@@ -1,5 +1,6 @@
 import QMP
 import Recording
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -436,54 +437,38 @@ final class FilterBindingCache: @unchecked Sendable {
         let bound: BoundFilter
     }
 
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var entries: [ObjectIdentifier: Entry] = [:]
-    private var lastRecording: Recording?
-    private var lastID: ObjectIdentifier?
-    private var lastBound: BoundFilter?
+    private struct Table {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var lastRecording: Recording?
+        var lastID: ObjectIdentifier?
+        var lastBound: BoundFilter?
+    }
+
+    private let table = Mutex(Table())
     private let node: FilterNode
 
-    init(_ node: FilterNode) {
-        self.node = node
-        mutex = .allocate(capacity: 1)
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
-    }
+    init(_ node: FilterNode) { self.node = node }
 
     @inline(__always)
     func bound(for recording: Recording) -> BoundFilter {
         let id = ObjectIdentifier(recording)
-        pthread_mutex_lock(mutex)
         // lastRecording is strong: while it is set, lastID names it and nothing else.
-        if lastID == id, let b = lastBound {
-            pthread_mutex_unlock(mutex)
-            return b
-        }
-        pthread_mutex_unlock(mutex)
+        if let b = table.withLock({ $0.lastID == id ? $0.lastBound : nil }) { return b }
         return slowBound(for: recording, id)
     }
 
     private func slowBound(for recording: Recording, _ id: ObjectIdentifier) -> BoundFilter {
-        pthread_mutex_lock(mutex)
-        var found = entries[id].flatMap { $0.recording === recording ? $0.bound : nil }
-        pthread_mutex_unlock(mutex)
-        if found == nil {
-            // Built outside the lock (matching patterns against every name takes a moment);
-            // two threads racing build the same thing.
-            found = BoundFilter(node, recording)
+        let found = table.withLock { $0.entries[id].flatMap { $0.recording === recording ? $0.bound : nil } }
+        // Built outside the lock (matching patterns against every name takes a moment);
+        // two threads racing build the same thing.
+        let b = found ?? BoundFilter(node, recording)
+        table.withLock { t in
+            t.entries = t.entries.filter { $0.value.recording != nil }
+            t.entries[id] = Entry(recording: recording, bound: b)
+            t.lastRecording = recording
+            t.lastID = id
+            t.lastBound = b
         }
-        let b = found!
-        pthread_mutex_lock(mutex)
-        entries = entries.filter { $0.value.recording != nil }
-        entries[id] = Entry(recording: recording, bound: b)
-        lastRecording = recording
-        lastID = id
-        lastBound = b
-        pthread_mutex_unlock(mutex)
         return b
     }
 }
