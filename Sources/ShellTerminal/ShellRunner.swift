@@ -25,16 +25,24 @@ public final class ShellRunner {
     /// gdb's batch mode does) unless `keepGoing`.
     public func run(commands: [String]?, keepGoing: Bool = false) -> Int32 {
         LineEditor.installInterruptHandler()
-        if let commands { return runScript(commands, keepGoing: keepGoing, fromCommandLine: true) }
+        if let commands {
+            var it = commands.makeIterator()
+            return runScript(next: { it.next() }, commandLine: commands, keepGoing: keepGoing)
+        }
         if isatty(0) == 1 && isatty(1) == 1 { return runInteractive() }
-        var lines: [String] = []
-        while let l = Swift.readLine(strippingNewline: true) { lines.append(l) }
-        return runScript(lines, keepGoing: keepGoing, fromCommandLine: false)
+        // Each line runs as it arrives (not after end of input), so a program can drive the
+        // shell through a pipe: send `replay speed 10`, read the answer, send the next.
+        return runScript(next: { Swift.readLine(strippingNewline: true) }, commandLine: nil, keepGoing: keepGoing)
     }
 
-    private func runScript(_ lines: [String], keepGoing: Bool, fromCommandLine: Bool) -> Int32 {
+    /// Runs lines from `next` until it returns nil, a command fails (unless `keepGoing`) or
+    /// `quit`. `commandLine` is the whole `-c` list (errors name the command and count what
+    /// was not run); for standard input it is nil: what was not read yet stays unread.
+    private func runScript(next: () -> String?, commandLine: [String]?, keepGoing: Bool) -> Int32 {
         var failures = 0
-        for (n, line) in lines.enumerated() {
+        var n = 0
+        while let line = next() {
+            n += 1
             Interrupt.clear()
             do {
                 try session.execute(line)
@@ -42,11 +50,17 @@ public final class ShellRunner {
                 failures += 1
                 output.flush()
                 // -c "a; b; c": the command's number and text; a script: its line number.
-                let place = fromCommandLine ? "command \(n + 1) (\(line.trimmed()))" : "line \(n + 1)"
+                let place = commandLine != nil ? "command \(n) (\(line.trimmed()))" : "line \(n)"
                 var text = "qmpreplay: error: \(place): \(error.message)\n"
-                let rest = lines[(n + 1)...].filter { !$0.trimmed().isEmpty && !$0.trimmed().hasPrefix("#!") }.count
-                if !keepGoing && rest > 0 {
-                    text += "qmpreplay: stopped at the failing command; \(rest) more \(rest == 1 ? "was" : "were") not run (--keep-going runs them)\n"
+                if !keepGoing {
+                    if let all = commandLine {
+                        let rest = all[n...].filter { !$0.trimmed().isEmpty && !$0.trimmed().hasPrefix("#!") }.count
+                        if rest > 0 {
+                            text += "qmpreplay: stopped at the failing command; \(rest) more \(rest == 1 ? "was" : "were") not run (--keep-going runs them)\n"
+                        }
+                    } else {
+                        text += "qmpreplay: stopped at the failing command; the rest of standard input was not run (--keep-going runs it)\n"
+                    }
                 }
                 Self.writeStderr(text)
                 if !keepGoing { break }

@@ -24,6 +24,34 @@ struct ShellCLITests {
         #expect(!a.out.contains("\u{1B}["))
     }
 
+    @Test("a script from a pipe runs each line as it arrives: a program can send a command, read the answer, then send the next")
+    func linesRunAsTheyArrive() throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: CLI.binary)
+        p.arguments = ["shell", lifecycle]
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { p.terminate() } }
+        // The first command's answer must come while standard input is still open: the
+        // shell has not seen end of input, so it cannot have waited for it.
+        input.fileHandleForWriting.write(Data("seek @3\n".utf8))
+        var got = Data()
+        while !String(decoding: got, as: UTF8.self).contains("\n") {
+            let chunk = output.fileHandleForReading.availableData
+            if chunk.isEmpty { break }
+            got.append(chunk)
+        }
+        #expect(String(decoding: got, as: UTF8.self).contains("#3"), "answer to the first line before end of input: \(String(decoding: got, as: UTF8.self))")
+        input.fileHandleForWriting.write(Data("bogus\n".utf8))
+        try input.fileHandleForWriting.close()
+        _ = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 1)
+    }
+
     @Test("show: record in full, with the reply of a command and the command of a reply")
     func show() throws {
         let r = try sh(lifecycle, "next query-status; show; next; show")
