@@ -40,6 +40,12 @@ public enum Bootstraps {
                     guard (st.st_mode & S_IFMT) == S_IFSOCK else {
                         throw SocketError(endpoint: ep.description, reason: "exists and is not a socket", errno: EEXIST)
                     }
+                    // A socket file is stale when nobody accepts on it; a live one belongs to
+                    // another server (a second `serve` or `record --listen` on the same path
+                    // must not take it over, nor delete it later).
+                    if isLive(path) {
+                        throw SocketError(endpoint: ep.description, reason: "in use: another process is listening on it", errno: EADDRINUSE)
+                    }
                     unlink(path)
                 }
                 // The mode is set through the umask while binding, so the socket never exists
@@ -55,6 +61,26 @@ public enum Bootstraps {
         } catch {
             throw Self.error(ep, "cannot listen", error)
         }
+    }
+
+    /// True when something accepts connections on the unix socket at `path` (a blocking
+    /// connect to a local socket answers at once: refused for a stale file).
+    static func isLive(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &addr.sun_path) { buf in
+            for (i, b) in bytes.enumerated() { buf[i] = b }
+            buf[bytes.count] = 0
+        }
+        let r = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return r == 0
     }
 
     /// Connects; `initializer` sets up the pipeline before the first byte arrives.
