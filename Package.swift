@@ -24,14 +24,20 @@ let package = Package(
         .target(name: "Capture", dependencies: ["QMP", "Recording"]),
         .target(name: "Replay", dependencies: ["QMP", "Recording", "Capture"]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
+        // The option grammar shared by the CLI and the shell: value types, option groups.
+        .target(name: "Options", dependencies: [
+            "QMP", "Recording", "Capture", "Replay",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
         // GNU readline is process-global C state (callbacks, line buffer, history), which
         // Swift 6's strict concurrency checking cannot express; the shell is single-threaded.
-        .target(name: "Shell", dependencies: ["QMP", "Recording", "Capture", "CReadline", "Analysis", "Replay"], swiftSettings: [.swiftLanguageMode(.v5)]),
+        .target(name: "Shell", dependencies: ["QMP", "Recording", "Capture", "CReadline", "Analysis", "Replay", "Options",
+                                                .product(name: "ArgumentParser", package: "swift-argument-parser")], swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Capture", "Replay", "Analysis", "Shell",
+                "QMP", "Recording", "Capture", "Replay", "Analysis", "Shell", "Options",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,7 +46,8 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "Recording", "QMP"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Recording", "QMP"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "QMP"]),
-        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP"]),
+        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "Options"]),
+        .testTarget(name: "OptionsTests", dependencies: ["Options", "Replay", "Recording", "Capture"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "qmpreplay"]),
     ]
 )
