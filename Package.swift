@@ -49,9 +49,15 @@ let package = Package(
         ]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
         .target(name: "Benchmarks", dependencies: ["QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport"]),
+        // The option grammar shared by the CLI and the shell: value types, option groups.
+        .target(name: "Options", dependencies: [
+            "QMP", "Recording", "Transport", "Replay",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
         .target(name: "Shell", dependencies: [
-            "QMP", "Recording", "Transport", "Capture", "Analysis", "Replay",
+            "QMP", "Recording", "Transport", "Capture", "Analysis", "Replay", "Options",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The terminal side of the shell: readline, the pager, stdout. GNU readline is
@@ -62,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "Analysis", "Shell", "ShellTerminal", "Benchmarks",
+                "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "Analysis", "Shell", "ShellTerminal", "Options", "Benchmarks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -80,7 +86,8 @@ let package = Package(
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "Transport", "Recording", "QMP", "TestSupport"]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Transport", "Recording", "QMP", "TestSupport"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "Synth", "QMP", "TestSupport"]),
-        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "Options", "TestSupport"]),
+        .testTarget(name: "OptionsTests", dependencies: ["Options", "Replay", "Recording", "Transport"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "TestSupport", "qmpreplay"]),
     ]
 )

@@ -25,7 +25,8 @@ public enum UnmatchedPolicy: String, Sendable, CaseIterable {
 }
 
 /// Every knob of a replay, shared by `qmpreplay serve`, `qmpreplay replay` and the shell's
-/// `replay start`. Example: `var o = ReplayOptions(); o.speed = 10; o.loop = true`.
+/// `replay start` (their options are declared once, in the Options module, and produce one of
+/// these). Example: `var o = ReplayOptions(); o.speed = 10; o.loop = true`.
 public struct ReplayOptions: Sendable {
     /// Playback speed factor, 0.1 ... 1000; `nil` means as fast as the client reads.
     public var speed: Double? = 1
@@ -84,54 +85,6 @@ public struct ReplayOptions: Sendable {
         if clientBufferLimit < 4096 { throw ReplayError.usage("--client-buffer must be at least 4 KiB") }
         if stallTimeout <= 0 { throw ReplayError.usage("--stall-timeout must be positive") }
     }
-
-    /// Parses `--speed`'s value: a number or `max`.
-    public static func parseSpeed(_ s: String) throws(ReplayError) -> Double? {
-        if s == "max" { return nil }
-        var t = s
-        if t.hasSuffix("x") { t.removeLast() }
-        guard let v = Double(t), v.isFinite else { throw ReplayError.usage("invalid speed '\(s)': use a number from 0.1 to 1000, or max") }
-        guard speedRange.contains(v) else { throw ReplayError.usage("--speed must be between 0.1 and 1000, or max (got \(s))") }
-        return v
-    }
-
-    /// Parses `--match`'s value.
-    public static func parseMatch(_ s: String) throws(ReplayError) -> MatchMode {
-        guard let m = MatchMode(rawValue: s) else { throw ReplayError.usage("--match must be exact or name (got '\(s)')") }
-        return m
-    }
-
-    /// Parses `--unmatched`'s value.
-    public static func parseUnmatched(_ s: String) throws(ReplayError) -> UnmatchedPolicy {
-        guard let u = UnmatchedPolicy(rawValue: s) else { throw ReplayError.usage("--unmatched must be error or empty (got '\(s)')") }
-        return u
-    }
-
-    /// Parses a duration option (`--max-gap 2s`, `--stall-timeout 10s`) to nanoseconds.
-    public static func parseDuration(_ s: String, option: String) throws(ReplayError) -> Int64 {
-        do { return try TimeSpec.duration(s) } catch { throw ReplayError.usage("\(option): \(error)") }
-    }
-
-    /// Parses a byte size: `65536`, `64k`, `8M`, `1G`.
-    public static func parseSize(_ s: String) throws(ReplayError) -> Int {
-        var t = s.lowercased()
-        var scale = 1
-        if t.hasSuffix("ib") { t.removeLast(2) } else if t.hasSuffix("b") { t.removeLast() }
-        switch t.last {
-        case "k": scale = 1 << 10; t.removeLast()
-        case "m": scale = 1 << 20; t.removeLast()
-        case "g": scale = 1 << 30; t.removeLast()
-        default: break
-        }
-        guard let v = Int(t), v >= 0 else { throw ReplayError.usage("invalid size '\(s)': use bytes or 64k, 8M, 1G") }
-        return v * scale
-    }
-
-    /// Parses an octal file mode such as `0600` or `660`.
-    public static func parseMode(_ s: String) throws(ReplayError) -> mode_t {
-        guard let v = UInt32(s, radix: 8), v <= 0o777 else { throw ReplayError.usage("invalid socket mode '\(s)': use octal, e.g. 0600") }
-        return mode_t(v)
-    }
 }
 
 /// Errors of the replay module, each with a message a person can act on.
@@ -147,83 +100,5 @@ public enum ReplayError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .usage(let s), .recording(let s), .socket(let s): return s
         }
-    }
-}
-
-/// The option words of the shell's `replay start` (and anything else that has a command
-/// line as one string): `--listen unix:/tmp/s --speed 10 --loop`.
-public enum ReplayArguments {
-    /// One line per option, for help texts.
-    public static let help = """
-        --listen unix:PATH|tcp:HOST:PORT   where to serve (required)
-        --speed X|max                      0.1 ... 1000, or max (default 1)
-        --from T, --to T                   span to replay (12.5s, #42, +5s, 10:00:05, ...)
-        --loop                             start again at --from after --to
-        --max-gap D                        shorten idle gaps to D (e.g. 2s)
-        --retime                           rewrite event timestamps to the replay's clock
-        --match exact|name                 how commands are matched (default exact)
-        --unmatched error|empty            answer to unmatched commands (default error)
-        --clock-only                       release all events on the clock
-        --strict [--fail-fast]             client must send the recorded commands in order
-        --shared                           one timeline for all clients
-        --connection N                     recorded connection to replay
-        --socket-mode MODE                 unix socket mode (default 0600)
-        --client-buffer SIZE               drop a client with more queued output (default 8M)
-        --stall-timeout D                  drop a client whose queued output does not move for D (default 10s)
-        --realtime                         serve from a SCHED_FIFO thread when permitted
-        """
-
-    public static func parse(_ words: [String]) throws(ReplayError) -> (ReplayOptions, Endpoint) {
-        var o = ReplayOptions()
-        var listen: Endpoint?
-        var i = 0
-        func value(_ name: String) throws(ReplayError) -> String {
-            i += 1
-            guard i < words.count else { throw ReplayError.usage("\(name) needs a value") }
-            return words[i]
-        }
-        func time(_ name: String, _ s: String) throws(ReplayError) -> TimeSpec {
-            do { return try TimeSpec.parse(s) } catch { throw ReplayError.usage("\(name): \(error)") }
-        }
-        while i < words.count {
-            var w = words[i]
-            var inline: String?
-            if w.hasPrefix("--"), let eq = w.firstIndex(of: "=") {
-                inline = String(w[w.index(after: eq)...])
-                w = String(w[..<eq])
-            }
-            func v() throws(ReplayError) -> String { if let x = inline { return x }; return try value(w) }
-            switch w {
-            case "--listen":
-                let s = try v()
-                do { listen = try Endpoint(parsing: s) } catch { throw ReplayError.usage("--listen: \(error)") }
-            case "--speed": o.speed = try ReplayOptions.parseSpeed(try v())
-            case "--from": o.from = try time(w, try v())
-            case "--to": o.to = try time(w, try v())
-            case "--loop": o.loop = true
-            case "--max-gap": o.maxGap = try ReplayOptions.parseDuration(try v(), option: w)
-            case "--retime": o.retime = true
-            case "--match": o.match = try ReplayOptions.parseMatch(try v())
-            case "--unmatched": o.unmatched = try ReplayOptions.parseUnmatched(try v())
-            case "--clock-only": o.clockOnly = true
-            case "--strict": o.strict = true
-            case "--fail-fast": o.failFast = true
-            case "--shared": o.shared = true
-            case "--realtime": o.realtime = true
-            case "--connection":
-                let s = try v()
-                guard let c = UInt32(s), c > 0 else { throw ReplayError.usage("--connection must be a connection number (1, 2, ...), got '\(s)'") }
-                o.connection = c
-            case "--socket-mode": o.socketMode = try ReplayOptions.parseMode(try v())
-            case "--client-buffer": o.clientBufferLimit = try ReplayOptions.parseSize(try v())
-            case "--stall-timeout": o.stallTimeout = try ReplayOptions.parseDuration(try v(), option: w)
-            default:
-                throw ReplayError.usage("unknown option '\(words[i])'; options are:\n\(help)")
-            }
-            i += 1
-        }
-        try o.validate()
-        guard let ep = listen else { throw ReplayError.usage("--listen unix:PATH or tcp:HOST:PORT is required") }
-        return (o, ep)
     }
 }

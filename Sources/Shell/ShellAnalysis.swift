@@ -1,4 +1,5 @@
 import Analysis
+import Options
 import QMP
 import Recording
 
@@ -18,6 +19,7 @@ extension ShellSession {
     /// The options shared by the three commands, parsed from the words after the command.
     struct AnalysisArguments {
         var name: String?
+        /// The span (ns since the start), resolved from --from, --to and --here.
         var from: Int64?
         var to: Int64?
         var json = false
@@ -32,6 +34,7 @@ extension ShellSession {
     /// `plot` takes `--svg FILE` instead of `--json`.
     func parseAnalysisArguments(_ arg: String, command: String, wantsName: Bool) throws(ShellError) -> AnalysisArguments {
         var a = AnalysisArguments()
+        var span = TimeSpan()
         var words = arg.split(separator: " ", omittingEmptySubsequences: true).map(String.init)
         func value(_ option: String) throws(ShellError) -> String {
             guard !words.isEmpty else { throw ShellError("\(command): \(option) needs a time, e.g. \(option) 10s, \(option) #120 or a mark") }
@@ -40,11 +43,11 @@ extension ShellSession {
         while !words.isEmpty {
             let w = words.removeFirst()
             switch w {
-            case "--from": a.from = try analysisTime(try value(w))
-            case "--to": a.to = try analysisTime(try value(w))
+            case "--from": span.from = try analysisTime(try value(w))
+            case "--to": span.to = try analysisTime(try value(w))
             case "--here":
                 try requireAnalysisRecords()
-                a.to = recording.time(cursor)
+                span.to = TimeArgument(record: cursor)
             case "--json" where command != "plot": a.json = true
             case "--svg" where command == "plot":
                 guard !words.isEmpty, !words[0].hasPrefix("--") else {
@@ -65,7 +68,13 @@ extension ShellSession {
                 }
             }
         }
-        if let f = a.from, let t = a.to, t < f { throw ShellError("\(command): --to is before --from") }
+        // As the command line's --from/--to (Options), against the cursor for relative times.
+        do {
+            let resolved = try span.resolve(in: recording, current: cursor)
+            (a.from, a.to) = (resolved.start, resolved.end)
+        } catch {
+            throw ShellError("\(command): --to is before --from")
+        }
         return a
     }
 
@@ -73,19 +82,18 @@ extension ShellSession {
         if recording.isEmpty { throw ShellError("the recording has no records") }
     }
 
-    /// A time for --from/--to (ns since the start): a time, `#N`, or a mark (its record's time).
-    private func analysisTime(_ text: String) throws(ShellError) -> Int64 {
+    /// A time for --from/--to: a time, `#N`, or a mark (its record).
+    private func analysisTime(_ text: String) throws(ShellError) -> TimeArgument {
         try requireAnalysisRecords()
-        if let m = marks.mark(named: text), m.record < recording.count { return recording.time(m.record) }
+        if let m = marks.mark(named: text), m.record < recording.count { return TimeArgument(record: m.record, text: text) }
         let spec: TimeSpec
         do { spec = try TimeSpec.parse(text) } catch {
             throw ShellError("'\(text)' is neither a time, a record number nor a mark: \(error.reason); e.g. 12.5s, @120, 10:00:05")
         }
-        if case .record(let n) = spec {
-            guard n < recording.count else { throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)") }
-            return recording.time(n)
+        if case .record(let n) = spec, n >= recording.count {
+            throw ShellError("record #\(n) is out of range; the recording has records #0 to #\(recording.count - 1)")
         }
-        return spec.resolveTime(in: recording, current: cursor)
+        return TimeArgument(spec: spec, text: text)
     }
 
     private func runAnalysis(_ name: String, _ a: AnalysisArguments) throws(ShellError) -> AnalysisReport {

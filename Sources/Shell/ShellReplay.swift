@@ -1,9 +1,8 @@
-import Capture
 import Foundation
+import Options
 import QMP
 import Recording
 import Replay
-
 import Transport
 
 #if canImport(Glibc)
@@ -108,17 +107,21 @@ extension ShellSession {
         if !words.contains(where: { $0 == "--listen" || $0.hasPrefix("--listen=") }) {
             words += ["--listen", "unix:" + ShellSession.defaultReplaySocket()]
         }
-        // A bare socket path or HOST:PORT, as qmp-shell (and the command line) take them.
-        if let l = words.firstIndex(of: "--listen"), l + 1 < words.count {
-            words[l + 1] = ShellSession.addressWithScheme(words[l + 1])
-        }
-        let options: ReplayOptions
+        // The options of `qmpreplay serve`, declared once (Options): the same values, the
+        // same messages. `--listen` takes a bare socket path or HOST:PORT there too.
+        let parsed: ServeOptions
         let endpoint: Endpoint
         do {
-            (options, endpoint) = try ReplayArguments.parse(words)
+            parsed = try ServeOptions.parse(words)
+            endpoint = try parsed.endpoint()
         } catch {
-            throw ShellError("replay start: \(error)\n" + ReplayArguments.help)
+            if ServeOptions.exitCode(for: error) == .success {
+                emit(ShellSession.replayStartHelp(width: out.width))
+                return
+            }
+            throw ShellError("replay start: \(OptionErrors.message(for: error, parsing: ServeOptions.self))\n'replay start --help' lists the options")
         }
+        let options = parsed.options
         let server: ReplayServer
         do {
             server = try ReplayServer(recording: recording, options: options)
@@ -147,8 +150,8 @@ extension ShellSession {
         // The same values as `serve --speed`: 0.1 ... 1000, "10x" as well as "10", or max.
         let word = rest.trimmed().lowercased()
         let speed: Double?
-        do { speed = try ReplayOptions.parseSpeed(word) } catch {
-            throw ShellError("replay speed takes a number from 0.1 to 1000, or max: \(error)")
+        do { speed = try Speed.parse(word).factor } catch {
+            throw ShellError("replay speed '\(word)': \(error)")
         }
         r.server.setSpeed(speed)
         emit("replay speed \(speed == nil || word.hasSuffix("x") ? word : word + "x") at " + replayPosition())
@@ -197,12 +200,14 @@ extension ShellSession {
         return "(replay: \(n) new message\(n == 1 ? "" : "s") from the server; 'replay status' shows \(n == 1 ? "it" : "them"))"
     }
 
-    /// `/tmp/q.sock` -> `unix:/tmp/q.sock`, `localhost:4444` -> `tcp:localhost:4444`;
-    /// `unix:...` and `tcp:...` as they are.
-    static func addressWithScheme(_ s: String) -> String {
-        if s.hasPrefix("unix:") || s.hasPrefix("tcp:") || s.isEmpty { return s }
-        if let colon = s.lastIndex(of: ":"), !s.contains("/"), UInt16(s[s.index(after: colon)...]) != nil { return "tcp:" + s }
-        return "unix:" + s
+    /// `replay start --help`: the options, from their one declaration (those of `qmpreplay serve`).
+    static func replayStartHelp(width: Int?) -> String {
+        let text = ServeOptions.helpMessage(columns: width)
+        // ArgumentParser's usage line names the type, not the shell's command: say the shell's.
+        let options = text.range(of: "OPTIONS:").map { String(text[$0.lowerBound...]) } ?? text
+        return "usage: replay start [--listen ADDR] [--here] [options]\n"
+            + "Without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp; --here starts\n"
+            + "the timeline at the cursor.\n\n" + options.trimmingCharacters(in: .newlines)
     }
 
     static func defaultReplaySocket() -> String {

@@ -1,3 +1,4 @@
+import Options
 import QMP
 import Recording
 
@@ -110,7 +111,7 @@ public final class ShellSession {
         .init(name: "triage", aliases: [], usage: "triage [N] [--from T] [--to T] [--here] [--json]", summary: "ranked findings of every analysis, with records to goto",
               details: "Findings grouped by analysis, kind and subject (a NIC, a job type, a device, a command), most important first, numbered, each with its first records; N shows the first N only. Then 'goto N' jumps to finding N's first record, and 'goto @REC' to any record listed."),
         .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to QMP clients in the background",
-              details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
+              details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...; 'replay start --help' lists them); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
         .init(name: "set", aliases: [], usage: "set [OPTION VALUE]", summary: "shell options (set alone lists them)",
               details: "pager on|off: output taller than the terminal goes through $PAGER (default less -FRX; on by default, only on a terminal). color on|off: override terminal detection. show-lines N|all, show-items N|all, show-depth N|all, show-string N|all: how much of a large message 'show' prints (lines in all, items per array or object, nesting levels, characters per string)."),
         .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
@@ -625,16 +626,16 @@ public final class ShellSession {
         }
         let path = words[o + 1]
         let a = try resolve(words[0])
-        var b: Int
-        do {
-            let t = try TimeSpec.parse(words[1])
-            if case .record(let n) = t { b = min(n, recording.count - 1) } else {
-                b = recording.lastIndex(atOrBefore: t.resolveTime(in: recording, current: cursor)) ?? -1
-            }
-        } catch {
-            if let m = marks.mark(named: words[1]) { b = m.record } else { throw ShellError("TO '\(words[1])': \(error.reason)") }
+        let to: TimeArgument
+        if let m = marks.mark(named: words[1]) {
+            to = TimeArgument(record: m.record, text: words[1])
+        } else {
+            do { to = try TimeArgument.parse(words[1]) } catch { throw ShellError("TO '\(words[1])': \(error)") }
         }
-        guard b >= a else { throw ShellError("TO is before FROM: nothing to export") }
+        // The records FROM..TO, TO included, as `cat --from --to` takes them.
+        let span = try? TimeSpan(from: TimeArgument(record: a), to: to).resolve(in: recording, current: cursor)
+        guard let records = span?.records, !records.isEmpty else { throw ShellError("TO is before FROM: nothing to export") }
+        let b = records.upperBound - 1
         if filtered && filter == nil { throw ShellError("--filtered needs an active filter ('filter EXPR')") }
         guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
         do { try OutputGuard.check(path, force: force) } catch { throw ShellError(error.description) }

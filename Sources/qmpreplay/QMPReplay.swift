@@ -1,4 +1,5 @@
 import ArgumentParser
+import Options
 import Recording
 
 #if canImport(Glibc)
@@ -60,12 +61,9 @@ struct QMPReplay: ParsableCommand {
     /// `Error: Missing value for '--from <time>'` -> `qmpreplay: error: missing value for '--from <time>'`.
     static func styledError(_ text: String) -> String {
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard var first = lines.first else { return text }
-        if first.hasPrefix("Error: ") { first.removeFirst("Error: ".count) }
-        // ArgumentParser's messages start with a capital; ours do not.
-        if let c = first.first, c.isUppercase, first.dropFirst().first?.isLowercase == true {
-            first = c.lowercased() + first.dropFirst()
-        }
+        guard let line = lines.first else { return text }
+        // The shell's `replay start` words show the same text (OptionErrors).
+        var first = OptionErrors.styled(line)
         let timeOptions = ["--from", "--to", "--until"]
         if first.hasPrefix("missing value for '"), timeOptions.contains(where: { first.contains("'\($0) ") }) {
             first += " " + missingTimeHint

@@ -20,7 +20,24 @@ struct ReplayCLITests {
         #expect(try CLI.run(["replay", file]).status == 64)
         let r = try CLI.run(["replay", file, "--stdout", "--match", "fuzzy"])
         #expect(r.status == 64)
-        #expect(r.stderr.contains("--match must be exact or name"))
+        #expect(r.stderr.contains("the value 'fuzzy' is invalid for '--match <mode>'. Please provide one of 'exact' and 'name'."))
+    }
+
+    @Test("serve and the shell's replay start reject a bad option with the same message (one declaration)", arguments: [
+        ["--client-buffer", "12Q"], ["--speed", "5000"], ["--frobnicate"], ["--fail-fast"], ["--from", "soon"],
+        ["--socket-mode", "999"], ["--stall-timeout", "5x"], ["--match", "fuzzy"],
+    ])
+    func sameMessageInTheShell(_ words: [String]) throws {
+        let file = CLI.recording("lifecycle.qmprec")
+        let serve = try CLI.run(["serve", file, "--listen", "unix:/tmp/qmpreplay-none.sock"] + words)
+        let serveLine = String(serve.stderr.split(separator: "\n").first ?? "")
+        #expect(serve.status == 64 && serveLine.hasPrefix("qmpreplay: error: "), "\(serve.stderr)")
+        let line = "replay start " + words.joined(separator: " ")
+        let shell = try CLI.run(["shell", file, "-c", line])
+        let shellLine = String(shell.stderr.split(separator: "\n").first ?? "")
+        let prefix = "qmpreplay: error: command 1 (\(line)): replay start: "
+        #expect(shell.status == 1 && shellLine.hasPrefix(prefix), "\(shell.stderr)")
+        #expect(shellLine.dropFirst(prefix.count) == serveLine.dropFirst("qmpreplay: error: ".count))
     }
 
     @Test func unreadableRecordingIsExit2() throws {

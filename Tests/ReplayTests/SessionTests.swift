@@ -311,34 +311,3 @@ struct SessionTests {
         #expect(g.count == 1 && h.json(g[0])["QMP"]?["capabilities"] == .array([.string("oob")]))
     }
 }
-
-struct ArgumentsTests {
-    @Test func parsesShellWords() throws {
-        let (o, ep) = try ReplayArguments.parse(["--listen", "unix:/tmp/s", "--speed", "10", "--loop", "--max-gap", "2s",
-                                                 "--from", "#3", "--match=name", "--unmatched", "empty", "--shared", "--socket-mode", "0660"])
-        #expect(ep == .unix("/tmp/s"))
-        #expect(o.speed == 10 && o.loop && o.maxGap == 2_000_000_000 && o.match == .name && o.unmatched == .empty && o.shared)
-        #expect(o.from == .record(3))
-        #expect(o.socketMode == 0o660)
-        let (m, _) = try ReplayArguments.parse(["--speed", "max", "--listen", "tcp::4444"])
-        #expect(m.speed == nil)
-    }
-
-    @Test(arguments: [
-        (["--speed", "10"], "--listen"),
-        (["--listen", "unix:/tmp/s", "--speed", "5000"], "between 0.1 and 1000"),
-        (["--listen", "bogus"], "invalid address"),
-        (["--listen", "unix:/tmp/s", "--frobnicate"], "unknown option '--frobnicate'"),
-        (["--listen", "unix:/tmp/s", "--fail-fast"], "--fail-fast needs --strict"),
-        (["--listen"], "--listen needs a value"),
-        (["--listen", "unix:/tmp/s", "--from", "yesterday"], "--from: invalid time"),
-    ])
-    func readableErrors(words: [String], message: String) {
-        do {
-            _ = try ReplayArguments.parse(words)
-            Issue.record("expected an error for \(words)")
-        } catch {
-            #expect(error.description.contains(message), "\(error.description)")
-        }
-    }
-}

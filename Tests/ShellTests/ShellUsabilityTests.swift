@@ -1,4 +1,5 @@
 import Foundation
+import Options
 import QMP
 import Recording
 import Testing
@@ -267,11 +268,11 @@ struct ShellUsabilityTests {
 
     @Test("replay start --listen takes a bare socket path or HOST:PORT, as the command line does")
     func listenAddresses() {
-        #expect(ShellSession.addressWithScheme("/tmp/q.sock") == "unix:/tmp/q.sock")
-        #expect(ShellSession.addressWithScheme("./q.sock") == "unix:./q.sock")
-        #expect(ShellSession.addressWithScheme("localhost:4444") == "tcp:localhost:4444")
-        #expect(ShellSession.addressWithScheme("unix:/x") == "unix:/x")
-        #expect(ShellSession.addressWithScheme("tcp::4444") == "tcp::4444")
+        #expect(Address.withScheme("/tmp/q.sock") == "unix:/tmp/q.sock")
+        #expect(Address.withScheme("./q.sock") == "unix:./q.sock")
+        #expect(Address.withScheme("localhost:4444") == "tcp:localhost:4444")
+        #expect(Address.withScheme("unix:/x") == "unix:/x")
+        #expect(Address.withScheme("tcp::4444") == "tcp::4444")
     }
 
     @Test("time forms: @N is a record number everywhere, as #N")

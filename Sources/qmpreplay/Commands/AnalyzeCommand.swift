@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Options
 import QMP
 import Recording
 import Shell
@@ -64,13 +65,7 @@ struct AnalyzeCommand: ParsableCommand {
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String?
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Only records from this time or record (-2s, 12.5s, @160; see 'qmpreplay --help').", valueName: "time"),
-            transform: parseTimeArgument)
-    var from: TimeArgument?
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Only records up to this time or record (inclusive).", valueName: "time"),
-            transform: parseTimeArgument)
-    var to: TimeArgument?
+    @OptionGroup var span: TimeSpanOptions
 
     @Option(help: "Output format: table, json or csv.")
     var format: Format = .table
@@ -94,21 +89,14 @@ struct AnalyzeCommand: ParsableCommand {
         }
         guard let file else { throw fail("analyze: missing the recording (qmpreplay analyze \(name) FILE)", code: Exit.usage) }
         let r = try openRecording(file, strict: false)
-        let lo: Int64? = from.map(\.spec).map { spec in
-            if case .record(let n) = spec { return r.isEmpty ? 0 : r.time(min(n, r.count - 1)) }
-            return spec.resolveTime(in: r)
-        }
-        let hi: Int64? = to.map { $0.spec.resolveTime(in: r) }
-        if let from, let to, CatCommand.isReversed(from.spec, to.spec, in: r) {
-            throw fail("--to \(to) is before --from \(from): the span is empty (swap them)", code: Exit.usage)
-        }
+        let resolved = try resolveSpan(span, in: r)
         if (svg != nil || chart), PlotSeries.about(name) == nil {
             throw fail("analyze: '\(name)' is not a series and has no plot or chart (plots: \(PlotSeries.names.joined(separator: ", ")))", code: Exit.usage)
         }
         let progress = Progress(label: "analyze \(name)", total: r.count)
         let report: AnalysisReport
         do {
-            report = try Analyses.run(name, on: r, from: lo, to: hi, progress: r.count > 200_000 ? { done, _ in progress.update(done) } : nil)
+            report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end, progress: r.count > 200_000 ? { done, _ in progress.update(done) } : nil)
         } catch {
             throw fail(error.description, code: Exit.usage)
         }

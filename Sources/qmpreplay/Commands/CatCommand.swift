@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Options
 import QMP
 import Recording
 import Shell
@@ -44,13 +45,7 @@ struct CatCommand: ParsableCommand {
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
 
-    @Option(parsing: .unconditional, help: ArgumentHelp("Start at this time or record (-2s, 12.5s, @160; see 'qmpreplay --help').", valueName: "time"),
-            transform: parseTimeArgument)
-    var from: TimeArgument?
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Stop after this time or record (inclusive).", valueName: "time"),
-            transform: parseTimeArgument)
-    var to: TimeArgument?
+    @OptionGroup var span: TimeSpanOptions
 
     @Option(name: .customLong("event"), help: "Only events with this name or pattern (repeatable).")
     var events: [String] = []
@@ -82,14 +77,8 @@ struct CatCommand: ParsableCommand {
 
     func run() throws {
         let r = try openRecording(file, strict: strict)
-        let lo = from?.spec.resolveIndex(in: r) ?? 0
-        var hi = r.count
-        if let to = to?.spec {
-            if case .record(let n) = to { hi = min(r.count, n + 1) } else { hi = r.firstIndex(atOrAfter: to.resolveTime(in: r) &+ 1) }
-        }
-        if let from, let to, CatCommand.isReversed(from.spec, to.spec, in: r) {
-            throw fail("--to \(to) is before --from \(from): the span is empty (swap them)", code: Exit.usage)
-        }
+        let records = try resolveSpan(span, in: r).records
+        let lo = records.lowerBound, hi = records.upperBound
         let eventGlobs = events.map(Glob.init)
         let commandGlobs = commands.map(Glob.init)
         let kindSet = Set(kinds.compactMap(RecordKind.init(rawValue:)))
@@ -148,12 +137,6 @@ struct CatCommand: ParsableCommand {
         for p in r.problems where p.badLine { warn("\(file): \(p.description)") }
     }
 
-    /// `--to` before `--from`: by record number when both are records, else by time.
-    static func isReversed(_ from: TimeSpec, _ to: TimeSpec, in r: Recording) -> Bool {
-        if case .record(let a) = from, case .record(let b) = to { return b < a }
-        return to.resolveTime(in: r) < from.resolveTime(in: r)
-    }
-
     private func eventNamesHere(_ r: Recording) -> [String] {
         r.names.enumerated().compactMap { $0.offset > 0 && Suggestions.isEventName($0.element) ? $0.element : nil }
     }
@@ -173,9 +156,9 @@ struct CatCommand: ParsableCommand {
         if r.isEmpty { warn("\(file) has no records"); return }
         let last = "@\(r.count - 1) at \(DurationFormat.clock(r.time(r.count - 1)))"
         if lo >= r.count {
-            warn("--from \(from.map { "\($0)" } ?? "") is after the last record (\(last)): nothing to print")
+            warn("--from \(span.from.map { "\($0)" } ?? "") is after the last record (\(last)): nothing to print")
         } else if hi <= lo {
-            warn("the span --from \(from.map { "\($0)" } ?? "start") --to \(to.map { "\($0)" } ?? "end") holds no record: nothing to print")
+            warn("the span --from \(span.from.map { "\($0)" } ?? "start") --to \(span.to.map { "\($0)" } ?? "end") holds no record: nothing to print")
         } else if !events.isEmpty || !commands.isEmpty || !kinds.isEmpty || connection != nil || direction != nil {
             warn("no record in @\(lo)..@\(hi - 1) matches the selection: nothing to print")
         }

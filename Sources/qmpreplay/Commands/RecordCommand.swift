@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import Options
 import QMP
 import Recording
 
@@ -68,8 +69,8 @@ struct RecordCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "The .qmprec file to write.")
     var output: String
 
-    @Option(help: "Stop after this long (e.g. 30s, 5m).")
-    var duration: String?
+    @Option(help: ArgumentHelp("Stop after this long (e.g. 30s, 5m).", valueName: "duration"), transform: DurationValue.parse)
+    var duration: DurationValue?
 
     @Option(name: .customLong("init"), help: "Command to run after negotiation, e.g. 'query-status' or 'balloon {\"value\": 536870912}' (repeatable; replaces the defaults).")
     var initCommands: [String] = []
@@ -95,23 +96,32 @@ struct RecordCommand: ParsableCommand {
     @Flag(help: "Proxy mode: stop after the first client session.")
     var once = false
 
-    @Option(help: "Proxy mode: permissions of a unix listen socket (octal).")
-    var socketMode: String = "0600"
+    static let defaultSocketMode = SocketMode(mode: 0o600)
+    @Option(help: ArgumentHelp("Proxy mode: permissions of a unix listen socket (octal).", valueName: "mode", default: defaultSocketMode),
+            transform: SocketMode.parse)
+    var socketMode = defaultSocketMode
 
-    @Option(help: "How often to fsync (with --fsync); records reach the file within about a millisecond regardless.")
-    var flushInterval: String = "100ms"
+    static let defaultFlushInterval = DurationValue(nanoseconds: 100_000_000)
+    @Option(help: ArgumentHelp("How often to fsync (with --fsync); records reach the file within about a millisecond regardless.", valueName: "duration", default: defaultFlushInterval),
+            transform: DurationValue.parse)
+    var flushInterval = defaultFlushInterval
 
     @Flag(help: "fsync the file every --flush-interval.")
     var fsync = false
 
-    @Option(help: "Start a new numbered file (FILE.1.qmprec, ...) before one would grow past SIZE (e.g. 100M, 1G); existing part files are never overwritten.")
-    var rotate: String?
+    @Option(help: ArgumentHelp("Start a new numbered file (FILE.1.qmprec, ...) before one would grow past SIZE (e.g. 100M, 1G); existing part files are never overwritten.", valueName: "size"),
+            transform: ByteSize.parse)
+    var rotate: ByteSize?
 
-    @Option(help: "Memory for records waiting for the disk (e.g. 64M); beyond it whole records are dropped and the span is noted.")
-    var queueLimit: String = "64M"
+    static let defaultQueueLimit = ByteSize(bytes: 64 << 20)
+    @Option(help: ArgumentHelp("Memory for records waiting for the disk; beyond it whole records are dropped and the span is noted.", valueName: "size", default: defaultQueueLimit),
+            transform: ByteSize.parse)
+    var queueLimit = defaultQueueLimit
 
-    @Option(help: "Proxy mode: bytes that may wait for a client that does not read (or a QEMU that does not take input) before that client is disconnected.")
-    var peerBuffer: String = "16M"
+    static let defaultPeerBuffer = ByteSize(bytes: 16 << 20)
+    @Option(help: ArgumentHelp("Proxy mode: bytes that may wait for a client that does not read (or a QEMU that does not take input) before that client is disconnected.", valueName: "size", default: defaultPeerBuffer),
+            transform: ByteSize.parse)
+    var peerBuffer = defaultPeerBuffer
 
     @Flag(help: "Replace the output file if it exists (by default an existing file is never overwritten).")
     var force = false
@@ -137,20 +147,20 @@ struct RecordCommand: ParsableCommand {
         case (_?, nil, nil), (nil, _?, _?): break
         default: throw ValidationError("use either --connect ADDR, or --listen ADDR with --upstream ADDR")
         }
-        for p in polls where !p.contains("@") { throw ValidationError("--poll takes CMD@INTERVAL, e.g. query-balloon@5s (got '\(p)')") }
-        let pollsRxFilter = polls.contains { p in
-            (try? RecorderCommand(parsing: String(p.split(separator: "@", maxSplits: 1)[0])))?.name == "query-rx-filter"
-        }
+        let intervals = try pollIntervals()
+        let pollsRxFilter = intervals.contains { (try? RecorderCommand(parsing: $0.command))?.name == "query-rx-filter" }
         if !allowRxFilterPoll && pollsRxFilter {
             throw ValidationError("polling query-rx-filter re-arms NIC_RX_FILTER_CHANGED and changes what QEMU emits; add --allow-rx-filter-poll to do it anyway")
         }
         if maxClients < 1 { throw ValidationError("--max-clients must be at least 1") }
-        for p in polls {
-            let text = String(p.split(separator: "@", maxSplits: 1).last ?? "")
-            if let ns = try? TimeSpec.duration(text), ns > 0, ns < ClientRecorder.minimumPollInterval {
-                throw ValidationError("--poll \(p): the interval must be at least \(ClientRecorder.minimumPollInterval / 1_000_000)ms (QEMU answers one command at a time and the recorder keeps one in flight)")
-            }
+        for (p, poll) in zip(polls, intervals) where poll.interval.nanoseconds < ClientRecorder.minimumPollInterval {
+            throw ValidationError("--poll \(p): the interval must be at least \(ClientRecorder.minimumPollInterval / 1_000_000)ms (QEMU answers one command at a time and the recorder keeps one in flight)")
         }
+        let amounts: [(String, Int64?)] = [
+            ("--duration", duration?.nanoseconds), ("--flush-interval", flushInterval.nanoseconds),
+            ("--rotate", rotate.map { Int64($0.bytes) }), ("--queue-limit", Int64(queueLimit.bytes)), ("--peer-buffer", Int64(peerBuffer.bytes)),
+        ]
+        for (option, amount) in amounts where amount.map({ $0 <= 0 }) == true { throw ValidationError("\(option) must be positive") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
     }
 
@@ -159,14 +169,13 @@ struct RecordCommand: ParsableCommand {
         var options = CaptureOptions(output: output)
         options.redact = !noRedact
         options.fsync = fsync
-        options.flushInterval = try duration(flushInterval, "--flush-interval")
+        options.flushInterval = flushInterval.nanoseconds
         options.replaceExisting = force || overwrite
         if let rotate {
-            options.rotateBytes = try size(rotate, "--rotate")
+            options.rotateBytes = Int64(rotate.bytes)
             if output == "-" { throw fail("--rotate needs a file, not standard output", code: Exit.usage) }
         }
-        options.queueLimitBytes = Int(try size(queueLimit, "--queue-limit"))
-        let peerBufferBytes = Int(try size(peerBuffer, "--peer-buffer"))
+        options.queueLimitBytes = queueLimit.bytes
         if verbose {
             options.onMessage = { dir, conn, m in
                 let arrow = dir == .qemu ? "<<<" : ">>>"
@@ -180,7 +189,7 @@ struct RecordCommand: ParsableCommand {
             guard let eq = l.firstIndex(of: "=") else { throw fail("--label takes KEY=VALUE (got '\(l)')", code: Exit.usage) }
             kv.append((String(l[..<eq]), String(l[l.index(after: eq)...])))
         }
-        let dur = try self.duration.map { try duration($0, "--duration") }
+        let dur = duration?.nanoseconds
         let status = StatusLine(enabled: !quiet && !verbose && Output.stderr.isTerminal)
         let info: (String) -> Void = { msg in if !quiet { status.clear(); Output.stderr.line("qmpreplay: \(msg)"); Output.stderr.flush() } }
 
@@ -197,10 +206,7 @@ struct RecordCommand: ParsableCommand {
                 } else if !initCommands.isEmpty {
                     cfg.initCommands = try initCommands.map { try command($0) }
                 }
-                cfg.polls = try polls.map { p in
-                    let parts = p.split(separator: "@", maxSplits: 1).map(String.init)
-                    return PollSpec(command: try command(parts[0]), interval: try duration(parts[1], "--poll"))
-                }
+                cfg.polls = try pollIntervals().map { PollSpec(command: try command($0.command), interval: $0.interval.nanoseconds) }
                 let rec = ClientRecorder(config: cfg, options: options)
                 rec.onTick = { t, s in status.show(t, s) }
                 rec.onInfo = info
@@ -211,9 +217,8 @@ struct RecordCommand: ParsableCommand {
                 cfg.once = once
                 cfg.duration = dur
                 cfg.labels = kv
-                guard let mode = mode_t(socketMode, radix: 8) else { throw fail("--socket-mode takes an octal mode like 0600", code: Exit.usage) }
-                cfg.socketMode = mode
-                cfg.peerBufferLimit = peerBufferBytes
+                cfg.socketMode = socketMode.mode
+                cfg.peerBufferLimit = peerBuffer.bytes
                 let rec = ProxyRecorder(config: cfg, options: options)
                 rec.onTick = { t, s in status.show(t, s) }
                 rec.onInfo = info
@@ -254,27 +259,16 @@ struct RecordCommand: ParsableCommand {
         do { return try RecorderCommand(parsing: s) } catch { throw fail("invalid command '\(s)': \(error)", code: Exit.usage) }
     }
 
-    private func duration(_ s: String, _ option: String) throws -> Int64 {
-        do {
-            let ns = try TimeSpec.duration(s)
-            guard ns > 0 else { throw fail("\(option) must be positive", code: Exit.usage) }
-            return ns
-        } catch let e as TimeSpec.ParseError {
-            throw fail("\(option): \(e.description)", code: Exit.usage)
+    /// `--poll CMD@INTERVAL`, each split and its interval parsed (a positive duration).
+    private func pollIntervals() throws -> [(command: String, interval: DurationValue)] {
+        try polls.map { p in
+            let parts = p.split(separator: "@", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw ValidationError("--poll takes CMD@INTERVAL, e.g. query-balloon@5s (got '\(p)')") }
+            let interval: DurationValue
+            do { interval = try DurationValue.parse(parts[1]) } catch { throw ValidationError("--poll \(p): \(error)") }
+            guard interval.nanoseconds > 0 else { throw ValidationError("--poll \(p): the interval must be positive") }
+            return (parts[0], interval)
         }
-    }
-
-    private func size(_ s: String, _ option: String) throws -> Int64 {
-        let units: [(String, Int64)] = [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
-        var text = s.uppercased()
-        var scale: Int64 = 1
-        for (u, v) in units where text.hasSuffix(u) || text.hasSuffix(u + "IB") {
-            text = String(text.dropLast(text.hasSuffix(u + "IB") ? u.count + 2 : u.count))
-            scale = v
-            break
-        }
-        guard let n = Int64(text), n > 0 else { throw fail("\(option) takes a size like 100M or 1G (got '\(s)')", code: Exit.usage) }
-        return n * scale
     }
 }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import Options
 import QMP
 import Recording
 import Replay
@@ -49,43 +50,39 @@ struct ReplayCommand: ParsableCommand {
             help: ArgumentHelp("Connect to a consumer listening at this address: unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT.", valueName: "address"))
     var connectTo: String?
 
-    @Option(name: .customLong("to"), parsing: .unconditionalSingleValue,
-            help: ArgumentHelp("End of the span, inclusive (default: the end of the recording).", valueName: "time"))
-    var toValue: [String] = []
+    @OptionGroup var replay: ReplayOptionGroup
+
+    @OptionGroup var span: SpanOptions<ReplayEnd>
 
     /// The former spelling of `--to TIME`, from when `--to` was also the address.
-    @Option(parsing: .unconditional, help: .hidden, transform: parseTimeArgument)
+    @Option(parsing: .unconditional, help: .hidden, transform: TimeArgument.parse)
     var until: TimeArgument?
 
-    private static func isAddress(_ v: String) -> Bool { v.hasPrefix("unix:") || v.hasPrefix("tcp:") }
+    static let defaultLinger = DurationValue(nanoseconds: 1_000_000_000)
+    @Option(help: ArgumentHelp("With --connect-to: how long the consumer may stay quiet after the end before the replay closes.", valueName: "duration", default: defaultLinger),
+            transform: DurationValue.parse)
+    var linger = defaultLinger
+
+    @OptionGroup var output: ReportOptions
 
     /// `--to unix:PATH` (deprecated): the address, as it was spelled before --connect-to.
-    private var deprecatedTarget: String? { toValue.first(where: ReplayCommand.isAddress) }
+    private var deprecatedTarget: String? { span.to.flatMap { $0.isAddress ? $0.text : nil } }
     private var target: String? { connectTo ?? deprecatedTarget }
-    private var spanEnd: TimeSpec? {
-        if let u = until { return u.spec }
-        return toValue.first { !ReplayCommand.isAddress($0) }.flatMap { try? parseTimeArgument($0).spec }
-    }
-
-    @Option(help: "With --connect-to: how long the consumer may stay quiet after the end before the replay closes (e.g. 1s).")
-    var linger: String = "1s"
-
-    @OptionGroup var replay: ReplayTimingOptions
+    private var timeSpan: TimeSpan { TimeSpan(from: span.from, to: until ?? span.to?.time) }
 
     func validate() throws {
         if connectTo != nil && deprecatedTarget != nil {
             throw ValidationError("give the address once, with --connect-to (--to is the end of the span)")
         }
         if stdout == (target != nil) { throw ValidationError("give exactly one of --stdout and --connect-to ADDRESS") }
-        let times = toValue.filter { !ReplayCommand.isAddress($0) }
-        for v in times {
-            do { _ = try parseTimeArgument(v) } catch { throw ValidationError("--to '\(v)': \(error)") }
+        if let end = span.to, !end.isAddress {
+            do { _ = try TimeArgument.parse(end.text) } catch { throw ValidationError("--to '\(end.text)': \(error)") }
+            if until != nil { throw ValidationError("give the end of the span once (--to TIME)") }
         }
-        if times.count + (until == nil ? 0 : 1) > 1 { throw ValidationError("give the end of the span once (--to TIME)") }
     }
 
     func run() throws {
-        let o = try replay.makeOptions(to: spanEnd)
+        let o = replay.options(span: timeSpan)
         if let t = deprecatedTarget { warn("--to \(t) is the former spelling of --connect-to \(t); --to now means the end of the span, as in every other command") }
         let r = try openRecording(file, strict: false)
         let stopFD = StopSignal.install()
@@ -105,33 +102,39 @@ struct ReplayCommand: ParsableCommand {
                     }
                 },
                 shouldStop: { StopSignal.received != 0 })
-            let sink = ReplayReportSink(path: replay.report, header: reportHeader(file: file, target: "stdout", options: o, script: player.script))
+            let sink = ReplayReportSink(path: output.report, header: reportHeader(file: file, target: "stdout", options: o, script: player.script))
             sink.session(report)
-            try sink.drain(quiet: replay.quiet)
+            try sink.drain(quiet: output.quiet)
             _ = stopFD
             return
         }
         let ep = try parseEndpoint(target!, option: "--connect-to")
-        let lingerNs: Int64
-        do {
-            lingerNs = try TimeSpec.duration(linger)
-        } catch {
-            throw fail("--linger: \(error)", code: Exit.usage)
-        }
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch { throw fail("\(error)") }
-        let sink = ReplayReportSink(path: replay.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
+        let sink = ReplayReportSink(path: output.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
         server.onLog = { sink.log($0) }
         server.onSessionEnd = { sink.session($0) }
-        do { try server.start(connectingTo: ep, linger: lingerNs) } catch { throw fail("\(error)") }
+        do { try server.start(connectingTo: ep, linger: linger.nanoseconds) } catch { throw fail("\(error)") }
         var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
         while !server.isFinished {
             if poll(&p, 1, 50) > 0 { break }
-            try sink.drain(quiet: replay.quiet)
+            try sink.drain(quiet: output.quiet)
         }
         server.stop()
-        try sink.drain(quiet: replay.quiet)
+        try sink.drain(quiet: output.quiet)
         try sink.writeReport()
         if o.strict && sink.all.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
     }
+}
+
+/// `replay`'s `--to`: a time, or the address it named before `--connect-to` existed
+/// (`--to unix:PATH`, `--to tcp:HOST:PORT`; still taken, with a warning). A time is checked in
+/// `ReplayCommand.validate()`, once it is known which of the two it is.
+struct ReplayEnd: SpanEnd {
+    let text: String
+
+    static func spanEnd(_ text: String) -> ReplayEnd { ReplayEnd(text: text) }
+
+    var isAddress: Bool { text.hasPrefix("unix:") || text.hasPrefix("tcp:") }
+    var time: TimeArgument? { isAddress ? nil : try? TimeArgument.parse(text) }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import Options
 import QMP
 import Recording
 import Replay
@@ -11,71 +12,13 @@ import Glibc
 import Darwin
 #endif
 
-/// The replay options shared by `serve` and `replay` (and spelled the same as the shell's
-/// `replay start`, see ReplayArguments).
-struct ReplayTimingOptions: ParsableArguments {
-    @Option(help: "Playback speed, 0.1 to 1000, or max (as fast as the client reads).")
-    var speed: String = "1"
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("Start of the span (default: the recorded negotiation): -2s, 12.5s, @160, ... (see 'qmpreplay --help').", valueName: "time"),
-            transform: parseTimeArgument)
-    var from: TimeArgument?
-
-    @Flag(help: "Start again at --from after --to.")
-    var loop = false
-
-    @Option(name: .customLong("max-gap"), help: "Shorten idle gaps longer than this (e.g. 2s).")
-    var maxGap: String?
-
-    @Flag(help: "Rewrite event timestamps to the replay's wall clock, consistently with the speed (default: recorded bytes unchanged).")
-    var retime = false
-
-    @Option(help: "How client commands match recorded ones: exact (name and arguments) or name.")
-    var match: String = "exact"
-
-    @Option(help: "Answer to a command with no recorded match: error (a GenericError naming the closest recorded command) or empty ({\"return\": {}}).")
-    var unmatched: String = "error"
-
-    @Flag(name: .customLong("clock-only"), help: "Release every event on the clock, also those recorded while a command ran.")
-    var clockOnly = false
-
-    @Flag(help: "The client must send the recorded commands in the recorded order; divergences are reported and the exit status is 1.")
-    var strict = false
-
-    @Flag(name: .customLong("fail-fast"), help: "With --strict: stop at the first divergence.")
-    var failFast = false
-
-    @Option(help: "The recorded connection to replay (default: the first with a greeting).")
-    var connection: UInt32?
-
+/// What `serve` and `replay` report, and where (the replay's own options are `ReplayOptionGroup`).
+struct ReportOptions: ParsableArguments {
     @Option(help: "Write the fidelity report of every session as JSON to this file.")
     var report: String?
 
     @Flag(help: "No per-session summary on standard error.")
     var quiet = false
-
-    /// `to` is the span's end; it is not part of the group because `replay --to` also takes an address.
-    func makeOptions(to: TimeSpec?) throws -> ReplayOptions {
-        var o = ReplayOptions()
-        do {
-            o.speed = try ReplayOptions.parseSpeed(speed)
-            if let g = maxGap { o.maxGap = try ReplayOptions.parseDuration(g, option: "--max-gap") }
-            o.match = try ReplayOptions.parseMatch(match)
-            o.unmatched = try ReplayOptions.parseUnmatched(unmatched)
-            o.from = from?.spec
-            o.to = to
-            o.loop = loop
-            o.retime = retime
-            o.clockOnly = clockOnly
-            o.strict = strict
-            o.failFast = failFast
-            o.connection = connection
-            try o.validate()
-        } catch {
-            throw fail("\(error)", code: Exit.usage)
-        }
-        return o
-    }
 }
 
 /// Collects what the server thread reports, for the main thread to print (Output is not
@@ -186,57 +129,23 @@ struct ServeCommand: ParsableCommand {
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
 
-    @Option(help: ArgumentHelp("Where clients connect: unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT (HOST defaults to 127.0.0.1).", valueName: "address"))
-    var listen: String
+    @OptionGroup var serve: ServeOptions
 
-    @OptionGroup var replay: ReplayTimingOptions
-
-    @Option(parsing: .unconditional, help: ArgumentHelp("End of the span, inclusive (default: the end of the recording).", valueName: "time"),
-            transform: parseTimeArgument)
-    var to: TimeArgument?
-
-    @Flag(help: "One timeline for all clients (late joiners get events from now on).")
-    var shared = false
-
-    @Option(name: .customLong("socket-mode"), help: "Mode of the unix socket (octal).")
-    var socketMode: String = "0600"
-
-    @Option(name: .customLong("client-buffer"), help: "Drop a client that does not read once this much output is queued for it (e.g. 8M).")
-    var clientBuffer: String = "8M"
-
-    @Option(name: .customLong("stall-timeout"), help: "Drop a client whose queued output has not moved for this long (e.g. 10s).")
-    var stallTimeout: String = "10s"
-
-    @Option(name: .customLong("max-clients"), help: "Most clients at once.")
-    var maxClients: Int = 1024
-
-    @Flag(help: "Serve from a SCHED_FIFO thread when permitted, for punctual releases on a busy machine.")
-    var realtime = false
+    @OptionGroup var output: ReportOptions
 
     @Flag(help: "Stop after the first client session.")
     var once = false
 
     func run() throws {
-        var o = try replay.makeOptions(to: to?.spec)
-        let ep = try parseEndpoint(listen, option: "--listen")
-        do {
-            o.socketMode = try ReplayOptions.parseMode(socketMode)
-            o.clientBufferLimit = try ReplayOptions.parseSize(clientBuffer)
-            o.stallTimeout = try ReplayOptions.parseDuration(stallTimeout, option: "--stall-timeout")
-            o.shared = shared
-            o.realtime = realtime
-            o.maxClients = max(1, maxClients)
-            try o.validate()
-        } catch {
-            throw fail("\(error)", code: Exit.usage)
-        }
+        let o = serve.options
+        let ep = try parseEndpoint(serve.listen, option: "--listen")
         let r = try openRecording(file, strict: false)
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch let e as ReplayError {
             if case .usage = e { throw fail(e.description, code: Exit.usage) }
             throw fail(e.description)
         }
-        let sink = ReplayReportSink(path: replay.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
+        let sink = ReplayReportSink(path: output.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
         server.onLog = { sink.log($0) }
         server.onSessionEnd = { sink.session($0) }
         if server.script.greetingSynthesized { warn("\(file): no greeting recorded on connection \(server.script.connection); sending a QEMU \(r.header?.qemuVersion ?? "7.2.0")-like one") }
@@ -248,11 +157,11 @@ struct ServeCommand: ParsableCommand {
                 sink.log("stopping on \(StopSignal.name)")
                 break
             }
-            try sink.drain(quiet: replay.quiet)
+            try sink.drain(quiet: output.quiet)
             if once && !sink.all.isEmpty { break }
         }
         server.stop()
-        try sink.drain(quiet: replay.quiet)
+        try sink.drain(quiet: output.quiet)
         try sink.writeReport()
         if o.strict && sink.all.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
     }

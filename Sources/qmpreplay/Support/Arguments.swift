@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import Options
 import Recording
 import Shell
 
@@ -10,50 +11,17 @@ import Glibc
 import Darwin
 #endif
 
-// The command line's shared option handling: times, addresses, help text layout, plurals.
+// The command line's shared option handling: addresses, help text layout, plurals. The
+// option values themselves (times, sizes, durations, ...) are parsed by the Options module.
 
-/// A time option's value that does not parse, worded for ArgumentParser's
-/// "The value 'X' is invalid for '--from <time>': ..." line.
-struct TimeArgumentError: Error, CustomStringConvertible {
-    let description: String
-}
-
-/// A time option's value as typed (for messages: `--from 99s`, not `--from 1m39s`) and parsed.
-struct TimeArgument: CustomStringConvertible {
-    let spec: TimeSpec
-    let text: String
-    var description: String { text }
-}
-
-/// Parses the value of a time option (`--from`, `--to`, ...). The options are declared with
-/// `parsing: .unconditional`, so that `--from -2s` takes `-2s` as the value rather than as an
-/// option; a value that is really the next option (`--from --to 5s`) is reported as such.
-func parseTimeArgument(_ text: String) throws -> TimeArgument {
-    if text.hasPrefix("--") || (text.hasPrefix("-") && text.dropFirst().first?.isLetter == true) {
-        throw TimeArgumentError(description: "that is an option, not a time: the time is missing (\(TimeSpec.examples))")
-    }
-    do {
-        return TimeArgument(spec: try TimeSpec.parse(text), text: text)
-    } catch {
-        throw TimeArgumentError(description: "\(error.reason); times are \(TimeSpec.examples)")
-    }
-}
-
-/// A socket address on the command line: `unix:PATH`, `tcp:HOST:PORT`, and, as qmp-shell
-/// takes them, a bare path (`/run/vm1.qmp`, `./qmp.sock`) or `HOST:PORT` (`localhost:4444`).
+/// A socket address on the command line (see `Address`); a bad one is a usage error.
 func parseEndpoint(_ text: String, option: String) throws -> Endpoint {
-    if text.hasPrefix("unix:") || text.hasPrefix("tcp:") {
-        do { return try Endpoint(parsing: text) } catch {
-            throw fail("\(option): '\(text)' is not an address: use unix:PATH, tcp:HOST:PORT, a socket path or HOST:PORT", code: Exit.usage)
-        }
-    }
-    if let colon = text.lastIndex(of: ":"), !text.contains("/"), UInt16(text[text.index(after: colon)...]) != nil {
-        do { return try Endpoint(parsing: "tcp:" + text) } catch {}
-    }
-    guard !text.isEmpty, text.utf8.count < 108 else {
-        throw fail("\(option): '\(text)' is not an address: use unix:PATH, tcp:HOST:PORT, a socket path or HOST:PORT", code: Exit.usage)
-    }
-    return .unix(text)
+    do { return try Address.endpoint(text, option: option) } catch { throw fail(error.description, code: Exit.usage) }
+}
+
+/// `--from`/`--to` in `r`; `--to` before `--from` is a usage error.
+func resolveSpan(_ options: TimeSpanOptions, in r: Recording) throws -> ResolvedSpan {
+    do { return try options.span.resolve(in: r) } catch { throw fail(error.description, code: Exit.usage) }
 }
 
 /// `1 record`, `2 records`.
