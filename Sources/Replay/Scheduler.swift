@@ -302,6 +302,7 @@ public final class Scheduler {
     public func resume() {
         guard paused else { return }
         paused = false
+        heldSince = nil  // a hold counts from when the timeline runs again
         anchorWall = clock.now()
         anchorVirtual = pausedVirtual
     }
@@ -327,5 +328,6 @@ public final class Scheduler {
         pausedVirtual = v
         if !started { startVirtual = v }
         barrierFloor = max(t, spanStart)
+        heldSince = nil
     }
 }

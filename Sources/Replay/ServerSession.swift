@@ -4,10 +4,16 @@ import Transport
 
 /// One client's conversation with the fake QEMU, without any I/O: bytes in, bytes out.
 ///
-/// It answers exactly as QEMU 7.2 does (docs/QEMU-FACTS.md, "Wire protocol"; the texts were checked
-/// against a real QEMU 7.2): the recorded greeting, capabilities negotiation, QEMU's errors
-/// for bad input, the recorded replies with the client's own `id`, and the recorded events,
-/// either from its own timeline or pushed by a shared one (`deliver`).
+/// It answers exactly as QEMU 7.2 does (docs/QEMU-FACTS.md, "Wire protocol"; checked against
+/// qemu-system-x86_64 by Tests/Integration/test_replay_differential.py): the recorded
+/// greeting, capabilities negotiation, QEMU's errors for bad input (`QMPInputParser`) and for
+/// unknown commands and arguments (`CommandTable`), the recorded replies with the client's
+/// `id` as QEMU writes it (`QEMUJSONWriter`), `quit`, and the recorded events, either from its
+/// own timeline or pushed by a shared one (`deliver`).
+///
+/// For the socket server: after `receive`, write the queued output; call `releaseDue()` at
+/// `nextDeadline`; print `takeLogLines()`; once `closeAfterFlush` is set, read no more and
+/// close after writing what is queued; on SIGINT/SIGTERM call `shutdown()` first.
 ///
 /// Example: `receive("{\"execute\":\"stop\",\"id\":7}\n")` after negotiation queues the STOP
 /// event recorded while `stop` ran, then `{"return": {}, "id": 7}\r\n`.
@@ -482,7 +488,7 @@ public final class ServerSession {
     /// A shared timeline's release, already formatted (`bytes`); ignored before negotiation
     /// (docs/QEMU-FACTS.md: events are not queued for an unnegotiated client).
     public func deliver(_ bytes: [UInt8], release r: Scheduler.Release) {
-        guard negotiated else { return }
+        guard negotiated, !closeAfterFlush else { return }
         output.append(contentsOf: bytes)
         report.eventsSent += 1
         noteRelease(r)

@@ -110,4 +110,26 @@ struct QEMUInputTests {
         #expect(w(#"{"data":{"reason":"r","guest":false},"event":"SHUTDOWN","timestamp":{"microseconds":1,"seconds":2}}"#)
                 == #"{"timestamp": {"seconds": 2, "microseconds": 1}, "event": "SHUTDOWN", "data": {"guest": false, "reason": "r"}}"#)
     }
+
+    /// Arbitrary bytes, in arbitrary chunks: no trap, and the same items whatever the chunking.
+    @Test func anyBytesAnyChunking() {
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 { seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17; return seed }
+        let alphabet = Array(#"{}[],:"'\ueE.-+0123456789abcdeflnrstux/ \#n"#.utf8) + [0x00, 0x01, 0x0A, 0xC3, 0xA9, 0xED, 0xFE, 0xFF, 0xF0, 0x80]
+        for _ in 0..<2000 {
+            let n = Int(next() % 60)
+            let bytes = (0..<n).map { _ in alphabet[Int(next() % UInt64(alphabet.count))] } + [0x0A]
+            var whole = QMPInputParser(retainLimit: 64, tokenSizeLimit: 40)
+            let a = whole.push(bytes)
+            var pieces = QMPInputParser(retainLimit: 64, tokenSizeLimit: 40)
+            var b: [QMPInputParser.Item] = []
+            var i = 0
+            while i < bytes.count {
+                let k = min(bytes.count, i + 1 + Int(next() % 5))
+                b += pieces.push(bytes[i..<k])
+                i = k
+            }
+            #expect(a == b, "\(bytes)")
+        }
+    }
 }
