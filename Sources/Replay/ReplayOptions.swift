@@ -24,6 +24,19 @@ public enum UnmatchedPolicy: String, Sendable, CaseIterable {
     case empty
 }
 
+/// When the recorded events reach a client (docs/REPLAY.md, "Causality").
+public enum EventRelease: String, Sendable, CaseIterable {
+    /// The default: events recorded while a command ran come with its reply, and events
+    /// after a reply wait for it, as long as the client follows the recorded commands; a
+    /// client that does not send the command an event waits for within `holdPatience` of the
+    /// event's time (it only listens, or does something else) gets every event on the clock.
+    case auto
+    /// Events wait for their commands however long it takes (strict conformance runs).
+    case commands
+    /// Every event on the clock; commands never hold or bring events (`--clock-only`).
+    case clock
+}
+
 /// Every knob of a replay, shared by `qmpreplay serve`, `qmpreplay replay` and the shell's
 /// `replay start` (their options are declared once, in the Options module, and produce one of
 /// these). Example: `var o = ReplayOptions(); o.speed = 10; o.loop = true`.
@@ -44,6 +57,13 @@ public struct ReplayOptions: Sendable {
     public var unmatched: UnmatchedPolicy = .error
     /// Release every event on the clock, even those recorded while a command ran.
     public var clockOnly = false
+    /// How events wait for commands; `clockOnly`, `shared` and `strict` choose a mode of their
+    /// own unless this is set otherwise (see `effectiveRelease`).
+    public var release: EventRelease = .auto
+    /// With `.auto`: how long (wall ns) an event may wait past its time for a command the
+    /// client has not sent before the session concludes the client is not following the
+    /// recorded commands and puts every event on the clock.
+    public var holdPatience: Int64 = 1_000_000_000
     /// The client must send the recorded commands in the recorded order.
     public var strict = false
     /// With `strict`: stop at the first divergence.
@@ -71,6 +91,15 @@ public struct ReplayOptions: Sendable {
     public var realtime = false
 
     public init() {}
+
+    /// The mode in force: `clockOnly` and `shared` timelines are clock-only (one client's
+    /// command cannot move everyone's events); `strict` holds events for their commands
+    /// (the client is expected to send them); otherwise `release`.
+    public var effectiveRelease: EventRelease {
+        if clockOnly || shared { return .clock }
+        if strict && release == .auto { return .commands }
+        return release
+    }
 
     /// Speeds the scheduler accepts (QMP clients behave oddly outside this range anyway).
     public static let speedRange: ClosedRange<Double> = 0.1...1000

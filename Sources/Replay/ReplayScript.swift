@@ -65,8 +65,18 @@ public struct ReplayScript: Sendable {
     public let greetingSynthesized: Bool
     public let commands: [Command]
     public let events: [Event]
-    /// The events released on the clock (not gated), within the span, in recorded order.
+    /// The events released on the clock, within the span, in recorded order: all of them,
+    /// except with `EventRelease.commands`, where gated events come only with their replies.
     public let clockEvents: [Int]
+    /// For each clock event: its time, barrier and gate, as the scheduler takes them (built
+    /// once and shared by every client's scheduler).
+    public let clockTimes: [Int64]
+    public let clockBarriers: [Scheduler.Barrier?]
+    public let clockGates: [Scheduler.Barrier?]
+    /// How events wait for commands in this replay (`ReplayOptions.effectiveRelease`).
+    public let release: EventRelease
+    /// What the replayed QEMU knows about its commands.
+    public let commandTable: CommandTable
     /// Start and end of the replayed span (recording ns).
     public let spanStart: Int64
     public let spanEnd: Int64
@@ -173,26 +183,36 @@ public struct ReplayScript: Sendable {
             throw ReplayError.usage("--to is before --from (\(DurationFormat.short(spanEnd)) < \(DurationFormat.short(spanStart)))")
         }
 
+        release = options.effectiveRelease
         var clock: [Int] = []
         for (k, e) in evs.enumerated() {
             let inSpan = e.time >= spanStart && e.time <= spanEnd
             guard inSpan else { evs[k].gate = nil; continue }
-            if options.clockOnly || options.shared {
-                // Shared timelines are clock-only: one client's command cannot move everyone's events.
+            // A barrier whose reply lies before the span was never the client's to get.
+            if let b = e.barrier, (cmds[b].replyTime ?? 0) < spanStart { evs[k].barrier = nil }
+            switch release {
+            case .clock:
                 evs[k].gate = nil
                 evs[k].barrier = nil
                 clock.append(k)
-            } else if let g = e.gate {
-                cmds[g].gatedEvents.append(k)
-            } else {
-                // A barrier whose reply lies before the span was never the client's to get.
-                if let b = e.barrier, (cmds[b].replyTime ?? 0) < spanStart { evs[k].barrier = nil }
+            case .commands:
+                if let g = e.gate { cmds[g].gatedEvents.append(k) } else { clock.append(k) }
+            case .auto:
+                // Gated events are on the clock too, held while the client follows the
+                // recorded commands and sent with the reply when it sends their command.
+                if let g = e.gate { cmds[g].gatedEvents.append(k); evs[k].barrier = nil }
                 clock.append(k)
             }
         }
         commands = cmds
         events = evs
         clockEvents = clock
+        clockTimes = clock.map { evs[$0].time }
+        clockBarriers = clock.map { k in
+            evs[k].barrier.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].replyTime ?? 0) }
+        }
+        clockGates = clock.map { k in evs[k].gate.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].time) } }
+        commandTable = CommandTable.build(from: cmds)
 
         var bk: [Key: [Int]] = [:]
         var bn: [String: [Int]] = [:]
@@ -221,6 +241,13 @@ public struct ReplayScript: Sendable {
             out.append(contentsOf: [0x0D, 0x0A])
         }
         return out
+    }
+
+    /// The clock item (index into `clockEvents`) of event `k`, if it is on the clock.
+    public func clockItem(ofEvent k: Int) -> Int? {
+        var lo = 0, hi = clockEvents.count
+        while lo < hi { let mid = (lo + hi) / 2; if clockEvents[mid] < k { lo = mid + 1 } else { hi = mid } }
+        return lo < clockEvents.count && clockEvents[lo] == k ? lo : nil
     }
 
     /// Recorded commands with this key, in recorded order.

@@ -7,6 +7,14 @@ import Transport
 /// late barrier each move the anchor. Not thread-safe: owned by one session or by the server
 /// loop under its lock.
 ///
+/// Items may be held back (docs/REPLAY.md, "Causality"): a *barrier* holds an item until a
+/// command has been answered, a *gate* until its command has been received (the session then
+/// sends the item with that command's reply and marks it `releasedElsewhere`). With a
+/// `holdLimit`, an item held that long past its due time makes the scheduler stop holding for
+/// good (`stoppedHolding`): the client is not following the recorded commands, and from then
+/// on every item goes on the clock, the held one at once and the rest at their recorded
+/// distances from it.
+///
 /// Example: items at 1 s, 1.5 s and 30 s with `speed: 2, maxGap: 2s` started at wall W are due
 /// at W+0.5 s, W+0.75 s and W+1.75 s.
 public final class Scheduler {
@@ -29,8 +37,26 @@ public final class Scheduler {
         public init(command: Int, replyTime: Int64) { self.command = command; self.replyTime = replyTime }
     }
 
+    /// Why the scheduler stopped holding items: the item it had held longest and for how long.
+    public struct GiveUp: Sendable, Hashable {
+        public var item: Int
+        public var waited: Int64
+        /// The barrier or gate it waited for.
+        public var waitingFor: Barrier
+        public var isGate: Bool
+    }
+
     public let times: [Int64]
     public let barriers: [Barrier?]
+    /// Per item: the command during which it was recorded (`replyTime` is that command's
+    /// time); held until the session releases it with the reply.
+    public let gates: [Barrier?]
+    /// How long (wall ns) an item may be held past its due time before holding stops; nil:
+    /// forever.
+    public let holdLimit: Int64?
+    /// What happens when an item has been held `holdLimit`: holding stops (true), or the
+    /// scheduler only records it in `longHold` and goes on holding (false).
+    public let stopHoldingAfterLimit: Bool
     public let spanStart: Int64
     public let spanEnd: Int64
     public let loop: Bool
@@ -54,11 +80,25 @@ public final class Scheduler {
     private var answered = Set<Int>()
     /// Barriers whose reply lies before this recording time are satisfied (after seek/loop).
     private var barrierFloor: Int64
+    /// Items already sent by the session (gated items sent with their command's reply).
+    private var releasedOutside = Set<Int>()
+    /// When the item at `position` was first found due but held.
+    public private(set) var heldSince: Int64?
+    /// False once the scheduler has given up holding (or was told to).
+    public private(set) var holding = true
+    /// Set when holding stopped because an item waited longer than `holdLimit`.
+    public private(set) var stoppedHolding: GiveUp?
+    /// With `stopHoldingAfterLimit` false: the first item held longer than `holdLimit`.
+    public private(set) var longHold: GiveUp?
 
-    public init(times: [Int64], barriers: [Barrier?]? = nil, spanStart: Int64, spanEnd: Int64 = .max,
+    public init(times: [Int64], barriers: [Barrier?]? = nil, gates: [Barrier?]? = nil, holdLimit: Int64? = nil,
+                stopHoldingAfterLimit: Bool = true, spanStart: Int64, spanEnd: Int64 = .max,
                 speed: Double?, maxGap: Int64? = nil, loop: Bool = false, clock: ReplayClock) {
         self.times = times
         self.barriers = barriers ?? Array(repeating: nil, count: times.count)
+        self.gates = gates ?? Array(repeating: nil, count: times.count)
+        self.holdLimit = holdLimit
+        self.stopHoldingAfterLimit = stopHoldingAfterLimit
         self.spanStart = spanStart
         self.spanEnd = spanEnd
         self.speed = speed
@@ -135,8 +175,57 @@ public final class Scheduler {
     }
 
     private func isBlocked(_ i: Int) -> Bool {
+        guard holding, !releasedOutside.contains(i) else { return false }
+        if let g = gates[i] { return g.replyTime >= barrierFloor }
         guard let b = barriers[i] else { return false }
         return b.replyTime >= barrierFloor && !answered.contains(b.command)
+    }
+
+    /// Moves past items the session has already sent.
+    private func skipReleasedOutside() {
+        while position < count, releasedOutside.contains(position) {
+            position += 1
+            heldSince = nil
+        }
+    }
+
+    /// A held item that is due: starts or checks its hold; true when it must stay held.
+    private func stillHeld(now: Int64) -> Bool {
+        guard isBlocked(position) else { return false }
+        guard now >= due(position) else { return true }
+        if heldSince == nil { heldSince = now }
+        let since = heldSince!
+        guard let limit = holdLimit, now - since >= limit else { return true }
+        let isGate = gates[position] != nil
+        let g = GiveUp(item: position, waited: now - since, waitingFor: (gates[position] ?? barriers[position])!, isGate: isGate)
+        guard stopHoldingAfterLimit else {
+            if longHold == nil { longHold = g }
+            return true
+        }
+        stoppedHolding = g
+        holding = false
+        heldSince = nil
+        // The held item goes now and the rest follow at their recorded distances from it.
+        if speed != nil {
+            anchorVirtual = virtualTimes[position]
+            anchorWall = now
+        }
+        return false
+    }
+
+    /// True when item `i` has gone out, on the clock or with a reply.
+    public func isReleased(_ i: Int) -> Bool { i < position || releasedOutside.contains(i) }
+
+    /// Stops holding items for barriers and gates (the client does not follow the recording).
+    public func stopHolding() {
+        holding = false
+        heldSince = nil
+    }
+
+    /// The session sent these items itself (with a command's reply): the clock skips them.
+    public func releasedElsewhere(_ items: [Int]) {
+        for i in items where i >= position { releasedOutside.insert(i) }
+        skipReleasedOutside()
     }
 
     /// Releases the next item if it is due now; nil when nothing is due (yet).
@@ -154,39 +243,52 @@ public final class Scheduler {
             anchorWall = end
             anchorVirtual = 0
             barrierFloor = .max
+            releasedOutside.removeAll()
         }
-        if isBlocked(position) { return nil }
+        skipReleasedOutside()
+        guard position < count else { return nil }
+        if stillHeld(now: now) { return nil }
         let d = due(position)
         guard now >= d else { return nil }
         let r = Release(item: position, due: d, at: now, lateness: speed == nil ? 0 : now - d, pass: pass)
         position += 1
         released += 1
+        heldSince = nil
         return r
     }
 
-    /// When the next release is due; nil when finished, paused, not started or waiting for a barrier.
+    /// When the next release is due (or a held item's hold runs out); nil when finished,
+    /// paused, not started or held without limit.
     public func nextDeadline() -> Int64? {
         guard started, !paused else { return nil }
+        func now() -> Int64 { clock.now() }
+        skipReleasedOutside()
         if position >= count {
             guard loop, count > 0 else { return nil }
             return wall(ofVirtual: virtualEnd)
         }
-        if isBlocked(position) { return nil }
+        if isBlocked(position) {
+            guard let limit = holdLimit else { return nil }
+            if let since = heldSince { return !stopHoldingAfterLimit && now() - since >= limit ? nil : since + limit }
+        }
         return due(position)
     }
 
     /// True when the next item waits for a command's reply.
     public var waitingForBarrier: Bool { started && position < count && isBlocked(position) }
 
-    /// Records that the client has had the reply to `command`. A waiting item that is now
-    /// late is re-anchored to follow that reply at its recorded distance.
-    public func answered(command: Int) {
+    /// Records that the client has had the reply to `command` (recorded at `replyTime`), and
+    /// that the session sent the items in `releasing` with it. A waiting item that is now late
+    /// is re-anchored to follow that reply at its recorded distance.
+    public func answered(command: Int, replyTime: Int64? = nil, releasing: [Int] = []) {
         let wasBlocked = waitingForBarrier
         answered.insert(command)
+        releasedElsewhere(releasing)
         guard started, !paused, wasBlocked, position < count, !isBlocked(position), speed != nil else { return }
+        heldSince = nil
         let now = clock.now()
-        if due(position) < now, let b = barriers[position] {
-            anchorVirtual = virtualTime(of: b.replyTime)
+        if due(position) < now, let t = replyTime ?? barriers[position]?.replyTime {
+            anchorVirtual = virtualTime(of: t)
             anchorWall = now
         }
     }
@@ -200,6 +302,7 @@ public final class Scheduler {
     public func resume() {
         guard paused else { return }
         paused = false
+        heldSince = nil  // a hold counts from when the timeline runs again
         anchorWall = clock.now()
         anchorVirtual = pausedVirtual
     }
@@ -225,5 +328,6 @@ public final class Scheduler {
         pausedVirtual = v
         if !started { startVirtual = v }
         barrierFloor = max(t, spanStart)
+        heldSince = nil
     }
 }

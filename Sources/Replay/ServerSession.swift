@@ -4,10 +4,16 @@ import Transport
 
 /// One client's conversation with the fake QEMU, without any I/O: bytes in, bytes out.
 ///
-/// It answers exactly as QEMU 7.2 does (docs/QEMU-FACTS.md, "Wire protocol"; the texts were checked
-/// against a real QEMU 7.2): the recorded greeting, capabilities negotiation, QEMU's errors
-/// for bad input, the recorded replies with the client's own `id`, and the recorded events,
-/// either from its own timeline or pushed by a shared one (`deliver`).
+/// It answers exactly as QEMU 7.2 does (docs/QEMU-FACTS.md, "Wire protocol"; checked against
+/// qemu-system-x86_64 by Tests/Integration/test_replay_differential.py): the recorded
+/// greeting, capabilities negotiation, QEMU's errors for bad input (`QMPInputParser`) and for
+/// unknown commands and arguments (`CommandTable`), the recorded replies with the client's
+/// `id` as QEMU writes it (`QEMUJSONWriter`), `quit`, and the recorded events, either from its
+/// own timeline or pushed by a shared one (`deliver`).
+///
+/// For the socket server: after `receive`, write the queued output; call `releaseDue()` at
+/// `nextDeadline`; print `takeLogLines()`; once `closeAfterFlush` is set, read no more and
+/// close after writing what is queued; on SIGINT/SIGTERM call `shutdown()` first.
 ///
 /// Example: `receive("{\"execute\":\"stop\",\"id\":7}\n")` after negotiation queues the STOP
 /// event recorded while `stop` ran, then `{"return": {}, "id": 7}\r\n`.
@@ -22,9 +28,12 @@ public final class ServerSession {
     public private(set) var oobEnabled = false
     /// Set in strict mode with `failFast` at the first divergence: the server should stop.
     public private(set) var failedFast = false
+    /// The conversation is over (the client sent `quit`, or `shutdown(reason:)` was called):
+    /// the server must write what is queued, then close the connection, and read no more
+    /// (docs/QEMU-FACTS.md, "quit and termination signals": QEMU exits).
+    public private(set) var closeAfterFlush = false
 
-    private var framer: QMPFramer
-    private var inOversize = false
+    private var parser: QMPInputParser
     private var used: [ReplayScript.Key: Int] = [:]
     private var usedByName: [String: Int] = [:]
     private var consumed = Set<Int>()
@@ -32,6 +41,9 @@ public final class ServerSession {
     private var firstLateness: Int64?
     private let startedAt: Int64
     private let wallOffsetMicros: Int64
+    /// Lines for the server's log (notes on held events), taken with `takeLogLines()`.
+    private var logLines: [String] = []
+    private var notedHold = false
 
     /// Bytes waiting to be written to the client (`output[outputStart...]`).
     public private(set) var output: [UInt8] = []
@@ -42,23 +54,33 @@ public final class ServerSession {
         self.script = script
         self.options = options
         self.clock = clock
-        framer = QMPFramer(limit: options.inputLimit)
+        parser = QMPInputParser(retainLimit: options.inputLimit)
         startedAt = clock.now()
         wallOffsetMicros = MonotonicClock.wallOffsetMicros(clock)
         report = SessionReport(client: client, peer: peer, connectedAtMicros: WallClock.nowMicros())
         report.strict = options.strict
         if ownTimeline && !options.shared {
-            let evs = script.clockEvents
             scheduler = Scheduler(
-                times: evs.map { script.events[$0].time },
-                barriers: evs.map { k in
-                    script.events[k].barrier.map { Scheduler.Barrier(command: $0, replyTime: script.commands[$0].replyTime ?? 0) }
-                },
+                times: script.clockTimes, barriers: script.clockBarriers, gates: script.clockGates,
+                holdLimit: script.release == .clock ? nil : options.holdPatience,
+                stopHoldingAfterLimit: script.release == .auto,
                 spanStart: script.spanStart, spanEnd: script.spanEnd, speed: options.speed, maxGap: options.maxGap,
                 loop: options.loop, clock: clock)
         } else {
             scheduler = nil
         }
+    }
+
+    /// Log lines produced since the last call (why events are held back, or stopped being
+    /// held): the server prints them; each is also in the report's notes.
+    public func takeLogLines() -> [String] {
+        defer { logLines.removeAll() }
+        return logLines
+    }
+
+    private func note(_ text: String) {
+        report.notes.append(text)
+        logLines.append("client \(report.client): \(text)")
     }
 
     // MARK: output buffer
@@ -100,24 +122,22 @@ public final class ServerSession {
 
     /// Feeds client bytes in chunks of any size; replies (and events released by them) are queued.
     public func receive<C: Collection>(_ chunk: C) where C.Element == UInt8 {
-        var rest = chunk[...]
-        if inOversize {
-            // Inside an over-long message that was already answered: skip to its end without
-            // the framer's byte-by-byte scan (a 100 MB line must not cost the others much).
-            guard let nl = rest.firstIndex(of: 0x0A) else { return }
-            rest = rest[nl...]
+        guard !closeAfterFlush else { return }
+        parser.push(chunk) { item in
+            guard !closeAfterFlush else { return }
+            switch item {
+            case .value(let v): request(v)
+            case .error(let desc): sendError(nil, "GenericError", desc)
+            case .overlong:
+                sendError(nil, "GenericError", "qmpreplay: message longer than \(options.inputLimit) bytes, not kept (QEMU takes up to 64 MiB)")
+            }
         }
-        for f in framer.push(rest) { handle(f) }
-        // QEMU's streaming parser acts on a message as soon as its closing brace arrives;
-        // clients such as qemu.qmp may send the newline later or never.
-        for f in framer.drain() { handle(f) }
     }
 
-    /// The client closed its side: an unfinished message is answered like QEMU would not (it
-    /// is dropped), so nothing is queued; the report is finished.
+    /// The client closed its side: an unfinished message is dropped, as QEMU drops it, so
+    /// nothing is queued; the report is finished.
     public func finish(reason: String) {
-        _ = framer.finish()
-        report.closeReason = reason
+        report.closeReason = report.closeReason.isEmpty ? reason : report.closeReason
         report.durationNanos = clock.now() - startedAt
         if let s = scheduler { report.passes = s.pass + 1 }
         if options.strict && !failedFast && strictNext < script.commands.count {
@@ -131,86 +151,44 @@ public final class ServerSession {
 
     public func markDropped(_ reason: String) { report.dropped = reason }
 
-    private func handle(_ f: Frame) {
-        switch f.kind {
-        case .json:
-            inOversize = false
-            handleJSON(f)
-        case .garbage:
-            inOversize = false
-            for desc in ServerSession.lexErrors(f.bytes[f.payload]) { sendError(nil, "GenericError", desc) }
-        case .truncated:
-            inOversize = false
-            sendError(nil, "GenericError", "JSON parse error, expecting value")
-        case .oversize:
-            // One answer per over-long message, however many pieces it arrives in.
-            if !inOversize {
-                sendError(nil, "GenericError", "JSON parse error, message longer than \(options.inputLimit) bytes")
-            }
-            inOversize = f.bytes.last != 0x0A
-        }
+    /// The server is stopping on a termination signal: QEMU writes SHUTDOWN (`host-signal`) to
+    /// every negotiated monitor before it exits (docs/QEMU-FACTS.md, "quit and termination
+    /// signals"). Queues that event (nothing for a client that has not negotiated) and sets
+    /// `closeAfterFlush`; the server then writes what is queued and closes.
+    public func shutdown(reason: String = "host-signal") {
+        guard !closeAfterFlush else { return }
+        if negotiated { output.append(contentsOf: ServerSession.shutdownEvent(reason: reason)) }
+        report.closeReason = "server stopped (SHUTDOWN \(reason) sent)"
+        closeAfterFlush = true
     }
 
-    /// QEMU's lexer answers each bad token on its own: `garbage here` gets two errors.
-    static func lexErrors(_ bytes: ArraySlice<UInt8>) -> [String] {
-        var out: [String] = []
-        var i = bytes.startIndex
-        while i < bytes.endIndex {
-            let c = bytes[i]
-            if isJSONSpace(c) { i += 1; continue }
-            if (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) {
-                var j = i
-                while j < bytes.endIndex, (bytes[j] >= 0x41 && bytes[j] <= 0x5A) || (bytes[j] >= 0x61 && bytes[j] <= 0x7A) { j += 1 }
-                let word = String(decoding: bytes[i..<j], as: UTF8.self)
-                out.append(["true", "false", "null"].contains(word) ? "QMP input must be a JSON object" : "JSON parse error, invalid keyword '\(word)'")
-                i = j
-            } else if c == UInt8(ascii: "}") || c == UInt8(ascii: "]") || c == UInt8(ascii: ":") || c == UInt8(ascii: ",") {
-                out.append("JSON parse error, expecting value")
-                i += 1
-            } else if c >= 0x80 || c < 0x20 {
-                out.append("JSON parse error, stray '\u{FFFD}'")
-                i += 1
-            } else {
-                // Scalars at top level (numbers, strings) are not messages; QEMU waits on them silently.
-                if c == UInt8(ascii: "\"") {
-                    var j = i + 1
-                    while j < bytes.endIndex, bytes[j] != UInt8(ascii: "\"") { j += bytes[j] == 0x5C ? 2 : 1 }
-                    i = min(j + 1, bytes.endIndex)
-                } else if (c >= 0x30 && c <= 0x39) || c == UInt8(ascii: "-") {
-                    i += 1
-                    while i < bytes.endIndex, !isJSONSpace(bytes[i]) { i += 1 }
-                } else {
-                    out.append("JSON parse error, stray '\(String(UnicodeScalar(c)))'")
-                    i += 1
-                }
-            }
-        }
-        return out
+    /// A SHUTDOWN event as QEMU writes it, stamped now: `{"timestamp": {...}, "event":
+    /// "SHUTDOWN", "data": {"guest": false, "reason": REASON}}` and CR LF.
+    public static func shutdownEvent(reason: String, guest: Bool = false, nowMicros: Int64 = WallClock.nowMicros()) -> [UInt8] {
+        var ts = JSONObject()
+        ts["seconds"] = .int(nowMicros / 1_000_000)
+        ts["microseconds"] = .int(nowMicros % 1_000_000)
+        var data = JSONObject()
+        data["guest"] = .bool(guest)
+        data["reason"] = .string(reason)
+        var o = JSONObject()
+        o["event"] = .string("SHUTDOWN")
+        o["timestamp"] = .object(ts)
+        o["data"] = .object(data)
+        return QEMUJSONWriter.bytes(.object(o), qdictOrder: true) + [0x0D, 0x0A]
     }
 
-    private func handleJSON(_ f: Frame) {
-        let value: JSONValue
-        do {
-            value = try f.bytes.withUnsafeBufferPointer { buf throws(JSONParseError) in
-                try JSONParser.parse(UnsafeBufferPointer(rebasing: buf[f.payload]))
-            }
-        } catch {
-            sendError(nil, "GenericError", "JSON parse error, \(ServerSession.parseErrorText(error))")
-            return
-        }
-        if ServerSession.hasDuplicateKey(value) {
-            sendError(nil, "GenericError", "JSON parse error, duplicate key")
-            return
-        }
+    /// One parsed request, checked as QEMU's dispatcher checks it (docs/QEMU-FACTS.md,
+    /// "Command"): the members in QEMU's dictionary order, then the command.
+    private func request(_ value: JSONValue) {
         guard case .object(let o) = value else {
             sendError(nil, "GenericError", "QMP input must be a JSON object")
             return
         }
         let id = o["id"]
-        // qapi/qmp-dispatch.c, qmp_dispatch_check_obj: members in order, with QEMU's wording.
         var name: String?
-        var oob = false
-        for m in o.members {
+        var execKey: String?
+        for m in QDictOrder.sorted(o.members) {
             switch m.key {
             case "execute", "exec-oob":
                 // exec-oob is a member like any unknown one until oob is enabled.
@@ -220,11 +198,11 @@ public final class ServerSession {
                 guard let s = m.value.stringValue else {
                     sendError(id, "GenericError", "QMP input member '\(m.key)' must be a string"); return
                 }
-                if name != nil {
-                    sendError(id, "GenericError", "QMP input member '\(m.key)' clashes with '\(oob ? "exec-oob" : "execute")'"); return
+                if let k = execKey {
+                    sendError(id, "GenericError", "QMP input member '\(m.key)' clashes with '\(k)'"); return
                 }
                 name = s
-                oob = m.key == "exec-oob"
+                execKey = m.key
             case "arguments":
                 if m.value.objectValue == nil {
                     sendError(id, "GenericError", "QMP input member 'arguments' must be an object"); return
@@ -242,43 +220,41 @@ public final class ServerSession {
         let args = o["arguments"]?.objectValue
         report.commandsReceived += 1
         if options.strict { checkStrict(cmd, args, json: value) }
-        if cmd == "qmp_capabilities" {
-            negotiate(args, id: id)
-            return
-        }
         guard negotiated else {
-            // monitor/qmp.c: before negotiation only qmp_capabilities exists, and the
-            // CommandNotFound is reworded.
-            sendError(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
+            if cmd == "qmp_capabilities" {
+                negotiate(args, id: id)
+            } else {
+                // monitor/qmp.c: before negotiation only qmp_capabilities exists, and the
+                // CommandNotFound is reworded.
+                sendError(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
+            }
             return
         }
-        answer(cmd, args, id: id)
-    }
-
-    static func parseErrorText(_ e: JSONParseError) -> String {
-        let r = e.reason.lowercased()
-        if r.contains("nesting") { return "nesting too deep" }
-        return "expecting value"
-    }
-
-    static func hasDuplicateKey(_ v: JSONValue) -> Bool {
-        switch v {
-        case .object(let o):
-            if o.count > 1 {
-                var seen = Set<String>()
-                for m in o.members { if !seen.insert(m.key).inserted { return true } }
-            }
-            return o.members.contains { hasDuplicateKey($0.value) }
-        case .array(let a): return a.contains { hasDuplicateKey($0) }
-        default: return false
+        // qapi/qmp-dispatch.c: the command must exist, then allow out-of-band execution if asked.
+        // With `--unmatched empty` and no schema, "never recorded" is only a guess: answer it.
+        let guessing = script.commandTable.source == .recordedCalls && options.unmatched == .empty
+        guard let known = script.commandTable.lookup(cmd) ?? (guessing ? CommandTable.Command(arguments: nil, allowOOB: true) : nil) else {
+            report.commandsUnmatched += 1
+            sendError(id, "CommandNotFound", "The command \(cmd) has not been found", protocolError: false)
+            return
         }
-    }
-
-    private func negotiate(_ args: JSONObject?, id: JSONValue?) {
-        if negotiated {
+        if execKey == "exec-oob" && !known.allowOOB {
+            sendError(id, "GenericError", "The command \(cmd) does not support OOB", protocolError: false)
+            return
+        }
+        if cmd == "qmp_capabilities" {
             sendError(id, "CommandNotFound", "Capabilities negotiation is already complete, command ignored")
             return
         }
+        if cmd == "quit" && script.candidates(name: cmd, arguments: args, mode: options.match).isEmpty {
+            quitUnrecorded(args, id: id)
+            return
+        }
+        let matched = answer(cmd, args, id: id)
+        if cmd == "quit", let k = matched { quitRecorded(k) }
+    }
+
+    private func negotiate(_ args: JSONObject?, id: JSONValue?) {
         // QAPI's input visitor checks the arguments (texts as QEMU 7.2 prints them).
         var wantOOB = false
         for m in args ?? JSONObject() {
@@ -307,10 +283,22 @@ public final class ServerSession {
         scheduler?.start()
     }
 
-    private func answer(_ name: String, _ args: JSONObject?, id: JSONValue?) {
+    /// Answers a command of the recording's QEMU; returns the recorded command it matched.
+    @discardableResult
+    private func answer(_ name: String, _ args: JSONObject?, id: JSONValue?) -> Int? {
         let cands = script.candidates(name: name, arguments: args, mode: options.match)
         guard !cands.isEmpty else {
             report.commandsUnmatched += 1
+            // QAPI's argument check, where the schema (or the recorded calls) tell the arguments.
+            if let missing = script.commandTable.missingArgument(name, args) {
+                sendError(id, "GenericError", "Parameter '\(missing)' is missing", protocolError: false)
+                return nil
+            }
+            if options.unmatched == .error || script.commandTable.source != .recordedCalls,
+               let extra = script.commandTable.unexpectedArgument(name, args) {
+                sendError(id, "GenericError", "Parameter '\(extra)' is unexpected", protocolError: false)
+                return nil
+            }
             switch options.unmatched {
             case .empty:
                 sendReturn(.object(JSONObject()), id: id)
@@ -325,7 +313,7 @@ public final class ServerSession {
                 }
                 sendError(id, "GenericError", desc, protocolError: false)
             }
-            return
+            return nil
         }
         // The n-th request with this key gets the n-th recorded occurrence; beyond them the last again.
         let n: Int
@@ -340,11 +328,17 @@ public final class ServerSession {
         report.commandsMatched += 1
         if n >= cands.count { report.commandsRepeated += 1 }
         let cmd = script.commands[k]
+        var sentItems: [Int] = []
         if consumed.insert(k).inserted {
             // docs/QEMU-FACTS.md, "Ordering without oob": events raised while a command runs are
-            // written before its reply.
+            // written before its reply (unless the clock already sent them to a client that was
+            // not following the recorded commands).
             let now = clock.now()
             for e in cmd.gatedEvents {
+                if let item = script.clockItem(ofEvent: e) {
+                    if scheduler?.isReleased(item) ?? false { continue }
+                    sentItems.append(item)
+                }
                 appendEvent(e, due: now)
                 report.eventsWithReplies += 1
             }
@@ -356,7 +350,41 @@ public final class ServerSession {
             // still have answered; an empty return is the least surprising stand-in.
             sendReturn(.object(JSONObject()), id: id)
         }
-        scheduler?.answered(command: k)
+        scheduler?.answered(command: k, replyTime: cmd.replyTime, releasing: sentItems)
+        return k
+    }
+
+    /// After a recorded `quit` and its reply: QEMU exits, and SHUTDOWN (`host-qmp-quit`) is
+    /// always written before the monitor closes (docs/QEMU-FACTS.md, "quit and termination
+    /// signals"). When the recording had it after the reply, it is sent now; when the
+    /// recording had none, one is made.
+    private func quitRecorded(_ k: Int) {
+        let quit = script.commands[k]
+        if !quit.gatedEvents.contains(where: { script.events[$0].name == "SHUTDOWN" }) {
+            if let e = script.events.firstIndex(where: { $0.name == "SHUTDOWN" && $0.record > quit.record }) {
+                appendEvent(e, due: clock.now())
+            } else {
+                output.append(contentsOf: ServerSession.shutdownEvent(reason: "host-qmp-quit"))
+                report.eventsSent += 1
+            }
+        }
+        report.closeReason = "the client sent quit"
+        closeAfterFlush = true
+    }
+
+    /// `quit` that the recording does not answer: QEMU 7.2 writes SHUTDOWN (`host-qmp-quit`),
+    /// then the reply, then closes (checked against qemu-system-x86_64 7.2).
+    private func quitUnrecorded(_ args: JSONObject?, id: JSONValue?) {
+        if let extra = args?.keys.first {
+            sendError(id, "GenericError", "Parameter '\(extra)' is unexpected", protocolError: false)
+            return
+        }
+        report.commandsMatched += 1
+        output.append(contentsOf: ServerSession.shutdownEvent(reason: "host-qmp-quit"))
+        report.eventsSent += 1
+        sendReturn(.object(JSONObject()), id: id)
+        report.closeReason = "the client sent quit"
+        closeAfterFlush = true
     }
 
     private func checkStrict(_ name: String, _ args: JSONObject?, json: JSONValue) {
@@ -402,6 +430,9 @@ public final class ServerSession {
             }
             d = Divergence(kind: .unexpected, sequence: seq, received: .object(received), expected: ref.map(stripped),
                            expectedLine: ref?.line, diff: diff, message: msg)
+            // The expected command with other arguments takes its place in the sequence, so
+            // that the next command is not reported again as skipping it (out of order).
+            if strictNext < cmds.count && cmds[strictNext].name == name { strictNext += 1 }
         }
         report.divergences.append(d)
         if options.failFast { failedFast = true }
@@ -412,12 +443,40 @@ public final class ServerSession {
     /// Releases the events of this session's own timeline that are due now. At max speed only
     /// while less than `watermark` bytes are queued, so a fast replay follows the reader.
     public func releaseDue(watermark: Int = 256 << 10) {
-        guard let s = scheduler, negotiated else { return }
+        guard let s = scheduler, negotiated, !closeAfterFlush else { return }
+        let wasHolding = s.holding
         while s.speed != nil || pendingOutputCount < watermark, let r = s.next() {
             let e = script.clockEvents[r.item]
             appendEvent(e, due: r.due)
             noteRelease(r)
         }
+        if wasHolding, let g = s.stoppedHolding { noteStoppedHolding(g) }
+        noteLongHold(s)
+    }
+
+    /// What an event waits for, for notes: "the reply to `balloon` (FILE:LINE)".
+    private func waitingFor(_ b: Scheduler.Barrier, gate: Bool) -> String {
+        let c = script.commands[b.command]
+        return gate ? "`\(c.name)` (\(script.path):\(c.line)), recorded while that command ran"
+                    : "the reply to `\(c.name)` (\(script.path):\(c.line))"
+    }
+
+    private func noteStoppedHolding(_ g: Scheduler.GiveUp) {
+        let e = script.events[script.clockEvents[g.item]]
+        let secs = DurationFormat.fixed(Double(g.waited) / 1e9, 1)
+        note("events no longer wait for commands: \(e.name) (\(script.path):\(e.line)) waited \(secs)s for "
+            + "\(waitingFor(g.waitingFor, gate: g.isGate)), which this client has not sent (it only listens, or "
+            + "does not follow the recorded commands); from now on every event follows the recorded clock")
+    }
+
+    /// In `.commands` mode events wait without limit: say so once, when one has waited as
+    /// long as `.auto` would have waited.
+    private func noteLongHold(_ s: Scheduler) {
+        guard !notedHold, let g = s.longHold else { return }
+        notedHold = true
+        let e = script.events[script.clockEvents[g.item]]
+        note("events are held back: \(e.name) (\(script.path):\(e.line)) waits for \(waitingFor(g.waitingFor, gate: g.isGate)), "
+            + "which this client has not sent; in this mode (--strict) events wait for their commands")
     }
 
     /// When this session's timeline next wants to run; nil when it waits for nothing timed.
@@ -429,7 +488,7 @@ public final class ServerSession {
     /// A shared timeline's release, already formatted (`bytes`); ignored before negotiation
     /// (docs/QEMU-FACTS.md: events are not queued for an unnegotiated client).
     public func deliver(_ bytes: [UInt8], release r: Scheduler.Release) {
-        guard negotiated else { return }
+        guard negotiated, !closeAfterFlush else { return }
         output.append(contentsOf: bytes)
         report.eventsSent += 1
         noteRelease(r)
@@ -465,41 +524,57 @@ public final class ServerSession {
         o["timestamp"] = .object(JSONObject([
             "seconds": .int(newTS / 1_000_000), "microseconds": .int(newTS % 1_000_000),
         ]))
-        return JSONValue.object(o).serializedBytes(.qemu) + [0x0D, 0x0A]
+        return QEMUJSONWriter.bytes(.object(o), qdictOrder: false) + [0x0D, 0x0A]
     }
 
     // MARK: replies
 
-    /// `{"return": VALUE, "id": ID}`: QEMU writes the id last in replies.
+    /// `{"return": VALUE, "id": ID}`, in QEMU's dictionary order (the id comes last).
     private func sendReturn(_ value: JSONValue, id: JSONValue?) {
         var o = JSONObject()
         o["return"] = value
         if let id { o["id"] = id }
-        emit(o)
+        emit(o, built: true)
     }
 
-    /// `{"id": ID, "error": {...}}`: QEMU 7.2 writes the id first in errors.
+    /// `{"id": ID, "error": {"class": ..., "desc": ...}}`, in QEMU's dictionary order (the id first).
     private func sendError(_ id: JSONValue?, _ cls: String, _ desc: String, protocolError: Bool = true) {
         var o = JSONObject()
-        if let id { o["id"] = id }
         o["error"] = .object(JSONObject(["class": .string(cls), "desc": .string(desc)]))
+        if let id { o["id"] = id }
         if protocolError { report.protocolErrors += 1 }
-        emit(o)
+        emit(o, built: true)
     }
 
-    /// The recorded reply with the client's id in place of the recorded one (or none).
+    /// The recorded reply with the client's id in place of the recorded one (or none), where
+    /// QEMU's dictionary puts it.
     private func sendRecordedReply(_ reply: JSONObject, id: JSONValue?) {
         var o = reply
-        if o["id"] != nil {
-            if let id { o["id"] = id } else { o["id"] = nil }
-        } else if let id {
-            if o["error"] != nil { o.members.insert(JSONObject.Member(key: "id", value: id), at: 0) } else { o["id"] = id }
+        o["id"] = nil
+        if let id {
+            let idBucket = QDictOrder.bucket("id")
+            let at = o.members.firstIndex { QDictOrder.bucket($0.key) > idBucket } ?? o.members.count
+            o.members.insert(JSONObject.Member(key: "id", value: id), at: at)
         }
-        emit(o)
+        emit(o, built: false)
     }
 
-    private func emit(_ o: JSONObject) {
-        JSONWriter.write(.object(o), layout: .qemu, level: 0, into: &output)
+    /// Writes a response as QEMU would: `built` responses entirely in dictionary order; a
+    /// recorded one keeps its recorded order, except that the client's id (a value QEMU
+    /// rebuilt from the request) is written in dictionary order.
+    private func emit(_ o: JSONObject, built: Bool) {
+        if built {
+            QEMUJSONWriter.write(.object(o), qdictOrder: true, into: &output)
+        } else {
+            output.append(UInt8(ascii: "{"))
+            for (i, m) in o.members.enumerated() {
+                if i > 0 { output.append(contentsOf: [UInt8(ascii: ","), 0x20]) }
+                QEMUJSONWriter.writeString(m.key, into: &output)
+                output.append(contentsOf: [UInt8(ascii: ":"), 0x20])
+                QEMUJSONWriter.write(m.value, qdictOrder: m.key == "id", into: &output)
+            }
+            output.append(UInt8(ascii: "}"))
+        }
         output.append(contentsOf: [0x0D, 0x0A])
     }
 }

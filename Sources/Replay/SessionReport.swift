@@ -51,8 +51,12 @@ public struct SessionReport: Sendable, CustomStringConvertible {
     public var eventsSent = 0
     /// Of `eventsSent`, those released with a command's reply (causality) rather than the clock.
     public var eventsWithReplies = 0
-    /// Scheduled releases' lateness in ns (clock releases at a finite speed only).
+    /// Scheduled releases' lateness in ns (clock releases at a finite speed only), measured at
+    /// the server: the time the event's bytes were queued for the client minus the time it was
+    /// due. What the client sees is later by the socket write and the client's own wake-up.
     public var lateness: [Int64] = []
+    /// Where `lateness` is measured, as the report says it.
+    public static let latenessMeasuredAt = "server, when the event was queued for the client (before the socket write)"
     /// Lateness of the last release minus that of the first: how far the replay drifted.
     public var driftNanos: Int64 = 0
     public var commandsReceived = 0
@@ -68,6 +72,8 @@ public struct SessionReport: Sendable, CustomStringConvertible {
     public var strict = false
     public var divergences: [Divergence] = []
     public var passes = 1
+    /// Things the client should know about this session, e.g. why events were held back.
+    public var notes: [String] = []
 
     public init(client: Int, peer: String, connectedAtMicros: Int64) {
         self.client = client; self.peer = peer; self.connectedAtMicros = connectedAtMicros
@@ -98,6 +104,7 @@ public struct SessionReport: Sendable, CustomStringConvertible {
         l["p50_us"] = us(latenessPercentile(0.5))
         l["p99_us"] = us(latenessPercentile(0.99))
         l["max_us"] = us(lateness.max() ?? 0)
+        l["measured_at"] = .string(SessionReport.latenessMeasuredAt)
         o["lateness"] = .object(l)
         o["drift_us"] = us(driftNanos)
         var c = JSONObject()
@@ -111,6 +118,7 @@ public struct SessionReport: Sendable, CustomStringConvertible {
         o["loop_passes"] = .int(passes)
         o["close_reason"] = .string(closeReason)
         o["dropped"] = dropped.map { .string($0) } ?? .null
+        if !notes.isEmpty { o["notes"] = .array(notes.map { .string($0) }) }
         if strict {
             o["strict"] = .object(JSONObject([
                 "ok": .bool(divergences.isEmpty),
@@ -128,13 +136,14 @@ public struct SessionReport: Sendable, CustomStringConvertible {
         s += ": \(eventsSent) events sent"
         if eventsWithReplies > 0 { s += " (\(eventsWithReplies) with replies)" }
         if !lateness.isEmpty {
-            s += ", lateness p50 \(ms(latenessPercentile(0.5))) p99 \(ms(latenessPercentile(0.99))) max \(ms(lateness.max() ?? 0)), drift \(ms(driftNanos))"
+            s += ", lateness at the server p50 \(ms(latenessPercentile(0.5))) p99 \(ms(latenessPercentile(0.99))) max \(ms(lateness.max() ?? 0)), drift \(ms(driftNanos))"
         }
         s += "; commands \(commandsMatched) matched"
         if commandsRepeated > 0 { s += " (\(commandsRepeated) repeated)" }
         s += ", \(commandsUnmatched) unmatched"
         if protocolErrors > 0 { s += ", \(protocolErrors) protocol errors" }
         if strict { s += divergences.isEmpty ? "; strict: ok" : "; strict: \(divergences.count) divergence(s)" }
+        if !notes.isEmpty { s += "; " + notes.joined(separator: "; ") }
         return s
     }
 }
