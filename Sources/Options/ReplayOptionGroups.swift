@@ -33,8 +33,13 @@ public struct ReplayOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Answer to a command with no recorded match: error (a GenericError naming the closest recorded command) or empty ({\"return\": {}}).", valueName: "answer"))
     public var unmatched = defaults.unmatched
 
-    @Flag(name: .customLong("clock-only"), help: "Release every event on the clock, also those recorded while a command ran.")
+    @Flag(name: .customLong("clock-only"), help: "Release every event on the clock, also those recorded while a command ran (the same as --event-order clock).")
     public var clockOnly = false
+
+    @Option(name: .customLong("event-order"), help: ArgumentHelp(
+        "How events recorded after a command's reply wait for the client: auto (they wait while the client follows the recorded commands; a client that only listens gets them on the clock), commands (they wait however long it takes; --strict's default) or clock.",
+        valueName: "mode"))
+    public var eventOrder: EventRelease = ReplayOptions().release
 
     @Flag(help: "The client must send the recorded commands in the recorded order; divergences are reported (serve, replay: the exit status is 1).")
     public var strict = false
@@ -57,6 +62,7 @@ public struct ReplayOptionGroup: ParsableArguments {
         o.match = match
         o.unmatched = unmatched
         o.clockOnly = clockOnly
+        o.release = eventOrder
         o.strict = strict
         o.failFast = failFast
         o.connection = connection
@@ -156,3 +162,5 @@ public enum OptionErrors {
         return String(s)
     }
 }
+
+extension EventRelease: ExpressibleByArgument {}
