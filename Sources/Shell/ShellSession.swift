@@ -261,6 +261,7 @@ public final class ShellSession {
         if !s.commands.isEmpty { emit("  commands: " + s.commands.prefix(12).map { "\($0.0) \($0.1)" }.joined(separator: ", ") + (s.commands.count > 12 ? ", ..." : "")) }
         if !s.errors.isEmpty { emit("  errors: " + s.errors.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) }
         emit("  connections: \(s.connections.count); trailer: " + (s.trailer.map { "\($0.reason)" } ?? "missing"))
+        emit("  schema: \(schema.summary) ('describe' says why)")
         if let k = s.skew {
             emit("  QEMU clock skew: min \(DurationFormat.short(k.minMicros.multipliedSaturating(by: 1000))), median \(DurationFormat.short(k.medianMicros.multipliedSaturating(by: 1000))), max \(DurationFormat.short(k.maxMicros.multipliedSaturating(by: 1000)))")
         }
