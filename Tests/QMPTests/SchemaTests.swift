@@ -52,6 +52,36 @@ struct SchemaParsingTests {
     }
 }
 
+@Suite("QAPISchema: replies made to refer to themselves")
+struct SchemaCycleTests {
+    /// QEMU never sends these, but a --schema file or a recording can hold anything.
+    static let reply = #"""
+        [{"name": "str", "meta-type": "builtin", "json-type": "string"},
+         {"name": "e", "meta-type": "enum", "values": ["a", "b"]},
+         {"name": "U", "meta-type": "object", "tag": "t", "members": [{"name": "t", "type": "e"}, {"name": "self", "type": "U", "default": null}],
+          "variants": [{"case": "a", "type": "U"}, {"case": "b", "type": "[A]"}]},
+         {"name": "[A]", "meta-type": "array", "element-type": "[A]"},
+         {"name": "A", "meta-type": "alternate", "members": [{"type": "A"}, {"type": "str"}, {"type": "U"}]},
+         {"name": "cmd", "meta-type": "command", "arg-type": "U", "ret-type": "[A]"},
+         {"name": "EV", "meta-type": "event", "arg-type": "A"}]
+        """#
+
+    @Test("checking, describing and completing still end")
+    func terminates() throws {
+        let s = try QAPISchema(reply: JSONParser.parse(Self.reply))
+        let u = s.command("cmd")!.argType
+        _ = s.check(.object(object(#"{"t": "a", "self": {"t": "b", "x": 1}}"#)), against: u, root: "arguments")
+        _ = s.check(try JSONParser.parse(#"[[["x"]]]"#), against: s.command("cmd")!.returnType, root: "return")
+        _ = s.checkEvent("EV", data: object(#"{"t": "a"}"#))
+        #expect(!s.describeEntry("cmd").isEmpty)
+        #expect(!s.memberPaths(of: u, prefix: "arguments").isEmpty)
+        _ = s.members(of: u)
+        _ = s.enumValues(s.command("cmd")!.returnType)
+        _ = s.describe(s.command("cmd")!.returnType)
+        _ = s.type(at: ["self", "self", "t"], below: u)
+    }
+}
+
 @Suite("QAPISchema: checking values (QEMU 7.2.22)")
 struct SchemaCheckTests {
     let s = SchemaFixtures.schema("7.2")

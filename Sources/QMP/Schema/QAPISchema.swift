@@ -139,12 +139,18 @@ public final class QAPISchema: Sendable {
     /// Every member an object type can have: its own, plus those of the variant `tagValue`
     /// selects, or of every variant when `tagValue` is nil (what completion offers).
     public func members(of ref: TypeRef, tagValue: String? = nil) -> [Member] {
-        guard let o = object(ref) else { return [] }
+        members(of: ref, tagValue: tagValue, depth: 8)
+    }
+
+    // Depth limits here and below: a reply read from a file could be made to refer to
+    // itself (a union whose variant is the union, an array of itself); QEMU's never do.
+    private func members(of ref: TypeRef, tagValue: String?, depth: Int) -> [Member] {
+        guard depth > 0, let o = object(ref) else { return [] }
         var out = o.members
         var seen = Set(out.map(\.name))
         let chosen: [Variant] = tagValue.map { v in o.variant(v).map { [$0] } ?? [] } ?? o.variants
         for v in chosen {
-            for m in members(of: v.type) where !seen.contains(m.name) {
+            for m in members(of: v.type, tagValue: nil, depth: depth - 1) where !seen.contains(m.name) {
                 seen.insert(m.name)
                 out.append(m)
             }
@@ -157,19 +163,32 @@ public final class QAPISchema: Sendable {
     public func type(at path: [String], below ref: TypeRef) -> TypeRef? {
         var t = ref
         for part in path {
-            while case .array(let e) = types[t].body { t = e }
+            t = elementType(t)
             guard let m = members(of: t).first(where: { $0.name == part }) else { return nil }
             t = m.type
         }
         return t
     }
 
+    /// The type an array holds (through arrays of arrays); the type itself when not an array.
+    public func elementType(_ ref: TypeRef) -> TypeRef {
+        var t = ref
+        for _ in 0..<16 {
+            guard case .array(let e) = types[t].body else { return t }
+            t = e
+        }
+        return t
+    }
+
     /// The values of an enum type (through arrays and alternates), for completion.
     public func enumValues(_ ref: TypeRef) -> [String] {
-        switch types[ref].body {
+        switch types[elementType(ref)].body {
         case .enumeration(let e): return e.values
-        case .array(let e): return enumValues(e)
-        case .alternate(let ms): return ms.flatMap { enumValues($0) }
+        case .alternate(let ms): return ms.flatMap { m -> [String] in
+            if case .enumeration(let e) = types[elementType(m)].body { return e.values }
+            if case .builtin(.boolean) = types[m].body { return ["true", "false"] }
+            return []
+        }
         case .builtin(.boolean): return ["true", "false"]
         default: return []
         }
@@ -178,6 +197,11 @@ public final class QAPISchema: Sendable {
     /// A type as a person reads it: `str`, `int`, `'a' | 'b'` for a small enum, `[...]`,
     /// `object`, `str or null`.
     public func describe(_ ref: TypeRef, enumLimit: Int = 8) -> String {
+        describe(ref, enumLimit: enumLimit, depth: 6)
+    }
+
+    private func describe(_ ref: TypeRef, enumLimit: Int, depth: Int) -> String {
+        guard depth > 0 else { return "…" }
         let t = types[ref]
         switch t.body {
         case .builtin(let j):
@@ -189,9 +213,9 @@ public final class QAPISchema: Sendable {
         case .enumeration(let e):
             let shown = e.values.prefix(enumLimit).map { "'\($0)'" }.joined(separator: " | ")
             return e.values.count > enumLimit ? shown + " | … (\(e.values.count) values)" : shown
-        case .array(let e): return "[" + describe(e, enumLimit: enumLimit) + "]"
+        case .array(let e): return "[" + describe(e, enumLimit: enumLimit, depth: depth - 1) + "]"
         case .object: return "object"
-        case .alternate(let ms): return ms.map { describe($0, enumLimit: enumLimit) }.joined(separator: " or ")
+        case .alternate(let ms): return ms.map { describe($0, enumLimit: enumLimit, depth: depth - 1) }.joined(separator: " or ")
         }
     }
 }

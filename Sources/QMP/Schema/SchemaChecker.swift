@@ -148,7 +148,7 @@ struct SchemaWalker {
         // A tag outside its enum was reported already; the members of the variant it
         // failed to select would only repeat that.
         var lostVariant = false
-        while let l = layer, let ot = schema.object(l) {
+        while let l = layer, !layers.contains(l), let ot = schema.object(l) {
             layers.append(l)
             layer = nil
             for m in ot.members {

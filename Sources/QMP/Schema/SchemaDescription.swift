@@ -42,8 +42,7 @@ extension QAPISchema {
 
     /// Member lines of an object type (through arrays), `name? type [features]`.
     func describeMembers(_ ref: TypeRef, indent: Int, depth: Int) -> [String] {
-        var t = ref
-        while case .array(let e) = types[t].body { t = e }
+        let t = elementType(ref)
         guard depth > 0, let o = object(t) else { return [] }
         let pad = String(repeating: " ", count: indent)
         let width = min(28, (o.members.map { $0.name.count + ($0.optional ? 1 : 0) }.max() ?? 0) + 2)
@@ -73,8 +72,7 @@ extension QAPISchema {
     /// completion; unions contribute every variant's members.
     public func memberPaths(of ref: TypeRef, prefix: String, depth: Int = 3) -> [String] {
         var out: [String] = []
-        var t = ref
-        while case .array(let e) = types[t].body { t = e }
+        let t = elementType(ref)
         guard depth > 0, object(t) != nil else { return out }
         for m in members(of: t) {
             let p = prefix + "." + m.name
