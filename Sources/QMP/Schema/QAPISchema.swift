@@ -24,13 +24,21 @@ public final class QAPISchema: Sendable {
     /// The `features` of a command, event, type, member or enum value. `deprecated` and
     /// `unstable` are the two QEMU acts on (`-compat`); others (`json-cli`, ...) only inform.
     public struct Features: Sendable, Hashable {
-        public var names: [String]
-        public var deprecated: Bool { names.contains("deprecated") }
-        public var unstable: Bool { names.contains("unstable") }
+        public let names: [String]
+        // Decided once: validation asks for every command and event it sees.
+        public let deprecated: Bool
+        public let unstable: Bool
         /// `deprecated` and/or `unstable`, in that order: what a note about its use names.
-        public var flagged: [String] { names.filter { $0 == "deprecated" || $0 == "unstable" } }
+        public var flagged: [String] {
+            guard deprecated || unstable else { return [] }
+            return (deprecated ? ["deprecated"] : []) + (unstable ? ["unstable"] : [])
+        }
         public var isEmpty: Bool { names.isEmpty }
-        public init(_ names: [String] = []) { self.names = names }
+        public init(_ names: [String] = []) {
+            self.names = names
+            deprecated = names.contains("deprecated")
+            unstable = names.contains("unstable")
+        }
     }
 
     public struct Member: Sendable {
@@ -47,20 +55,29 @@ public final class QAPISchema: Sendable {
         public var type: TypeRef
     }
 
-    public struct ObjectType: Sendable {
-        public var members: [Member]
+    /// A class, so that the checker's many lookups share it instead of copying three arrays.
+    public final class ObjectType: Sendable {
+        public let members: [Member]
         /// The member whose (enum) value selects a variant: flat unions.
-        public var tag: String?
-        public var variants: [Variant]
+        public let tag: String?
+        public let variants: [Variant]
+
+        public init(members: [Member], tag: String?, variants: [Variant]) {
+            self.members = members; self.tag = tag; self.variants = variants
+        }
 
         public func member(_ name: String) -> Member? { members.first { $0.name == name } }
         public func variant(_ tagValue: String) -> Variant? { variants.first { $0.tagValue == tagValue } }
     }
 
-    public struct EnumType: Sendable {
-        public var values: [String]
-        /// Per value, parallel to `values` (QEMU 6.2 and later list `members` with features).
-        public var valueFeatures: [Features]
+    public final class EnumType: Sendable {
+        public let values: [String]
+        /// Per value, parallel to `values` (7.2 and 10.0 list `members` with features; 5.2 does not).
+        public let valueFeatures: [Features]
+
+        public init(values: [String], valueFeatures: [Features]) {
+            self.values = values; self.valueFeatures = valueFeatures
+        }
 
         public func index(of value: String) -> Int? { values.firstIndex(of: value) }
     }

@@ -108,8 +108,7 @@ struct SchemaWalker {
 
     mutating func check(_ v: JSONValue, _ ref: QAPISchema.TypeRef) {
         if full { return }
-        let t = schema.types[ref]
-        switch t.body {
+        switch schema.types[ref].body {
         case .builtin(let j):
             if !Self.accepts(j, v) { wrongType(v, expected: schema.describe(ref)) }
         case .enumeration(let e):
@@ -144,12 +143,12 @@ struct SchemaWalker {
     private mutating func checkObject(_ o: JSONObject, _ ref: QAPISchema.TypeRef) {
         var layer: QAPISchema.TypeRef? = ref
         var seen = 0
-        var layers: [QAPISchema.TypeRef] = []
+        var depth = 0
         // A tag outside its enum was reported already; the members of the variant it
         // failed to select would only repeat that.
         var lostVariant = false
-        while let l = layer, !layers.contains(l), let ot = schema.object(l) {
-            layers.append(l)
+        while let l = layer, depth < Self.maxLayers, let ot = schema.object(l) {
+            depth += 1
             layer = nil
             for m in ot.members {
                 guard let mv = o[m.name] else {
@@ -171,11 +170,28 @@ struct SchemaWalker {
             }
         }
         guard seen < o.count, !full, !lostVariant else { return }
+        let layers = self.layers(o, ref)
         for key in o.keys where !layers.contains(where: { schema.object($0)?.member(key) != nil }) {
             path.append(.key(key))
             add(.unknownMember, "is not a member of this type" + suggestion(key, layers))
             path.removeLast()
         }
+    }
+
+    /// A union (variant of a variant ...) is at most this deep; a reply that says otherwise
+    /// refers to itself.
+    static let maxLayers = 8
+
+    /// The object types whose members a value may have: the type, then the variants its
+    /// tags select. Only built when a member is unknown, so a clean value allocates nothing.
+    private func layers(_ o: JSONObject, _ ref: QAPISchema.TypeRef) -> [QAPISchema.TypeRef] {
+        var out: [QAPISchema.TypeRef] = []
+        var layer: QAPISchema.TypeRef? = ref
+        while let l = layer, out.count < Self.maxLayers, let ot = schema.object(l) {
+            out.append(l)
+            layer = ot.tag.flatMap { o[$0]?.stringValue }.flatMap { ot.variant($0)?.type }
+        }
+        return out
     }
 
     private func suggestion(_ key: String, _ layers: [QAPISchema.TypeRef]) -> String {

@@ -40,7 +40,7 @@ public struct SchemaRules: Sendable {
         for f in info.features.flagged {
             out.append(Finding(.info, f, "event \(e.name) has the feature '\(f)' in \(label)", record: record))
         }
-        for issue in schema.checkEvent(e.name, data: e.data) {
+        for issue in schema.check(.object(e.data ?? JSONObject()), against: info.dataType, root: "data") {
             out.append(output(issue, what: "event \(e.name)", record: record))
         }
         return out
@@ -107,8 +107,8 @@ public struct SchemaRules: Sendable {
                 }
             }
         }
-        if case .returned(let value) = outcome, schema.hasCommand(name) {
-            for issue in schema.checkReturn(command: name, value: value) {
+        if case .returned(let value) = outcome, let c = schema.command(name) {
+            for issue in schema.check(value, against: c.returnType, root: "return") {
                 out.append(output(issue, what: "reply to \(name)", record: reply))
             }
         }
