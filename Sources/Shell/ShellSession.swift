@@ -51,6 +51,8 @@ public final class ShellSession {
     /// "did you mean" on filter paths.
     private lazy var knownPaths: Set<String> = FilterHints.knownPaths(in: recording)
     private lazy var tracker = StateTracker(recording: recording)
+    /// The schema `describe` and completion use (docs/CATALOG.md, "Layers"), found on first use.
+    public private(set) lazy var schema: SchemaChoice = RecordingSchema.choose(for: recording)
     /// The server started by `replay start` (ShellReplay.swift), while it runs.
     var backgroundReplay: ShellReplay?
 
@@ -112,6 +114,8 @@ public final class ShellSession {
               details: "Findings grouped by analysis, kind and subject (a NIC, a job type, a device, a command), most important first, numbered, each with its first records; N shows the first N only. Then 'goto N' jumps to finding N's first record, and 'goto @REC' to any record listed."),
         .init(name: "replay", aliases: [], usage: "replay start|pause|resume|speed|seek|stop|status", summary: "serve the recording to QMP clients in the background",
               details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...; 'replay start --help' lists them); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
+        .init(name: "describe", aliases: ["desc"], usage: "describe [NAME]", summary: "a command's or event's members and types, from QEMU's schema",
+              details: "NAME: a command (blockdev-mirror) or event (BLOCK_IO_ERROR) of the schema that applies to this recording (its own query-qmp-schema reply, else the one shipped for its QEMU version, else only the seed catalog; without NAME, which one and why). Prints arguments and return type, or event data, one member a line with its type ('?' marks an optional member, [deprecated] a feature, a union's members under 'when TAG is VALUE'), and what the seed catalog adds (summary, follow-ups, throttling, remarks). Tab completes names, and in filters argument and data paths and enum values from the schema."),
         .init(name: "set", aliases: [], usage: "set [OPTION VALUE]", summary: "shell options (set alone lists them)",
               details: "pager on|off: output taller than the terminal goes through $PAGER (default less -FRX; on by default, only on a terminal). color on|off: override terminal detection. show-lines N|all, show-items N|all, show-depth N|all, show-string N|all: how much of a large message 'show' prints (lines in all, items per array or object, nesting levels, characters per string)."),
         .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
@@ -160,6 +164,7 @@ public final class ShellSession {
         case "triage": try triage(rest)
         case "replay": try replayCommand(rest)
         case "set": try set(rest)
+        case "describe": try describe(rest)
         case "help": try help(rest)
         case "quit":
             stopBackgroundWork()
@@ -256,6 +261,7 @@ public final class ShellSession {
         if !s.commands.isEmpty { emit("  commands: " + s.commands.prefix(12).map { "\($0.0) \($0.1)" }.joined(separator: ", ") + (s.commands.count > 12 ? ", ..." : "")) }
         if !s.errors.isEmpty { emit("  errors: " + s.errors.map { "\($0.0) \($0.1)" }.joined(separator: ", ")) }
         emit("  connections: \(s.connections.count); trailer: " + (s.trailer.map { "\($0.reason)" } ?? "missing"))
+        emit("  schema: \(schema.summary) ('describe' says why)")
         if let k = s.skew {
             emit("  QEMU clock skew: min \(DurationFormat.short(k.minMicros.multipliedSaturating(by: 1000))), median \(DurationFormat.short(k.medianMicros.multipliedSaturating(by: 1000))), max \(DurationFormat.short(k.maxMicros.multipliedSaturating(by: 1000)))")
         }

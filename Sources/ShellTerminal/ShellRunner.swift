@@ -87,7 +87,7 @@ public final class ShellRunner {
         let history = getenv("QMPREPLAY_HISTORY").map { String(cString: $0) }
             ?? ((getenv("HOME").map { String(cString: $0) } ?? ".") + "/.qmpreplay_history")
         let s = session
-        let completer = Completer(recording: session.recording, marks: { [unowned s] in s.marks.marks.map(\.name) })
+        let completer = Completer(recording: session.recording, schema: session.schema.schema, marks: { [unowned s] in s.marks.marks.map(\.name) })
         let editor = LineEditor(completer: completer, historyPath: history)
         defer { editor.saveHistory() }
         let n = session.recording.count

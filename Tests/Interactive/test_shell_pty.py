@@ -67,6 +67,26 @@ def test_tab_completes_commands_and_event_names(tmp_path):
     c.expect(pexpect.EOF)
 
 
+def test_tab_completes_from_qemus_schema(tmp_path):
+    """Enum values after ==, and describe's names, come from the recording's schema
+    (QEMU 7.2.22's, shipped)."""
+    c = spawn(str(ROOT / "Recordings" / "block-jobs-reuse.qmprec"), tmp_path, NO_COLOR="1")
+    c.send("find command blockdev-mirror and arguments.sync == \t\t")
+    c.expect("incremental")
+    c.send("fu\t")
+    c.expect("full")
+    c.send("\r")
+    c.expect(PROMPT)
+    assert "1 match" in c.before
+    c.send("describe blockdev-mirr\t")
+    c.expect("blockdev-mirror ")
+    c.send("\r")
+    c.expect(PROMPT)
+    assert "on-target-error?" in c.before and "from QEMU 7.2.22's schema (shipped)" in c.before
+    c.sendline("quit")
+    c.expect(pexpect.EOF)
+
+
 def test_history_is_saved_and_ctrl_r_searches_it(tmp_path):
     c = spawn(LIFECYCLE, tmp_path)
     c.sendline("seek #5")

@@ -10,11 +10,7 @@ public enum EventValidator {
             out.append(Finding(.info, "unknown-event", "event \(event.name) is not in the catalog", record: record))
             return out
         }
-        if event.timestamp == nil {
-            out.append(Finding(.warning, "missing-timestamp", "\(event.name) has no valid timestamp {seconds, microseconds}", record: record))
-        } else if let ts = event.timestamp, ts.microseconds < 0 || ts.microseconds > 999_999 {
-            out.append(Finding(.warning, "bad-timestamp", "\(event.name) timestamp microseconds \(ts.microseconds) is outside 0...999999", record: record))
-        }
+        out += timestampFindings(event, record: record)
         guard let members = entry.members else { return out }
         if members.isEmpty {
             if let data = event.data, !data.isEmpty {
@@ -30,6 +26,16 @@ public enum EventValidator {
         }
         check(data, against: members, path: "data", event: event.name, record: record, into: &out)
         return out
+    }
+
+    /// The event's `timestamp` (docs/QEMU-FACTS.md, "Event"): present, microseconds in range.
+    public static func timestampFindings(_ event: Event, record: Int? = nil) -> [Finding] {
+        if event.timestamp == nil {
+            return [Finding(.warning, "missing-timestamp", "\(event.name) has no valid timestamp {seconds, microseconds}", record: record)]
+        } else if let ts = event.timestamp, ts.microseconds < 0 || ts.microseconds > 999_999 {
+            return [Finding(.warning, "bad-timestamp", "\(event.name) timestamp microseconds \(ts.microseconds) is outside 0...999999", record: record)]
+        }
+        return []
     }
 
     private static func requiredNames(_ members: [CatalogMember]) -> String {

@@ -1,6 +1,7 @@
 /// Checks a whole session, message by message in recorded order: every event against the
-/// catalog, every reply against a preceding command, negotiation order, and documented
-/// follow-ups that never came.
+/// schema (`SchemaRules`, when one applies) or else the catalog, every command's arguments
+/// and every reply's value against the schema, every reply against a preceding command,
+/// negotiation order, and documented follow-ups that never came.
 ///
 /// Rules and where they come from (docs/QEMU-FACTS.md, "Wire protocol"): the greeting is the
 /// first thing QEMU sends; no command but `qmp_capabilities` before negotiation succeeds
@@ -37,8 +38,15 @@ public struct SessionValidator: Sendable {
     private var matcher = ReplyMatcher()
     private var findings: [Finding] = []
     private var lastTime: Int64 = 0
+    /// The schema checks; `nil` checks events against the seed catalog alone.
+    private var rules: SchemaRules?
 
     public init() {}
+
+    /// Checks against `schema` too; `label` names it in messages ("QEMU 7.2.22's schema (recorded)").
+    public init(schema: QAPISchema?, label: String = "the schema") {
+        rules = schema.map { SchemaRules(schema: $0, label: label) }
+    }
 
     /// A connection opened. `midSession` says the recording may have joined it late (an
     /// import from a log): then QEMU's first message need not be the greeting.
@@ -52,6 +60,7 @@ public struct SessionValidator: Sendable {
         settle(connection: connection, time: time, reason: "before the connection closed")
         for p in matcher.close(connection: connection) where p.name != nil {
             findings.append(Finding(.info, "unanswered-command", "\(p.name!) got no reply before the connection closed", record: p.record))
+            findings += rules?.unanswered(command: p.record) ?? []
         }
         connections[connection] = nil
     }
@@ -84,7 +93,7 @@ public struct SessionValidator: Sendable {
                 findings.append(Finding(.warning, "greeting-not-first", "QEMU's first message on connection \(connection) is \(e.name), not the greeting", record: record))
             }
             conn.qemuMessages += 1
-            findings += EventValidator.validate(e, record: record)
+            findings += rules?.event(e, record: record) ?? EventValidator.validate(e, record: record)
             if conn.sawGreeting && !conn.negotiated {
                 findings.append(Finding(.error, "event-before-negotiation", "\(e.name) arrived before qmp_capabilities succeeded (QEMU sends no events before negotiation)", record: record))
             }
@@ -99,12 +108,18 @@ public struct SessionValidator: Sendable {
             conn.qemuMessages += 1
             guard let cmd = matchReply(id: r.id, connection: connection, record: record, kind: "return", earlier: conn.continued && !conn.sawGreeting) else { break }
             if cmd.name == "qmp_capabilities" { conn.negotiated = true }
+            if let name = cmd.name {
+                findings += rules?.answered(command: cmd.record, name: name, outcome: .returned(r.value), reply: record) ?? []
+            }
             if cmd.name == "query-status", let running = r.value["running"]?.boolValue { conn.paused = !running }
 
         case (.qemu, .error(let e)):
             checkGreetingFirst(&conn, connection: connection, record: record, what: "an error reply")
             conn.qemuMessages += 1
-            _ = matchReply(id: e.id, connection: connection, record: record, kind: "error \(e.errorClass)", earlier: conn.continued && !conn.sawGreeting)
+            if let cmd = matchReply(id: e.id, connection: connection, record: record, kind: "error \(e.errorClass)", earlier: conn.continued && !conn.sawGreeting),
+               let name = cmd.name {
+                findings += rules?.answered(command: cmd.record, name: name, outcome: .failed(e), reply: record) ?? []
+            }
 
         case (.qemu, .command), (.client, .greeting), (.client, .event), (.client, .return), (.client, .error):
             conn.qemuMessages += direction == .qemu ? 1 : 0
@@ -119,6 +134,7 @@ public struct SessionValidator: Sendable {
                 findings.append(Finding(.warning, "command-before-negotiation", "\(c.name) was sent before qmp_capabilities succeeded (QEMU answers CommandNotFound)", record: record))
             }
             matcher.sent(.init(record: record, time: time, name: c.name, id: c.id, arguments: c.arguments), connection: connection)
+            findings += rules?.sent(c, record: record) ?? []
 
         case (.client, .other(let reason, _)):
             findings.append(Finding(.info, "client-not-qmp", "the client sent something that is not a QMP command: \(reason)", record: record))
@@ -140,6 +156,7 @@ public struct SessionValidator: Sendable {
         }
         for (_, p) in matcher.outstanding where p.name != nil {
             findings.append(Finding(.info, "unanswered-command", "\(p.name!) got no reply before the recording ended", record: p.record))
+            findings += rules?.unanswered(command: p.record) ?? []
         }
         return findings.sorted { ($0.record ?? -1, $0.severity) < ($1.record ?? -1, $1.severity) }
     }

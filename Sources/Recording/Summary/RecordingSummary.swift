@@ -43,6 +43,8 @@ public struct RecordingSummary: Sendable {
     public var connections: [Connection]
     public var skew: Skew?
     public var problems: [ReadProblem]
+    /// The schema validation would use, when the caller asked (`info` does: it costs a parse).
+    public var schema: SchemaChoice?
 
     public init(_ r: Recording) {
         path = r.path
@@ -189,6 +191,7 @@ public struct RecordingSummary: Sendable {
             .object(JSONObject(["line": .int(p.line), "message": .string(p.message), "bad_line": .bool(p.badLine)]))
         })
         o["index_bytes_per_record"] = .int(Recording.indexBytesPerRecord)
+        if let schema { o["schema"] = schema.json }
         return .object(o)
     }
 

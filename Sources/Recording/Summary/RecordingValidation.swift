@@ -1,10 +1,15 @@
 import QMP
 
 /// Runs `SessionValidator` over a whole recording and adds the reader's own problems, so
-/// `qmpreplay validate` reports both kinds of finding with file lines.
+/// `qmpreplay validate` reports both kinds of finding with file lines. The schema is the
+/// one `RecordingSchema.choose` picks (docs/CATALOG.md, "Layers") unless one is given.
 public enum RecordingValidation {
     public static func run(_ r: Recording, progress: ((Int) -> Void)? = nil) -> [Finding] {
-        var v = SessionValidator()
+        run(r, schema: RecordingSchema.choose(for: r), progress: progress)
+    }
+
+    public static func run(_ r: Recording, schema choice: SchemaChoice, progress: ((Int) -> Void)? = nil) -> [Finding] {
+        var v = SessionValidator(schema: choice.schema, label: label(choice))
         var out: [Finding] = []
         for p in r.problems {
             out.append(Finding(p.badLine ? .warning : .info, p.badLine ? "bad-line" : "file", p.message, line: p.line > 0 ? p.line : nil))
@@ -34,7 +39,17 @@ public enum RecordingValidation {
         return out
     }
 
-    public static func json(_ findings: [Finding], path: String) -> JSONValue {
+    /// How messages name the schema: "QEMU 7.2.22's schema (recorded)".
+    public static func label(_ c: SchemaChoice) -> String {
+        guard c.schema != nil else { return "the seed catalog alone" }
+        let whose = c.qemu.map { "QEMU \($0)'s schema" } ?? "the schema"
+        switch c.source {
+        case .file(let p): return "\(whose) (\(p))"
+        default: return "\(whose) (\(c.sourceName))"
+        }
+    }
+
+    public static func json(_ findings: [Finding], path: String, schema: SchemaChoice? = nil) -> JSONValue {
         var o = JSONObject()
         o["file"] = .string(path)
         var counts = JSONObject()
@@ -51,6 +66,7 @@ public enum RecordingValidation {
             x["line"] = f.line.map { .int($0) } ?? .null
             return .object(x)
         })
+        if let schema { o["schema"] = schema.json }
         return .object(o)
     }
 }

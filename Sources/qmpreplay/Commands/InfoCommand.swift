@@ -6,12 +6,16 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Summarise a recording: header, duration, counts, connections, QEMU clock skew, warnings.",
-        usage: HelpText.usage("qmpreplay info FILE [--json] [--strict]"),
+        usage: HelpText.usage("qmpreplay info FILE [--schema FILE] [--json] [--strict]"),
         discussion: HelpText.format("""
             Counts records by direction and kind, events by name, commands by name and errors by
             class; lists connections; compares QEMU's event timestamps with the receive times
             (skew = QEMU timestamp - receive wall clock); and reports damage (bad lines, torn last
-            line, missing trailer) as warnings. --json output is described in docs/JSON.md.
+            line, missing trailer) as warnings; and says which QEMU schema validation checks against,
+            and why: the recording's own query-qmp-schema reply, else the one shipped for the QEMU
+            version in its greeting, else only the seed catalog (--schema FILE names another: a
+            reply or a recording holding one; docs/CATALOG.md). --json output is described in
+            docs/JSON.md.
 
             Exit status: 0 read (even with warnings); 2 unreadable (or any bad line with --strict);
             64 bad command line.
@@ -26,9 +30,14 @@ struct InfoCommand: ParsableCommand {
     @Flag(help: "Treat any bad line as an error.")
     var strict = false
 
+    @Option(help: ArgumentHelp("Report this schema: a query-qmp-schema reply (JSON, may be gzipped) or a recording that holds one.", valueName: "FILE"),
+            completion: .file())
+    var schema: String?
+
     func run() throws {
         let r = try openRecording(file, strict: strict)
-        let s = RecordingSummary(r)
+        var s = RecordingSummary(r)
+        s.schema = try schemaChoice(for: r, file: schema)
         let out = Output.stdout
         if json {
             out.line(s.json.serialized(.pretty(indent: 2)))
@@ -81,6 +90,10 @@ struct InfoCommand: ParsableCommand {
         } else {
             row("Trailer", st.yellow("missing"))
         }
+        if let c = s.schema {
+            row("Schema", c.summary)
+            for l in wrapWords(c.reason, width: 64) { out.line("".padding(14) + st.dim(l)) }
+        }
         if s.problems.isEmpty {
             row("Warnings", "none")
         } else {
@@ -102,6 +115,17 @@ struct InfoCommand: ParsableCommand {
             out.line("  " + name.padding(width + 2) + String(n).leftPadding(8))
         }
     }
+}
+
+/// Words in lines of at most `width` characters (a long word stands alone).
+func wrapWords(_ text: String, width: Int) -> [String] {
+    var lines: [String] = [], line = ""
+    for w in text.split(separator: " ") {
+        if !line.isEmpty && line.count + 1 + w.count > width { lines.append(line); line = "" }
+        line += (line.isEmpty ? "" : " ") + w
+    }
+    if !line.isEmpty { lines.append(line) }
+    return lines
 }
 
 extension String {

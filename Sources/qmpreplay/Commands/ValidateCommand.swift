@@ -5,14 +5,22 @@ import Recording
 struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
-        abstract: "Check a recording against QMP's rules and the event catalog.",
-        usage: HelpText.usage("qmpreplay validate FILE [--json] [--verbose] [--strict]"),
+        abstract: "Check a recording against QMP's rules, QEMU's schema and the event catalog.",
+        usage: HelpText.usage("qmpreplay validate FILE [--schema FILE] [--json] [--verbose] [--strict]"),
         discussion: HelpText.format("""
-            Checks every event against the catalog (unknown event, missing member, wrong JSON type,
-            value outside the documented set), every reply against a preceding command id,
-            negotiation order (no command before qmp_capabilities succeeds, no event before
-            negotiation), documented follow-ups that never came (BLOCK_IO_ERROR action=stop -> STOP,
-            WATCHDOG reset/shutdown/pause -> RESET/SHUTDOWN/STOP), and damage in the file.
+            Checks against the QEMU schema that applies (the recording's own query-qmp-schema
+            reply, else the schema shipped for the QEMU version in its greeting, else only the seed
+            catalog; --schema FILE names another: a query-qmp-schema reply or a recording holding
+            one; 'qmpreplay info' says which applies and why): every event and its data, every
+            command and its arguments (unknown command or argument, missing argument, wrong type,
+            value outside an enum, exec-oob of a command that does not allow it), every successful
+            reply against the command's return type, and use of deprecated or unstable commands,
+            arguments, values and events (notes). A command QEMU refused anyway is a note; one QEMU
+            accepted is an error (the schema does not describe that QEMU). Also every reply against
+            a preceding command id, negotiation order (no command before qmp_capabilities succeeds,
+            no event before negotiation), documented follow-ups that never came (BLOCK_IO_ERROR
+            action=stop -> STOP, WATCHDOG reset/shutdown/pause -> RESET/SHUTDOWN/STOP), and damage
+            in the file. docs/CATALOG.md explains each finding.
 
             Each finding is printed as FILE:LINE: SEVERITY: MESSAGE [code]. Severities: error and
             warning are findings; info (unknown events, members newer than the catalog, commands
@@ -34,17 +42,23 @@ struct ValidateCommand: ParsableCommand {
     @Flag(help: "Treat any bad line as an error (exit 2).")
     var strict = false
 
+    @Option(help: ArgumentHelp("Check against this schema: a query-qmp-schema reply (JSON, may be gzipped) or a recording that holds one.", valueName: "FILE"),
+            completion: .file())
+    var schema: String?
+
     func run() throws {
         let r = try openRecording(file, strict: strict)
+        let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
-        let findings = RecordingValidation.run(r) { progress.update($0) }
+        let findings = RecordingValidation.run(r, schema: choice) { progress.update($0) }
         progress.finish()
         let out = Output.stdout
         let failing = findings.filter { $0.severity >= .warning }
         if json {
-            out.line(RecordingValidation.json(findings, path: file).serialized(.pretty(indent: 2)))
+            out.line(RecordingValidation.json(findings, path: file, schema: choice).serialized(.pretty(indent: 2)))
         } else {
             let st = Style(out)
+            if verbose { out.line(st.dim("\(file): checked against \(choice.summary): \(choice.reason)")) }
             for f in findings where verbose || f.severity >= .warning {
                 let loc = f.line.map { "\(file):\($0)" } ?? file
                 let sev: String
@@ -60,7 +74,7 @@ struct ValidateCommand: ParsableCommand {
             let errors = findings.filter { $0.severity == .error }.count
             let warnings = findings.filter { $0.severity == .warning }.count
             let notes = findings.filter { $0.severity == .info }.count
-            let summary = "\(file): \(plural(r.count, "record")), \(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note"))"
+            let summary = "\(file): \(plural(r.count, "record")), \(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note")); schema: \(choice.shortLabel)"
             out.line(failing.isEmpty ? st.green(summary) : summary)
         }
         out.flush()

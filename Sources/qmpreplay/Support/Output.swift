@@ -118,6 +118,18 @@ func openRecording(_ path: String, strict: Bool) throws -> Recording {
     }
 }
 
+/// The schema a recording is checked against (docs/CATALOG.md, "Layers"): `--schema FILE`
+/// when given (exit 2, one line, when FILE holds no usable schema), else the recording's own
+/// reply, the shipped one for its QEMU version, or the seed catalog.
+func schemaChoice(for r: Recording, file: String?) throws -> SchemaChoice {
+    guard let file else { return RecordingSchema.choose(for: r) }
+    do {
+        return RecordingSchema.choose(for: r, override: try RecordingSchema.load(file: file))
+    } catch {
+        throw fail("--schema: \(error)")
+    }
+}
+
 /// Refuses (exit 2, one line naming the file and `--force`) to replace an existing file
 /// unless `force`: the CLI's side of `OutputGuard`, for every command that writes a recording.
 func refuseOverwrite(_ path: String, force: Bool) throws {
