@@ -1,14 +1,12 @@
 import ArgumentParser
-import Capture
+import Logging
 import QMP
 import Recording
 import Replay
-
 import Transport
+
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 struct ReplayCommand: ParsableCommand {
@@ -87,11 +85,17 @@ struct ReplayCommand: ParsableCommand {
     func run() throws {
         let o = try replay.makeOptions(to: spanEnd)
         if let t = deprecatedTarget { warn("--to \(t) is the former spelling of --connect-to \(t); --to now means the end of the span, as in every other command") }
+        CLILogHandler.install(quiet: replay.quiet)
+        let log = Logger(label: "qmpreplay.replay")
         let r = try openRecording(file, strict: false)
-        let stopFD = StopSignal.install()
         if stdout {
             let player: StreamPlayer
             do { player = try StreamPlayer(recording: r, options: o) } catch { throw fail("\(error)") }
+            let stop = StopFlag()
+            Signals.onStop { name in
+                log.info("stopping on \(name)")
+                stop.set()
+            }
             let report = player.run(
                 write: { bytes in
                     bytes.withUnsafeBytes { raw in
@@ -104,11 +108,9 @@ struct ReplayCommand: ParsableCommand {
                         return true
                     }
                 },
-                shouldStop: { StopSignal.received != 0 })
-            let sink = ReplayReportSink(path: replay.report, header: reportHeader(file: file, target: "stdout", options: o, script: player.script))
-            sink.session(report)
-            try sink.drain(quiet: replay.quiet)
-            _ = stopFD
+                shouldStop: { stop.isSet })
+            logSummary(report, log)
+            try ReportFile(path: replay.report, file: file, target: "stdout", options: o, script: player.script).write([report])
             return
         }
         let ep = try parseEndpoint(target!, option: "--connect-to")
@@ -120,18 +122,13 @@ struct ReplayCommand: ParsableCommand {
         }
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch { throw fail("\(error)") }
-        let sink = ReplayReportSink(path: replay.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
-        server.onLog = { sink.log($0) }
-        server.onSessionEnd = { sink.session($0) }
-        do { try server.start(connectingTo: ep, linger: lingerNs) } catch { throw fail("\(error)") }
-        var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
-        while !server.isFinished {
-            if poll(&p, 1, 50) > 0 { break }
-            try sink.drain(quiet: replay.quiet)
+        let reportFile = ReportFile(path: replay.report, file: file, target: ep.description, options: o, script: server.script)
+        Signals.onStop { name in
+            log.info("stopping on \(name)")
+            server.stop()
         }
-        server.stop()
-        try sink.drain(quiet: replay.quiet)
-        try sink.writeReport()
-        if o.strict && sink.all.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
+        do { try server.start(connectingTo: ep, linger: lingerNs) } catch { throw fail("\(error)") }
+        let sessions = try followReports(server, file: reportFile, log: log)
+        if o.strict && sessions.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
     }
 }
