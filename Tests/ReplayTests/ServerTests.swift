@@ -83,7 +83,7 @@ struct ServerTests {
         lines.append((2_000_100_000, .qemu, #"{"return": {}}"#))
         let r = try TestRecording.recording(lines)
         let path = TestRecording.tempPath("q.sock")
-        let server = try ReplayServer(recording: r, options: ReplayOptions())
+        let server = try ReplayServer(recording: r, options: ReplayOptions(), logger: LogLines().logger)
         try server.start(listen: .unix(path), socketMode: 0o600)
         defer { server.stop() }
         let fd = try Sockets.connect(.unix(path))
