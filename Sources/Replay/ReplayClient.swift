@@ -26,6 +26,8 @@ final class ReplayClient {
     /// Reentrancy of `ReplayCore.pump`: a write that completes inside a flush asks for another round.
     var pumping = false
     var again = false
+    /// Input that arrived during this client's own turn (see `ReplayCore.received`).
+    var deferredInput = ByteBuffer()
     /// The next release of its own timeline.
     var wakeup = Wakeup()
     /// When a queue that is not moving should be looked at again.

@@ -51,6 +51,8 @@ final class ReplayCore {
     var linger: Int64?
     private var lastInput: Int64
     private var lingerWakeup = Wakeup()
+    /// Reused for each read's bytes.
+    private var input: [UInt8] = []
     private var reportWaiters: [(after: Int, promise: EventLoopPromise<[SessionReport]>)] = []
     /// Completed when the server has closed its listener and every client.
     let done: EventLoopPromise<Void>
@@ -100,9 +102,20 @@ final class ReplayCore {
     /// Client bytes: answered (and whatever the answers release) in the same turn.
     func received(_ buf: ByteBuffer, from c: ReplayClient) {
         guard !c.ended else { return }
+        if c.pumping {
+            // Only a failing write gets here: NIO drains the connection's input (all of it, not
+            // 2 KiB) inside our flush before it closes. Answering a dying client's whole backlog
+            // at once held everybody else up for milliseconds; it waits for the end of the turn.
+            c.deferredInput.writeImmutableBuffer(buf)
+            return
+        }
         let now = clock.now()
         c.noteIdle(now)
-        buf.withUnsafeReadableBytes { c.session.receive($0) }
+        // As an array slice: the framer's generic `push` is not specialised across modules,
+        // and over a slice of raw bytes it paid for generic metadata on every byte.
+        input.removeAll(keepingCapacity: true)
+        buf.withUnsafeReadableBytes { input.append(contentsOf: $0) }
+        c.session.receive(input[...])
         lastInput = now
         pump(c)
         if options.shared { pumpShared() }
@@ -160,7 +173,13 @@ final class ReplayCore {
             rounds += 1
         } while c.again && !c.ended && rounds < 16
         c.pumping = false
-        guard !c.ended, !checkLimits(c) else { return }
+        guard !c.ended else { return }
+        if c.deferredInput.readableBytes > 0 {
+            let input = c.deferredInput
+            c.deferredInput.clear()
+            return received(input, from: c)
+        }
+        guard !checkLimits(c) else { return }
         if c.again {
             // A reader as fast as the server: let the loop serve the others before going on.
             c.wakeup.arm(at: clock.now(), clock: clock, loop: loop) { c.wakeup.fired(); self.pump(c) }
@@ -203,7 +222,14 @@ final class ReplayCore {
             c.inFlight -= n
             c.session.consumeOutput(n)
             c.lastProgress = clock.now()
-            pump(c)
+            // What a completed write can let through: more queued bytes, or (at max speed)
+            // more events under the watermark. At a finite speed with nothing left to hand
+            // over, the next release is already armed.
+            if c.unfed > 0 || (c.session.scheduler?.speed ?? speed) == nil {
+                pump(c)
+            } else if linger != nil {
+                armLinger()
+            }
             if options.shared && speed == nil { pumpShared() }
         case .failure(let e):
             close(c, reason: "write error: \(ReplayCore.describe(e))")

@@ -1,4 +1,7 @@
 import Logging
+#if canImport(Glibc)
+import Glibc
+#endif
 import NIOCore
 import NIOEmbedded
 import QMP
@@ -65,14 +68,25 @@ final class TestSocket: ChannelOutboundHandler {
 
     func flush(context: ChannelHandlerContext) {
         flushedCount = held.count
+        if let input = failNextFlush {
+            // What NIO does when a write fails (the client went away): drain the input still
+            // in the socket, inside the flush, then close.
+            failNextFlush = nil
+            context.fireChannelRead(NIOAny(input))
+            close(context: context, mode: .all, promise: nil)
+            return
+        }
         pass(context)
     }
+
+    /// The next flush fails as a write to a vanished client does, after delivering `input`.
+    var failNextFlush: ByteBuffer?
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         let dropped = held
         held = []
         flushedCount = 0
-        for h in dropped { h.promise?.fail(ChannelError.ioOnClosedChannel) }
+        for h in dropped { h.promise?.fail(IOError(errnoCode: EPIPE, reason: "writev")) }
         context.close(mode: mode, promise: promise)
     }
 

@@ -163,6 +163,19 @@ struct ServerLoopTests {
         #expect(h.server.reports.first?.closeReason == "client closed the connection")
     }
 
+    @Test func aVanishedClientsLastInputIsNotAnswered() throws {
+        let h = try LoopHarness()
+        let c = try h.connect(room: 1 << 20)
+        try c.negotiate()
+        // Its write fails, and the socket still holds 500 commands it sent before it went.
+        c.socket?.failNextFlush = ByteBuffer(string: String(repeating: #"{"execute":"query-status"}"# + "\n", count: 500))
+        try c.send(#"{"execute":"query-status","id":1}"# + "\n")
+        #expect(!c.isOpen)
+        let r = h.server.reports
+        #expect(r.count == 1 && r[0].closeReason == "write error: Broken pipe")
+        #expect(r[0].commandsReceived == 2, "the drained backlog is not answered in one go")
+    }
+
     @Test func clientsBeyondMaxClientsAreRefused() throws {
         var o = ReplayOptions()
         o.maxClients = 1
