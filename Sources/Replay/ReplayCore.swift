@@ -225,7 +225,9 @@ final class ReplayCore {
             // What a completed write can let through: more queued bytes, or (at max speed)
             // more events under the watermark. At a finite speed with nothing left to hand
             // over, the next release is already armed.
-            if c.unfed > 0 || (c.session.scheduler?.speed ?? speed) == nil {
+            if c.inFlight > ReplayClient.maxInFlight / 2 {
+                // More completions follow soon: refill in larger turns (fewer, larger writes).
+            } else if c.unfed > 0 || (c.session.scheduler?.speed ?? speed) == nil {
                 pump(c)
             } else if linger != nil {
                 armLinger()

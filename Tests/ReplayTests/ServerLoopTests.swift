@@ -75,7 +75,10 @@ struct ServerLoopTests {
         #expect(queued > 0 && queued < 5000)
         h.advance(1_000_000_000)
         #expect(h.server.status().eventsSent == queued, "time alone does not run a max-speed timeline")
+        // Refills come once the channel holds no more than half of its 256 KiB (fewer, larger writes).
         c.read(64 << 10)
+        #expect(h.server.status().eventsSent == queued)
+        c.read(128 << 10)
         let more = h.server.status().eventsSent
         #expect(more > queued && more < 5000, "what the client took is replaced, no more")
         for _ in 0..<100 where h.server.status().eventsSent < 5000 { c.read(256 << 10) }
