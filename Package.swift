@@ -48,7 +48,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
-        .target(name: "Benchmarks", dependencies: ["QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport"]),
+        .target(name: "Benchmarks", dependencies: [
+            "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         // The option grammar shared by the CLI and the shell: value types, option groups.
         .target(name: "Options", dependencies: [
             "QMP", "Recording", "Transport", "Replay",
@@ -84,7 +87,12 @@ let package = Package(
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "CaptureTests", dependencies: ["Capture", "Transport", "Recording", "QMP", "TestSupport"]),
-        .testTarget(name: "ReplayTests", dependencies: ["Replay", "Transport", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "ReplayTests", dependencies: [
+            "Replay", "Transport", "Recording", "QMP", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "Synth", "QMP", "TestSupport"]),
         .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "Options", "TestSupport"]),
         .testTarget(name: "OptionsTests", dependencies: ["Options", "Replay", "Recording", "Transport"]),

@@ -1,8 +1,10 @@
 import Foundation
+import Logging
 import Options
 import QMP
 import Recording
 import Replay
+import Synchronization
 import Transport
 
 #if canImport(Glibc)
@@ -10,45 +12,43 @@ import Glibc
 #endif
 
 /// A replay server running in the background of the shell (`replay start`), so the user can
-/// keep investigating while a client under test talks to the fake QEMU. The server's own
-/// threads serve; this keeps the handle and what the server said (log lines and session
-/// summaries), shown by `replay status` instead of being printed over the prompt.
-final class ShellReplay: @unchecked Sendable {
+/// keep investigating while a client under test talks to the fake QEMU. The server's event
+/// loop serves; this keeps the handle and what the server said (its log lines, through a
+/// `BufferingLogHandler`, and the summaries of finished sessions), shown by `replay status`
+/// instead of being printed over the prompt.
+final class ShellReplay: Sendable {
     let server: ReplayServer
     let endpoint: Endpoint
-    private let lock = NSLock()
-    private var log: [String] = []
-    private var unseen = 0
-    private var announced = 0
+    let log: BufferingLogHandler.Buffer
+    /// Sessions whose summary is already in `log`.
+    private let reported = Mutex(0)
 
-    init(server: ReplayServer, endpoint: Endpoint) {
+    init(server: ReplayServer, endpoint: Endpoint, log: BufferingLogHandler.Buffer) {
         self.server = server
         self.endpoint = endpoint
+        self.log = log
     }
 
-    func note(_ line: String) {
-        lock.lock()
-        log.append(line)
-        if log.count > 200 { log.removeFirst(log.count - 200) }
-        unseen += 1
-        lock.unlock()
+    /// Adds the summaries of sessions that ended since the last look to the log.
+    private func collectReports() {
+        let all = server.reports
+        let new = reported.withLock { n -> ArraySlice<SessionReport> in
+            defer { n = max(n, all.count) }
+            return all.dropFirst(n)
+        }
+        for r in new { log.append("session ended: \(r)") }
     }
 
     /// The last `n` lines, and how many arrived since the last call.
     func recent(_ n: Int) -> (lines: [String], new: Int) {
-        lock.lock(); defer { lock.unlock() }
-        let new = unseen
-        unseen = 0
-        announced = 0
-        return (Array(log.suffix(n)), new)
+        collectReports()
+        return log.recent(n)
     }
 
     /// Messages not yet shown, when more arrived since the last call (to mention once).
     func newlyPending() -> Int? {
-        lock.lock(); defer { lock.unlock() }
-        guard unseen > announced else { return nil }
-        announced = unseen
-        return unseen
+        collectReports()
+        return log.newlyPending()
     }
 }
 
@@ -122,15 +122,15 @@ extension ShellSession {
             throw ShellError("replay start: \(OptionErrors.message(for: error, parsing: ServeOptions.self))\n'replay start --help' lists the options")
         }
         let options = parsed.options
+        let log = BufferingLogHandler.Buffer()
         let server: ReplayServer
         do {
-            server = try ReplayServer(recording: recording, options: options)
+            server = try ReplayServer(recording: recording, options: options,
+                                      logger: Logger(label: "qmpreplay.replay") { _ in BufferingLogHandler(log) })
         } catch {
             throw ShellError("replay start: \(error)")
         }
-        let handle = ShellReplay(server: server, endpoint: endpoint)
-        server.onLog = { [weak handle] line in handle?.note(line) }
-        server.onSessionEnd = { [weak handle] report in handle?.note("session ended: \(report)") }
+        let handle = ShellReplay(server: server, endpoint: endpoint, log: log)
         do {
             try server.start(listen: endpoint, socketMode: options.socketMode)
         } catch {

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -13,6 +14,8 @@ import Glibc
 ///
 /// Example: `let ch = try Bootstraps.listen(.unix("/tmp/q.sock"), mode: 0o600) { ch in ch.pipeline.addHandler(h) }`.
 public enum Bootstraps {
+    private static let umaskSetting = Mutex(())
+
     /// Binds and listens; `childInit` sets up each accepted connection's pipeline. Returns
     /// the listening channel once it accepts connections.
     public static func listen(
@@ -49,10 +52,14 @@ public enum Bootstraps {
                     unlink(path)
                 }
                 // The mode is set through the umask while binding, so the socket never exists
-                // with wider permissions (a chmod afterwards would leave a window).
-                let old = umask(~mode & 0o777)
-                defer { umask(old) }
-                return try b.bind(unixDomainSocketPath: path).wait()
+                // with wider permissions (a chmod afterwards would leave a window). The umask
+                // is the process's: two listens at once (tests run in parallel) would restore
+                // each other's, so one binds at a time.
+                return try umaskSetting.withLock { _ in
+                    let old = umask(~mode & 0o777)
+                    defer { umask(old) }
+                    return try b.bind(unixDomainSocketPath: path).wait()
+                }
             case .tcp(let host, let port):
                 return try b.bind(host: host, port: Int(port)).wait()
             }

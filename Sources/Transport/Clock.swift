@@ -63,29 +63,3 @@ public final class ManualClock: ReplayClock, Sendable {
 
     public func set(_ t: Int64) { current.withLock { $0 = max($0, t) } }
 }
-
-/// A pthread mutex with lock()/unlock() (the replay server's loop holds it across a turn);
-/// being replaced by `Synchronization.Mutex` as the servers move onto swift-nio.
-public final class Lock: @unchecked Sendable {
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-
-    public init() {
-        m = .allocate(capacity: 1)
-        pthread_mutex_init(m, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-
-    public func lock() { pthread_mutex_lock(m) }
-    public func unlock() { pthread_mutex_unlock(m) }
-
-    @inline(__always)
-    public func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
-    }
-}

@@ -1,15 +1,13 @@
 import ArgumentParser
-import Capture
+import Logging
 import Options
 import QMP
 import Recording
 import Replay
-
 import Transport
+
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 struct ReplayCommand: ParsableCommand {
@@ -84,11 +82,17 @@ struct ReplayCommand: ParsableCommand {
     func run() throws {
         let o = replay.options(span: timeSpan)
         if let t = deprecatedTarget { warn("--to \(t) is the former spelling of --connect-to \(t); --to now means the end of the span, as in every other command") }
+        CLILogHandler.install(quiet: output.quiet)
+        let log = Logger(label: "qmpreplay.replay")
         let r = try openRecording(file, strict: false)
-        let stopFD = StopSignal.install()
         if stdout {
             let player: StreamPlayer
             do { player = try StreamPlayer(recording: r, options: o) } catch { throw fail("\(error)") }
+            let stop = StopFlag()
+            Signals.onStop { name in
+                log.info("stopping on \(name)")
+                stop.set()
+            }
             let report = player.run(
                 write: { bytes in
                     bytes.withUnsafeBytes { raw in
@@ -101,29 +105,22 @@ struct ReplayCommand: ParsableCommand {
                         return true
                     }
                 },
-                shouldStop: { StopSignal.received != 0 })
-            let sink = ReplayReportSink(path: output.report, header: reportHeader(file: file, target: "stdout", options: o, script: player.script))
-            sink.session(report)
-            try sink.drain(quiet: output.quiet)
-            _ = stopFD
+                shouldStop: { stop.isSet })
+            logSummary(report, log)
+            try ReportFile(path: output.report, file: file, target: "stdout", options: o, script: player.script).write([report])
             return
         }
         let ep = try parseEndpoint(target!, option: "--connect-to")
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch { throw fail("\(error)") }
-        let sink = ReplayReportSink(path: output.report, header: reportHeader(file: file, target: ep.description, options: o, script: server.script))
-        server.onLog = { sink.log($0) }
-        server.onSessionEnd = { sink.session($0) }
-        do { try server.start(connectingTo: ep, linger: linger.nanoseconds) } catch { throw fail("\(error)") }
-        var p = pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)
-        while !server.isFinished {
-            if poll(&p, 1, 50) > 0 { break }
-            try sink.drain(quiet: output.quiet)
+        let reportFile = ReportFile(path: output.report, file: file, target: ep.description, options: o, script: server.script)
+        Signals.onStop { name in
+            log.info("stopping on \(name)")
+            server.stopBySignal()
         }
-        server.stop()
-        try sink.drain(quiet: output.quiet)
-        try sink.writeReport()
-        if o.strict && sink.all.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
+        do { try server.start(connectingTo: ep, linger: linger.nanoseconds) } catch { throw fail("\(error)") }
+        let sessions = try followReports(server, file: reportFile, log: log)
+        if o.strict && sessions.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
     }
 }
 

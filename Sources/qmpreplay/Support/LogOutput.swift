@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -34,9 +35,13 @@ struct CLILogHandler: LogHandler {
         if !all.isEmpty {
             line += " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
         }
-        before?()
-        Output.stderr.line(line)
-        Output.stderr.flush()
+        // Libraries log from their own threads (a server's event loop, a signal queue):
+        // one line at a time through the (unsynchronised) stderr buffer.
+        Installed.writing.withLock { _ in
+            before?()
+            Output.stderr.line(line)
+            Output.stderr.flush()
+        }
     }
 
     /// Installs the handler for the whole process (once; later calls only change the level).
@@ -56,6 +61,7 @@ struct CLILogHandler: LogHandler {
         nonisolated(unsafe) static var done = false
         nonisolated(unsafe) static var level: Logger.Level = .info
         nonisolated(unsafe) static var before: (@Sendable () -> Void)?
+        static let writing = Mutex(())
     }
 }
 
