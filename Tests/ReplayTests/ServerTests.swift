@@ -1,4 +1,3 @@
-import Capture
 import QMP
 import Recording
 import Testing
