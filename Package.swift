@@ -76,7 +76,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture", "Transport", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "CaptureTests", dependencies: [
+            "Capture", "Transport", "Recording", "QMP", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ReplayTests", dependencies: ["Replay", "Transport", "Recording", "QMP", "TestSupport"]),
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "Synth", "QMP", "TestSupport"]),
         .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "TestSupport"]),

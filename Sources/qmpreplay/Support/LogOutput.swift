@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -34,10 +35,21 @@ struct CLILogHandler: LogHandler {
         if !all.isEmpty {
             line += " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
         }
-        before?()
-        Output.stderr.line(line)
-        Output.stderr.flush()
+        Self.serialized {
+            before?()
+            Output.stderr.line(line)
+            Output.stderr.flush()
+        }
     }
+
+    /// Runs `body` while no log line is being written: libraries log from their own threads
+    /// (the recorder's event loop and disk thread), and the recorder's status line is drawn
+    /// from a timer, all on standard error.
+    static func serialized(_ body: () -> Void) {
+        stderrLock.withLock { _ in body() }
+    }
+
+    private static let stderrLock = Mutex(())
 
     /// Installs the handler for the whole process (once; later calls only change the level).
     static func install(quiet: Bool = false, before: (@Sendable () -> Void)? = nil) {

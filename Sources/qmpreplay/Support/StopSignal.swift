@@ -4,16 +4,16 @@ import Glibc
 import Darwin
 #endif
 
-/// TRANSITIONAL (issue 15): removed when the recorder moves onto swift-nio; signals then live
-/// only in the CLI (qmpreplay/Support/Signals.swift).
+/// TRANSITIONAL (issue 15): what `serve` and `replay` still poll until they move onto
+/// swift-nio and `Signals.onStop`; delete it then. The recorder no longer uses it.
 /// SIGINT/SIGTERM as a file descriptor that poll() can watch (the self-pipe trick), so the
 /// socket loops stop cleanly: flush, close records, trailer.
-public enum StopSignal {
+enum StopSignal {
     nonisolated(unsafe) private static var pipeFDs: [Int32] = [-1, -1]
-    nonisolated(unsafe) public private(set) static var received: Int32 = 0
+    nonisolated(unsafe) private(set) static var received: Int32 = 0
 
     /// The read end to poll; installs the handlers on first use.
-    public static func install() -> Int32 {
+    static func install() -> Int32 {
         if pipeFDs[0] >= 0 { return pipeFDs[0] }
         var fds: [Int32] = [0, 0]
         _ = pipe(&fds)
@@ -30,7 +30,7 @@ public enum StopSignal {
         return fds[0]
     }
 
-    public static var name: String {
+    static var name: String {
         switch received {
         case SIGINT: return "SIGINT"
         case SIGTERM: return "SIGTERM"
