@@ -47,7 +47,10 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
-        .target(name: "Benchmarks", dependencies: ["QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport"]),
+        .target(name: "Benchmarks", dependencies: [
+            "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .systemLibrary(name: "CReadline", path: "Sources/CReadline", providers: [.apt(["libreadline-dev"])]),
         .target(name: "Shell", dependencies: [
             "QMP", "Recording", "Transport", "Capture", "Analysis", "Replay",

@@ -1,3 +1,4 @@
+import Logging
 import QMP
 import Recording
 import Synchronization
@@ -49,7 +50,9 @@ public enum ProxyBenchmark {
         let output = workDir + "/proxy-bench.qmprec"
         var cfg = ProxyModeConfig(listen: listen, upstream: upstream)
         cfg.maxClients = 4
-        let proxy = ProxyRecorder(config: cfg, options: CaptureOptions(output: output))
+        // Quiet: the benchmark prints its figures only.
+        let quiet = RecorderContext(logger: Logger(label: "qmpreplay.bench") { _ in SwiftLogNoOpLogHandler() })
+        let proxy = ProxyRecorder(config: cfg, options: CaptureOptions(output: output), context: quiet)
         try proxy.start()   // returns once the proxy accepts clients
 
         let cmd = Array("{\"execute\":\"query-status\"}\n".utf8)
