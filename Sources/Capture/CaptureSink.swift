@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import QMP
 import Recording
-import Synchronization
 
 import Transport
 #if canImport(Glibc)
@@ -103,7 +102,7 @@ public struct CaptureEnd: Sendable {
 /// soon as the file takes writes again. `finish` is bounded by `stopBudget`.
 ///
 /// What the user should hear about (the output failed, works again, part files removed or
-/// skipped) goes to the `Logger`. Shared state lives in three `Mutex`es (the input queue,
+/// skipped) goes to the `Logger`. Shared state lives in three `Mutex`es (`Guarded`: the input queue,
 /// the output queue, the counters); a worker with nothing to do sleeps on a `WorkerWakeup`.
 /// The rest belongs to one thread: framing and redaction to the encoder, the file to the disk
 /// thread.
@@ -202,9 +201,9 @@ public final class CaptureSink: @unchecked Sendable {
     private let options: CaptureOptions
     private let header: RecordingHeader
     private let logger: Logger
-    private let input = Mutex(Input())
-    private let output = Mutex(Output())
-    private let stats = Mutex(CaptureStats())
+    private let input = Guarded(Input())
+    private let output = Guarded(Output())
+    private let stats = Guarded(CaptureStats())
     private let encoderWake = WorkerWakeup()
     private let diskWake = WorkerWakeup()
     private let finishWake = WorkerWakeup()

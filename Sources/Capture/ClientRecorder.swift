@@ -112,14 +112,8 @@ public final class ClientRecorder: CaptureRecorder {
 
     /// Runs until the session ends. Throws only when nothing could be recorded at all.
     public func run() throws -> CaptureOutcome {
-        let context = self.context
-        let t0 = context.clock.now()
-        let startWall = context.wallClock()
-        let loop = context.group.next()
-        let config = self.config
-        let driver = try loop.submit {
-            NIOLoopBound(ClientDriver(config: config, context: context, start: t0, wallStart: startWall, loop: loop), eventLoop: loop)
-        }.wait()
+        let (config, context) = (self.config, self.context)
+        let (t0, startWall, loop, driver) = try context.begin { ClientDriver(config: config, context: context, start: $0, wallStart: $1, loop: $2) }
         // Read the greeting before creating the file, so the header carries QEMU's version.
         let greeted = try loop.submit { driver.value.begin() }.wait()
         control.deliverStops { name in loop.execute { driver.value.stop(by: name) } }

@@ -3,7 +3,6 @@ import NIOCore
 import NIOPosix
 import QMP
 import Recording
-import Synchronization
 import Transport
 
 #if canImport(Glibc)
@@ -50,7 +49,7 @@ public final class ProxyRecorder: CaptureRecorder {
     public let options: CaptureOptions
     private let context: RecorderContext
     private let control = RecorderControl()
-    private let running = Mutex<Running?>(nil)
+    private let running = Guarded<Running?>(nil)
 
     /// What `start` set up and `wait` takes down.
     private struct Running: Sendable {
@@ -74,14 +73,8 @@ public final class ProxyRecorder: CaptureRecorder {
     /// Listens, probes QEMU's version, creates the file and starts serving clients; returns
     /// once clients can connect. Throws when nothing can be recorded (no listen socket, no file).
     public func start() throws {
-        let context = self.context
-        let t0 = context.clock.now()
-        let startWall = context.wallClock()
-        let loop = context.group.next()
-        let config = self.config
-        let server = try loop.submit {
-            NIOLoopBound(ProxyServer(config: config, context: context, start: t0, wallStart: startWall, loop: loop), eventLoop: loop)
-        }.wait()
+        let (config, context) = (self.config, self.context)
+        let (t0, startWall, loop, server) = try context.begin { ProxyServer(config: config, context: context, start: $0, wallStart: $1, loop: $2) }
         let listener: Channel
         do {
             listener = try Bootstraps.listen(config.listen, mode: config.socketMode, group: loop) { ch in

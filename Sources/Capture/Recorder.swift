@@ -2,7 +2,6 @@ import Logging
 import NIOCore
 import QMP
 import Recording
-import Synchronization
 import Transport
 
 /// What the CLI drives, in either mode: `run()` records until the session ends (blocking the
@@ -41,6 +40,17 @@ public struct RecorderContext: Sendable {
         self.wallClock = wallClock
         self.logger = logger
         self.group = group
+    }
+
+    /// The start of a run: the time base and wall-clock anchor, one event loop for all of the
+    /// recorder's sockets, and the recorder's loop side (`make`, called on that loop).
+    func begin<Side>(_ make: @escaping @Sendable (_ start: Int64, _ wallStart: Int64, _ loop: EventLoop) -> Side) throws
+        -> (start: Int64, wallStart: Int64, loop: EventLoop, side: NIOLoopBound<Side>) {
+        let start = clock.now()
+        let wallStart = wallClock()
+        let loop = group.next()
+        let side = try loop.submit { NIOLoopBound(make(start, wallStart, loop), eventLoop: loop) }.wait()
+        return (start, wallStart, loop, side)
     }
 }
 
@@ -82,7 +92,7 @@ final class RecorderControl: Sendable {
         var start: Int64 = 0
     }
 
-    private let state = Mutex(State())
+    private let state = Guarded(State())
 
     /// The first stop counts; later ones (a second Ctrl-C) find the recorder already stopping.
     func requestStop(by name: String) {

@@ -134,7 +134,7 @@ struct ProxyFakePeerTests {
                 close(fd)
             }
         }
-        let rec = ProxyRecorder(config: ProxyModeConfig(listen: .unix(listen), upstream: .unix(up)), options: CaptureOptions(output: out))
+        let rec = ProxyRecorder(config: ProxyModeConfig(listen: .unix(listen), upstream: .unix(up)), options: completeOptions(out))
         try rec.start()   // the version probe was the fake's first connection (served = 1)
         var received: [[UInt8]] = []
         let sent: [[UInt8]] = [Array("{\"execute\":\"qmp_capabilities\"}\n".utf8), Array("{\"execute\": \"stop\", \"id\": 5}\r\n".utf8)]

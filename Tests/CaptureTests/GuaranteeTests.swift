@@ -149,9 +149,11 @@ struct ProxyStallTests {
     @Test("a client that stops reading is dropped past --peer-buffer; a reading client beside it is not held up; a stop is prompt")
     func stalledClient() throws {
         let d = scratch("stall")
-        let (proxy, cfg, peer) = try proxyBeforeFastPeer(d) { c, _ in
+        let log = LogBook()
+        let (proxy, cfg, peer) = try proxyBeforeFastPeer(d, context: RecorderContext(logger: log.logger)) { c, o in
             c.maxClients = 3
             c.peerBufferLimit = 1 << 20
+            o.stopBudget = CaptureOptions(output: "").stopBudget   // the stop is timed here
         }
         let reader = try LineClient(cfg.listen)
         let cmd = Array("{\"execute\":\"query-status\"}\n".utf8)
@@ -176,9 +178,9 @@ struct ProxyStallTests {
         // unit test also runs under ThreadSanitizer, several times slower.)
         #expect(stopNanos < 5_000_000_000, "stop took \(stopNanos / 1_000_000) ms; \(outcome.stats)")
         #expect(outcome.reason == "signal")
-        let r = try Recording(path: d + "/p.qmprec")
-        let closes = try (0..<r.count).filter { r.kind($0) == .close }.map { try r.record(at: $0) }
-        #expect(closes.contains { if case .close(let by, let reason) = $0.body { return by == "recorder" && reason.contains("the client stopped reading") } else { return false } })
+        // Why the stalled client was dropped (the close record that says so: GlueTests; here the
+        // stop may cut what the encoder has not reached yet under ThreadSanitizer).
+        #expect(log.lines.contains { $0.hasPrefix("warning: the client stopped reading: ") && $0.contains("(limit 1048576)") })
     }
 
     @Test("a client that stops reading does not delay another client's replies (two pairs, --max-clients 2)")

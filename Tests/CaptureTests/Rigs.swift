@@ -3,7 +3,6 @@ import NIOCore
 import NIOEmbedded
 import QMP
 import Recording
-import Synchronization
 @testable import Capture
 
 import TestSupport
@@ -30,7 +29,7 @@ final class LoopClock: ReplayClock, @unchecked Sendable {
 
 /// Collects what a library logs, one line per message: `warning: text [conn=1 peer=unix]`.
 final class LogBook: Sendable {
-    private let stored = Mutex<[String]>([])
+    private let stored = Guarded<[String]>([])
 
     var lines: [String] { stored.withLock { $0 } }
 
@@ -214,15 +213,25 @@ final class GlueRig: LoopRig {
     func recording() throws -> Recording { try finish(sink, reason: "test", file: "p.qmprec") }
 }
 
+/// Options for tests that check everything was recorded: the stop writes all that is queued
+/// however slow the build (under ThreadSanitizer the encoder is many times slower, and the
+/// usual stop budget would note the rest as a span instead).
+func completeOptions(_ output: String) -> CaptureOptions {
+    var o = CaptureOptions(output: output)
+    o.stopBudget = 60_000_000_000
+    return o
+}
+
 /// A proxy recorder in front of a `FastQMPPeer`, both in directory `d`, started (clients
 /// can connect); `tune` adjusts its configuration first.
-func proxyBeforeFastPeer(_ d: String, _ tune: (inout ProxyModeConfig, inout CaptureOptions) -> Void = { _, _ in }) throws
+func proxyBeforeFastPeer(_ d: String, context: RecorderContext = RecorderContext(),
+                         _ tune: (inout ProxyModeConfig, inout CaptureOptions) -> Void = { _, _ in }) throws
     -> (proxy: ProxyRecorder, config: ProxyModeConfig, peer: FastQMPPeer) {
     let peer = try FastQMPPeer(path: d + "/qemu.sock")
     var cfg = ProxyModeConfig(listen: .unix(d + "/proxy.sock"), upstream: .unix(d + "/qemu.sock"))
-    var opt = CaptureOptions(output: d + "/p.qmprec")
+    var opt = completeOptions(d + "/p.qmprec")
     tune(&cfg, &opt)
-    let proxy = ProxyRecorder(config: cfg, options: opt)
+    let proxy = ProxyRecorder(config: cfg, options: opt, context: context)
     try proxy.start()
     return (proxy, cfg, peer)
 }

@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import Transport
 
 #if canImport(Glibc)
 import Glibc
@@ -49,7 +49,7 @@ struct CLILogHandler: LogHandler {
         stderrLock.withLock { _ in body() }
     }
 
-    private static let stderrLock = Mutex(())
+    private static let stderrLock = Guarded(())
 
     /// Installs the handler for the whole process (once; later calls only change the level).
     static func install(quiet: Bool = false, before: (@Sendable () -> Void)? = nil) {
