@@ -86,7 +86,12 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
-        .testTarget(name: "CaptureTests", dependencies: ["Capture", "Transport", "Recording", "QMP", "TestSupport"]),
+        .testTarget(name: "CaptureTests", dependencies: [
+            "Capture", "Transport", "Recording", "QMP", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ReplayTests", dependencies: [
             "Replay", "Transport", "Recording", "QMP", "TestSupport",
             .product(name: "NIOCore", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import Logging
 import QMP
 import Recording
 import Synchronization
@@ -49,10 +50,10 @@ public enum ProxyBenchmark {
         let output = workDir + "/proxy-bench.qmprec"
         var cfg = ProxyModeConfig(listen: listen, upstream: upstream)
         cfg.maxClients = 4
-        let proxy = ProxyRecorder(config: cfg, options: CaptureOptions(output: output))
-        let thread = JoinableThread { _ = try? proxy.run() }
-        // Wait for the proxy socket.
-        for _ in 0..<200 where (try? Sockets.connect(listen)).map({ close($0); return false }) ?? true { usleep(10_000) }
+        // Quiet: the benchmark prints its figures only.
+        let quiet = RecorderContext(logger: Logger(label: "qmpreplay.bench") { _ in SwiftLogNoOpLogHandler() })
+        let proxy = ProxyRecorder(config: cfg, options: CaptureOptions(output: output), context: quiet)
+        try proxy.start()   // returns once the proxy accepts clients
 
         let cmd = Array("{\"execute\":\"query-status\"}\n".utf8)
         var d: [Int64] = [], p: [Int64] = []
@@ -93,9 +94,8 @@ public enum ProxyBenchmark {
         }
         let secs = Double(WallClock.monotonicNanos() - t0) / 1e9
         proxied.close()
-        usleep(200_000)
-        proxy.stop()
-        thread.join()
+        proxy.stop(by: "the benchmark")
+        _ = proxy.wait()
         let recorded = (try? Recording(path: output).count) ?? 0
         return Result(upstream: given?.description ?? "in-process fast QMP peer", iterations: iterations, direct: d, proxied: p,
                       messages: messages, seconds: secs, recorded: recorded)

@@ -1,6 +1,7 @@
 import Foundation
 import QMP
 import Recording
+import Transport
 
 #if canImport(Glibc)
 import Glibc
@@ -114,8 +115,7 @@ final class CaptureFile {
             if n < 0 {
                 if errno == EINTR { continue }
                 if errno == EAGAIN || errno == EWOULDBLOCK {
-                    var p = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                    _ = poll(&p, 1, 50)
+                    FDWait.writable(fd, timeoutMs: 50)
                     continue
                 }
                 failure = errno

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import QMP
 import Recording
 
@@ -28,10 +29,17 @@ public struct CaptureOptions: Sendable {
     public var stopBudget: Int64 = 1_500_000_000
     /// How often a failed output is tried again (ns).
     public var retryInterval: Int64 = 1_000_000_000
-    /// Called (on the encoder thread) with every recorded message, for `--verbose`.
-    public var onMessage: (@Sendable (Direction, UInt32, QMPMessage) -> Void)?
+    /// Sees every recorded message (`record --verbose` prints them).
+    public var observer: (any CaptureObserver)?
 
     public init(output: String) { self.output = output }
+}
+
+/// Sees every message as it is recorded: redacted, as the file holds it, on the sink's
+/// encoder thread (so it never delays the traffic). `record --verbose` prints each one as
+/// `<<< [c1] {"return": {}}`.
+public protocol CaptureObserver: Sendable {
+    func recorded(_ message: QMPMessage, from direction: Direction, connection: UInt32)
 }
 
 /// One file written: its path and size.
@@ -40,7 +48,7 @@ public struct CapturePart: Sendable, Hashable {
     public var bytes: Int64
 }
 
-/// Counters for the status line and the summary. Read under the sink's lock.
+/// Counters for the status line and the summary (`CaptureSink.currentStats`).
 public struct CaptureStats: Sendable {
     /// Records written, in all files.
     public var records = 0
@@ -92,6 +100,12 @@ public struct CaptureEnd: Sendable {
 /// millisecond; a write error (ENOSPC, EIO) cuts the file back to its last complete line,
 /// and what follows is counted as a lost span, retried every `retryInterval` and noted as
 /// soon as the file takes writes again. `finish` is bounded by `stopBudget`.
+///
+/// What the user should hear about (the output failed, works again, part files removed or
+/// skipped) goes to the `Logger`. Shared state lives in three `Mutex`es (`Guarded`: the input queue,
+/// the output queue, the counters); a worker with nothing to do sleeps on a `WorkerWakeup`.
+/// The rest belongs to one thread: framing and redaction to the encoder, the file to the disk
+/// thread.
 public final class CaptureSink: @unchecked Sendable {
     /// A span of traffic that was not recorded.
     struct Gap: Sendable {
@@ -119,7 +133,7 @@ public final class CaptureSink: @unchecked Sendable {
         }
     }
 
-    enum Item {
+    enum Item: Sendable {
         case data(Int64, UInt32, Direction, [UInt8])
         case open(Int64, UInt32, String, JSONObject)
         case close(Int64, UInt32, String, String)
@@ -131,8 +145,8 @@ public final class CaptureSink: @unchecked Sendable {
     }
 
     /// One encoded record on its way to the disk.
-    struct Line {
-        enum Kind { case message, event, open, close, note }
+    struct Line: Sendable {
+        enum Kind: Sendable { case message, event, open, close, note }
         var bytes: [UInt8]
         var time: Int64
         var kind: Kind
@@ -145,36 +159,55 @@ public final class CaptureSink: @unchecked Sendable {
         var essential: Bool { kind != .message && kind != .event }
     }
 
+    /// Socket side -> encoder.
+    struct Input {
+        var queue: [Item] = []
+        var bytes = 0
+        var chunkGaps: [UInt64: Gap] = [:]
+        var stopping = false
+        var finishReason = ""
+        var finishTime: Int64 = 0
+        var stopDeadline: Int64 = .max
+        var encoderAsleep = false
+    }
+
+    /// Encoder -> disk thread, and the end of it all for `finish`.
+    struct Output {
+        var queue = LineQueue()
+        var bytes = 0
+        var dropGap: Gap?
+        var encoderDone = false
+        var diskDone = false
+        var diskDeadline: Int64 = .max
+        /// Time of the last record queued for the disk (notes about spans are never earlier).
+        var lastQueuedTime: Int64 = 0
+        var end = CaptureEnd(trailerWritten: false, error: nil)
+        var diskAsleep = false
+        var finisherAsleep = false
+
+        mutating func append(_ line: Line) {
+            lastQueuedTime = max(lastQueuedTime, line.time)
+            queue.append(line)
+            bytes += line.bytes.count
+        }
+
+        /// Whether the disk thread sleeps (and must be signalled); clears the mark.
+        mutating func takeDiskSleeper() -> Bool {
+            defer { diskAsleep = false }
+            return diskAsleep
+        }
+    }
+
     private let options: CaptureOptions
     private let header: RecordingHeader
-    private let lock = NSLock()
-    private let inCond = NSCondition()
-    private let outCond = NSCondition()
-
-    // Loop -> encoder (under inCond).
-    private var inQueue: [Item] = []
-    private var inBytes = 0
+    private let logger: Logger
+    private let input = Guarded(Input())
+    private let output = Guarded(Output())
+    private let stats = Guarded(CaptureStats())
+    private let encoderWake = WorkerWakeup()
+    private let diskWake = WorkerWakeup()
+    private let finishWake = WorkerWakeup()
     private let inLimit: Int
-    private var chunkGaps: [UInt64: Gap] = [:]
-    private var stopping = false
-    private var finishReason = ""
-    private var finishTime: Int64 = 0
-    private var stopDeadline: Int64 = .max
-
-    // Encoder -> disk (under outCond).
-    private var outQueue = LineQueue()
-    private var outBytes = 0
-    private var dropGap: Gap?
-    private var encoderDone = false
-    private var diskDone = false
-    private var diskDeadline: Int64 = .max
-    /// Time of the last record queued for the disk (notes about spans are never earlier).
-    private var lastQueuedTime: Int64 = 0
-    private var end = CaptureEnd(trailerWritten: false, error: nil)
-
-    // Under lock.
-    private var stats = CaptureStats()
-    private var messages: [String] = []
 
     // Encoder thread state.
     private var framers: [UInt64: QMPFramer] = [:]
@@ -196,9 +229,13 @@ public final class CaptureSink: @unchecked Sendable {
 
     private var threads: [JoinableThread] = []
 
-    public init(header: RecordingHeader, options: CaptureOptions) throws(CaptureOutputError) {
+    /// Creates the output (with its header) and starts the encoder and disk threads.
+    /// `logger` hears what the user should know while recording (the output failed, works
+    /// again, part files were removed or skipped).
+    public init(header: RecordingHeader, options: CaptureOptions, logger: Logger = Logger(label: "qmpreplay.capture")) throws(CaptureOutputError) {
         self.header = header
         self.options = options
+        self.logger = logger
         self.redactor = Redactor(enabled: options.redact)
         inLimit = max(options.queueLimitBytes, 16 << 20)
         var removed: [String] = []
@@ -216,56 +253,52 @@ public final class CaptureSink: @unchecked Sendable {
             }
         }
         file = try CaptureFile.create(path: options.output, header: header, replace: options.replaceExisting)
-        stats.parts = [CapturePart(path: options.output, bytes: file.size)]
-        stats.bytes = file.size
-        if !removed.isEmpty { messages.append("--force: removed \(removed.count) part files of an earlier recording (\(removed.joined(separator: ", ")))") }
+        let size = file.size
+        stats.withLock { s in
+            s.parts = [CapturePart(path: options.output, bytes: size)]
+            s.bytes = size
+        }
+        if !removed.isEmpty { logger.info("--force: removed \(removed.count) part files of an earlier recording (\(removed.joined(separator: ", ")))") }
         threads.append(JoinableThread { [unowned self] in self.encoderLoop() })
         threads.append(JoinableThread { [unowned self] in self.diskLoop() })
     }
 
     /// The current statistics (thread-safe).
-    public var currentStats: CaptureStats {
-        lock.lock(); defer { lock.unlock() }
-        return stats
-    }
+    public var currentStats: CaptureStats { stats.withLock { $0 } }
 
     /// The output error while the output is failing (`nil` when it works).
     public var failure: String? {
-        lock.lock(); defer { lock.unlock() }
-        return stats.outputFailing ? stats.outputError : nil
+        stats.withLock { $0.outputFailing ? $0.outputError : nil }
     }
 
-    /// Things the user should hear about now (the output failed, works again...).
-    public func takeMessages() -> [String] {
-        lock.lock(); defer { lock.unlock() }
-        let m = messages
-        messages.removeAll()
-        return m
-    }
+    // MARK: Input (the recorders' event loop)
 
-    private func say(_ m: String) {
-        lock.lock(); messages.append(m); lock.unlock()
-    }
-
-    // MARK: Input (socket loop)
-
+    /// Bytes received on connection `conn` from `dir` at `time` (ns since the start): queued,
+    /// never waited for.
     public func data(_ time: Int64, _ conn: UInt32, _ dir: Direction, _ bytes: [UInt8]) {
-        inCond.lock()
-        defer { inCond.unlock() }
-        guard !stopping else { return }
-        let k = CaptureSink.key(conn, dir)
-        if inBytes + bytes.count > inLimit {
-            var g = chunkGaps[k] ?? Gap(at: time, cause: "the recorder fell behind the traffic")
-            g.to = time
-            g.bytes += Int64(bytes.count)
-            g.messages += bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
-            chunkGaps[k] = g
-            return
+        let limit = inLimit
+        let wake = input.withLock { s -> Bool in
+            guard !s.stopping else { return false }
+            let k = CaptureSink.key(conn, dir)
+            if s.bytes + bytes.count > limit {
+                var g = s.chunkGaps[k] ?? Gap(at: time, cause: "the recorder fell behind the traffic")
+                g.to = time
+                g.bytes += Int64(bytes.count)
+                g.messages += bytes.reduce(0) { $0 + ($1 == 0x0A ? 1 : 0) }
+                s.chunkGaps[k] = g
+                return false
+            }
+            if let g = s.chunkGaps.removeValue(forKey: k) { s.queue.append(.chunkGap(conn, dir, g)) }
+            s.queue.append(.data(time, conn, dir, bytes))
+            s.bytes += bytes.count
+            return Self.takeEncoderSleeper(&s)
         }
-        if let g = chunkGaps.removeValue(forKey: k) { inQueue.append(.chunkGap(conn, dir, g)) }
-        inQueue.append(.data(time, conn, dir, bytes))
-        inBytes += bytes.count
-        inCond.signal()
+        if wake { encoderWake.signal() }
+    }
+
+    private static func takeEncoderSleeper(_ s: inout Input) -> Bool {
+        defer { s.encoderAsleep = false }
+        return s.encoderAsleep
     }
 
     public func open(_ time: Int64, _ conn: UInt32, peer: String, info: JSONObject = JSONObject()) {
@@ -288,53 +321,54 @@ public final class CaptureSink: @unchecked Sendable {
     }
 
     private func enqueue(_ item: Item, closing: UInt32? = nil) {
-        inCond.lock()
-        defer { inCond.unlock() }
-        guard !stopping else { return }
-        if let c = closing {
-            for dir in Direction.allCases {
-                if let g = chunkGaps.removeValue(forKey: CaptureSink.key(c, dir)) { inQueue.append(.chunkGap(c, dir, g)) }
+        let wake = input.withLock { s -> Bool in
+            guard !s.stopping else { return false }
+            if let c = closing {
+                for dir in Direction.allCases {
+                    if let g = s.chunkGaps.removeValue(forKey: CaptureSink.key(c, dir)) { s.queue.append(.chunkGap(c, dir, g)) }
+                }
             }
+            s.queue.append(item)
+            s.bytes += 64
+            return Self.takeEncoderSleeper(&s)
         }
-        inQueue.append(item)
-        inBytes += 64
-        inCond.signal()
+        if wake { encoderWake.signal() }
     }
 
     /// Writes what is queued (for at most `stopBudget`; the rest is noted as a span that
     /// was not recorded), the trailer, and stops the threads.
     @discardableResult
     public func finish(reason: String, time: Int64) -> CaptureEnd {
-        inCond.lock()
-        if !stopping {
-            stopping = true
-            finishReason = reason
-            finishTime = time
-            stopDeadline = WallClock.monotonicNanos() + options.stopBudget
-            for (k, g) in chunkGaps { inQueue.append(.chunkGap(UInt32(k >> 1), k & 1 == 0 ? .qemu : .client, g)) }
-            chunkGaps.removeAll()
+        let budget = options.stopBudget
+        let (deadline, wakeEncoder) = input.withLock { s -> (Int64, Bool) in
+            if !s.stopping {
+                s.stopping = true
+                s.finishReason = reason
+                s.finishTime = time
+                s.stopDeadline = WallClock.monotonicNanos() + budget
+                for (k, g) in s.chunkGaps { s.queue.append(.chunkGap(UInt32(k >> 1), k & 1 == 0 ? .qemu : .client, g)) }
+                s.chunkGaps.removeAll()
+            }
+            return (s.stopDeadline, Self.takeEncoderSleeper(&s))
         }
-        let deadline = stopDeadline
-        inCond.broadcast()
-        inCond.unlock()
+        if wakeEncoder { encoderWake.signal() }
         // The disk thread gives up on the queue at the deadline; a write that hangs in the
         // kernel beyond it is not waited for much longer.
         let hardLimit = deadline + 1_000_000_000
-        outCond.lock()
-        diskDeadline = deadline
-        outCond.broadcast()
-        while !diskDone {
+        if output.withLock({ s in s.diskDeadline = deadline; return s.takeDiskSleeper() }) { diskWake.signal() }
+        while true {
+            let (done, end) = output.withLock { s -> (Bool, CaptureEnd) in
+                if !s.diskDone { s.finisherAsleep = true }
+                return (s.diskDone, s.end)
+            }
+            if done {
+                for t in threads { t.join() }
+                threads.removeAll()
+                return end
+            }
             let left = hardLimit - WallClock.monotonicNanos()
             if left <= 0 { break }
-            _ = outCond.wait(until: Date(timeIntervalSinceNow: Double(min(left, 100_000_000)) / 1e9))
-        }
-        let done = diskDone
-        let e = end
-        outCond.unlock()
-        if done {
-            for t in threads { t.join() }
-            threads.removeAll()
-            return e
+            finishWake.wait(nanoseconds: min(left, 100_000_000))
         }
         for t in threads { t.detach() }
         threads.removeAll()
@@ -346,16 +380,21 @@ public final class CaptureSink: @unchecked Sendable {
     static func key(_ conn: UInt32, _ dir: Direction) -> UInt64 { UInt64(conn) << 1 | (dir == .qemu ? 0 : 1) }
 
     private func encoderLoop() {
+        var items: [Item] = []
         while true {
-            inCond.lock()
-            while inQueue.isEmpty && !stopping { inCond.wait() }
-            let items = inQueue
-            inQueue.removeAll(keepingCapacity: true)
-            inBytes = 0
-            let done = stopping
-            let deadline = stopDeadline
-            inCond.unlock()
-
+            let taken = input.withLock { s -> (done: Bool, deadline: Int64)? in
+                if s.queue.isEmpty && !s.stopping {
+                    s.encoderAsleep = true
+                    return nil
+                }
+                swap(&items, &s.queue)
+                s.bytes = 0
+                return (s.stopping, s.stopDeadline)
+            }
+            guard let (done, deadline) = taken else {
+                encoderWake.wait()
+                continue
+            }
             for item in items {
                 if done && WallClock.monotonicNanos() > deadline, case .data(let t, let c, let d, let b) = item {
                     // Out of time: what was not even framed yet is counted (lines as
@@ -368,20 +407,19 @@ public final class CaptureSink: @unchecked Sendable {
                 }
                 process(item)
             }
+            items.removeAll(keepingCapacity: true)
             if done {
-                inCond.lock()
-                let empty = inQueue.isEmpty
-                inCond.unlock()
-                if !empty { continue }
+                if !input.withLock({ $0.queue.isEmpty }) { continue }
                 flushFramers()
-                outCond.lock()
-                if let g = dropGap {
-                    appendLine(noteLine(g), force: true)
-                    dropGap = nil
+                let wake = output.withLock { s -> Bool in
+                    if let g = s.dropGap {
+                        s.append(Self.noteLine(g))
+                        s.dropGap = nil
+                    }
+                    s.encoderDone = true
+                    return s.takeDiskSleeper()
                 }
-                encoderDone = true
-                outCond.broadcast()
-                outCond.unlock()
+                if wake { diskWake.signal() }
                 return
             }
         }
@@ -414,7 +452,7 @@ public final class CaptureSink: @unchecked Sendable {
             } else {
                 reason = "upstream lost: QEMU closed the connection without SHUTDOWN"
             }
-            if reason.hasPrefix("upstream lost") { lock.lock(); stats.qemuLost += 1; lock.unlock() }
+            if reason.hasPrefix("upstream lost") { stats.withLock { $0.qemuLost += 1 } }
             sawShutdown.remove(conn)
             push(.close(by: "qemu", reason: then.isEmpty ? reason : "\(reason); \(then)"), time: t, conn: conn, kind: .close)
         case .note(let t, let conn, let text, let data):
@@ -483,30 +521,32 @@ public final class CaptureSink: @unchecked Sendable {
         let before = redactor.redactions
         let out = redactor.process(m, from: dir, connection: conn)
         if dir == .qemu, case .event(let e) = out.body, e.name == "SHUTDOWN" { sawShutdown.insert(conn) }
-        options.onMessage?(dir, conn, out)
+        options.observer?.recorded(out, from: dir, connection: conn)
         if redactor.redactions != before {
-            lock.lock(); stats.redactions += redactor.redactions - before; lock.unlock()
+            let added = redactor.redactions - before
+            stats.withLock { $0.redactions += added }
         }
         push(.message(from: dir, out), time: time, conn: conn, kind: out.kind == .event ? .event : .message, wire: out.bytes.count)
     }
 
     private func pushGap(_ g: Gap, conn: UInt32) {
-        lock.lock()
-        stats.lostRecords += g.records
-        stats.lostMessages += g.messages
-        stats.lostBytes += g.bytes
-        lock.unlock()
-        outCond.lock()
-        var line = noteLine(g)
-        line.conn = conn
-        line.time = max(g.from, lastQueuedTime)
-        line.bytes = RecordEncoder.encode(time: line.time, connection: conn, body: g.body)
-        appendLine(line, force: true)
-        outCond.broadcast()
-        outCond.unlock()
+        stats.withLock { s in
+            s.lostRecords += g.records
+            s.lostMessages += g.messages
+            s.lostBytes += g.bytes
+        }
+        let wake = output.withLock { s -> Bool in
+            var line = Self.noteLine(g)
+            line.conn = conn
+            line.time = max(g.from, s.lastQueuedTime)
+            line.bytes = RecordEncoder.encode(time: line.time, connection: conn, body: g.body)
+            s.append(line)
+            return s.takeDiskSleeper()
+        }
+        if wake { diskWake.signal() }
     }
 
-    private func noteLine(_ g: Gap) -> Line {
+    private static func noteLine(_ g: Gap) -> Line {
         Line(bytes: RecordEncoder.encode(time: g.from, connection: 0, body: g.body), time: g.from, kind: .note, conn: 0, wire: 0, gap: g)
     }
 
@@ -516,36 +556,37 @@ public final class CaptureSink: @unchecked Sendable {
         encodedTime = max(encodedTime, time)
         let t = encodedTime
         let essential = kind != .message && kind != .event
-        outCond.lock()
-        defer { outCond.unlock() }
-        if !essential && outBytes + wire + 64 > options.queueLimitBytes {
-            var g = dropGap ?? Gap(at: t, cause: "the disk could not keep up")
+        let limit = options.queueLimitBytes
+        let dropped = output.withLock { s -> Bool in
+            guard !essential && s.bytes + wire + 64 > limit else { return false }
+            var g = s.dropGap ?? Gap(at: t, cause: "the disk could not keep up")
             g.to = t
             g.records += 1
             g.messages += 1
             g.bytes += Int64(wire)
-            dropGap = g
-            lock.lock()
-            stats.lostRecords += 1
-            stats.lostMessages += 1
-            stats.lostBytes += Int64(wire)
-            lock.unlock()
+            s.dropGap = g
+            return true
+        }
+        if dropped {
+            stats.withLock { s in
+                s.lostRecords += 1
+                s.lostMessages += 1
+                s.lostBytes += Int64(wire)
+            }
             return
         }
-        if let g = dropGap {
-            appendLine(noteLine(g), force: true)
-            dropGap = nil
+        // Encoded outside the lock: the disk thread takes records meanwhile, so the queue
+        // only shrinks; the drop span is this thread's alone.
+        let line = Line(bytes: RecordEncoder.encode(time: t, connection: conn, body: body), time: t, kind: kind, conn: conn, wire: wire, gap: nil)
+        let wake = output.withLock { s -> Bool in
+            if let g = s.dropGap {
+                s.append(Self.noteLine(g))
+                s.dropGap = nil
+            }
+            s.append(line)
+            return s.takeDiskSleeper()
         }
-        let bytes = RecordEncoder.encode(time: t, connection: conn, body: body)
-        appendLine(Line(bytes: bytes, time: t, kind: kind, conn: conn, wire: wire, gap: nil), force: essential)
-        outCond.signal()
-    }
-
-    /// Under outCond.
-    private func appendLine(_ line: Line, force: Bool) {
-        lastQueuedTime = max(lastQueuedTime, line.time)
-        outQueue.append(line)
-        outBytes += line.bytes.count
+        if wake { diskWake.signal() }
     }
 
     // MARK: Disk thread
@@ -585,38 +626,45 @@ public final class CaptureSink: @unchecked Sendable {
     private func diskLoop() {
         var lastWrite: Int64 = 0
         while true {
-            outCond.lock()
-            while outQueue.isEmpty && !encoderDone {
+            // Sleep until records come (or a retry or the stop deadline is due).
+            while true {
                 let now = WallClock.monotonicNanos()
-                if now >= diskDeadline { break }
                 var wait = options.flushInterval
                 if failed != nil { wait = min(wait, max(lastRetry + options.retryInterval - now, 1_000_000)) }
-                if diskDeadline != .max { wait = min(wait, max(diskDeadline - now, 1_000_000)) }
-                _ = outCond.wait(until: Date(timeIntervalSinceNow: Double(wait) / 1e9))
+                let sleep = output.withLock { s -> Int64? in
+                    guard s.queue.isEmpty && !s.encoderDone && now < s.diskDeadline else { return nil }
+                    s.diskAsleep = true
+                    return s.diskDeadline == .max ? wait : min(wait, max(s.diskDeadline - now, 1_000_000))
+                }
+                guard let sleep else { break }
+                diskWake.wait(nanoseconds: sleep)
+                output.withLock { $0.diskAsleep = false }
                 if failed != nil && WallClock.monotonicNanos() - lastRetry >= options.retryInterval { break }
             }
             // At most one write per millisecond while records flow.
+            let flowing = output.withLock { !$0.encoderDone && $0.diskDeadline == .max && !$0.queue.isEmpty }
             let sinceWrite = WallClock.monotonicNanos() - lastWrite
-            if !encoderDone && diskDeadline == .max && sinceWrite < CaptureSink.promptWriteNanos && !outQueue.isEmpty {
-                outCond.unlock()
+            if flowing && sinceWrite < CaptureSink.promptWriteNanos {
                 usleep(UInt32((CaptureSink.promptWriteNanos - sinceWrite) / 1000))
-                outCond.lock()
             }
             let now = WallClock.monotonicNanos()
-            let outOfTime = now >= diskDeadline
-            var lines: [Line]
-            if outOfTime || failed != nil {
-                lines = outQueue.takeAll()
-                outBytes = 0
-            } else {
-                // Take what fits in a few writes, so that the deadline is checked often.
-                var n = 0, size = 0
-                while n < outQueue.count && (n == 0 || size < 4 * file.writeCap) { size += outQueue[n].bytes.count; n += 1 }
-                lines = outQueue.take(n)
-                outBytes -= size
+            let takeAll = failed != nil
+            let cap = 4 * file.writeCap
+            let (lines, outOfTime, done) = output.withLock { s -> ([Line], Bool, Bool) in
+                let outOfTime = now >= s.diskDeadline
+                let lines: [Line]
+                if outOfTime || takeAll {
+                    lines = s.queue.takeAll()
+                    s.bytes = 0
+                } else {
+                    // Take what fits in a few writes, so that the deadline is checked often.
+                    var n = 0, size = 0
+                    while n < s.queue.count && (n == 0 || size < cap) { size += s.queue[n].bytes.count; n += 1 }
+                    lines = s.queue.take(n)
+                    s.bytes -= size
+                }
+                return (lines, outOfTime, s.encoderDone && s.queue.isEmpty)
             }
-            let done = encoderDone && outQueue.isEmpty
-            outCond.unlock()
 
             if outOfTime {
                 finishAfterDeadline(lines)
@@ -629,10 +677,10 @@ public final class CaptureSink: @unchecked Sendable {
                 let left = write(lines, deadline: currentDeadline)
                 lastWrite = WallClock.monotonicNanos()
                 if !left.isEmpty {
-                    outCond.lock()
-                    let rest = outQueue.takeAll()
-                    outBytes = 0
-                    outCond.unlock()
+                    let rest = output.withLock { s -> [Line] in
+                        s.bytes = 0
+                        return s.queue.takeAll()
+                    }
                     finishAfterDeadline(left + rest)
                     return
                 }
@@ -650,8 +698,7 @@ public final class CaptureSink: @unchecked Sendable {
 
     /// The stop deadline as `finish` sets it (read while a write is under way).
     private func currentDeadline() -> Int64 {
-        outCond.lock(); defer { outCond.unlock() }
-        return diskDeadline
+        output.withLock { $0.diskDeadline }
     }
 
     /// Writes lines in batches of whole lines, rotating before a record that would take
@@ -715,19 +762,20 @@ public final class CaptureSink: @unchecked Sendable {
         let events = lines.reduce(0) { $0 + ($1.kind == .event ? 1 : 0) }
         let gaps = lines.filter { $0.gap != nil }
         partLost += gaps.reduce(0) { $0 + $1.gap!.records }
-        lock.lock()
-        stats.records += lines.count
-        stats.events += events
-        stats.gaps += gaps.count
-        updateSizes()
-        lock.unlock()
+        let (path, size) = (file.path, file.size)
+        stats.withLock { s in
+            s.records += lines.count
+            s.events += events
+            s.gaps += gaps.count
+            Self.updateSizes(&s, path, size)
+        }
     }
 
-    /// Under lock.
-    private func updateSizes() {
-        if stats.parts.isEmpty { stats.parts = [CapturePart(path: file.path, bytes: 0)] }
-        stats.parts[stats.parts.count - 1].bytes = file.size
-        stats.bytes = stats.parts.reduce(0) { $0 + $1.bytes }
+    /// The current part's size into the counters.
+    private static func updateSizes(_ s: inout CaptureStats, _ path: String, _ size: Int64) {
+        if s.parts.isEmpty { s.parts = [CapturePart(path: path, bytes: 0)] }
+        s.parts[s.parts.count - 1].bytes = size
+        s.bytes = s.parts.reduce(0) { $0 + $1.bytes }
     }
 
     /// The output failed: what was not written is the start of a lost span.
@@ -736,13 +784,14 @@ public final class CaptureSink: @unchecked Sendable {
         if failed == nil {
             failed = (e, nil)
             lastRetry = WallClock.monotonicNanos()
-            lock.lock()
-            stats.outputFailures += 1
-            stats.outputError = text
-            stats.outputFailing = true
-            updateSizes()
-            messages.append("\(text): the file ends at its last complete record; what cannot be written is counted and noted as soon as the file takes writes again (tried every \(DurationFormat.short(options.retryInterval)))")
-            lock.unlock()
+            let (path, size) = (file.path, file.size)
+            stats.withLock { s in
+                s.outputFailures += 1
+                s.outputError = text
+                s.outputFailing = true
+                Self.updateSizes(&s, path, size)
+            }
+            logger.warning("\(text): the file ends at its last complete record; what cannot be written is counted and noted as soon as the file takes writes again (tried every \(DurationFormat.short(options.retryInterval)))")
         }
         lose(lost)
     }
@@ -773,11 +822,11 @@ public final class CaptureSink: @unchecked Sendable {
         g.messages += messages
         g.bytes += bytes
         partLost += records
-        lock.lock()
-        stats.lostRecords += records
-        stats.lostMessages += messages
-        stats.lostBytes += bytes
-        lock.unlock()
+        stats.withLock { s in
+            s.lostRecords += records
+            s.lostMessages += messages
+            s.lostBytes += bytes
+        }
         if failed != nil {
             failed!.gap = g
         }
@@ -790,7 +839,7 @@ public final class CaptureSink: @unchecked Sendable {
         guard let g = f.gap else {
             // Nothing lost yet: the output may simply work again.
             failed = nil
-            lock.lock(); stats.outputFailing = false; lock.unlock()
+            stats.withLock { $0.outputFailing = false }
             return
         }
         let note = RecordEncoder.encode(time: max(g.from, writtenTime), connection: 0, body: g.body)
@@ -798,13 +847,14 @@ public final class CaptureSink: @unchecked Sendable {
         guard r.error == nil && r.lines == 1 else { return }
         file.records += 1
         failed = nil
-        lock.lock()
-        stats.records += 1
-        stats.gaps += 1
-        stats.outputFailing = false
-        updateSizes()
-        messages.append("\(file.path): the output works again; \(g.messages) messages (\(g.bytes) bytes) received while it failed are noted as not recorded")
-        lock.unlock()
+        let (path, size) = (file.path, file.size)
+        stats.withLock { s in
+            s.records += 1
+            s.gaps += 1
+            s.outputFailing = false
+            Self.updateSizes(&s, path, size)
+        }
+        logger.info("\(file.path): the output works again; \(g.messages) messages (\(g.bytes) bytes) received while it failed are noted as not recorded")
     }
 
     private func rotate() {
@@ -839,12 +889,13 @@ public final class CaptureSink: @unchecked Sendable {
         let previous = file.path
         let previousComplete = r.error == nil
         file.close()
-        lock.lock()
-        updateSizes()
-        stats.parts.append(CapturePart(path: next, bytes: nf.size))
-        stats.bytes = stats.parts.reduce(0) { $0 + $1.bytes }
-        if !skipped.isEmpty { messages.append("--rotate: \(skipped.joined(separator: ", ")) already existed and was left alone; continuing in \(next)") }
-        lock.unlock()
+        let (path, size, nextSize) = (file.path, file.size, nf.size)
+        stats.withLock { s in
+            Self.updateSizes(&s, path, size)
+            s.parts.append(CapturePart(path: next, bytes: nextSize))
+            s.bytes = s.parts.reduce(0) { $0 + $1.bytes }
+        }
+        if !skipped.isEmpty { logger.warning("--rotate: \(skipped.joined(separator: ", ")) already existed and was left alone; continuing in \(next)") }
         file = nf
         partLost = 0
         var data = JSONObject(["continued_from": .string(previous), "open_connections": .array(openConnections.sorted().map { .int(Int64($0)) })])
@@ -873,20 +924,18 @@ public final class CaptureSink: @unchecked Sendable {
                 g.bytes += Int64(l.wire)
             }
             if g.records > 0 {
-                lock.lock()
-                stats.lostRecords += g.records
-                stats.lostMessages += g.messages
-                stats.lostBytes += g.bytes
-                lock.unlock()
+                stats.withLock { s in
+                    s.lostRecords += g.records
+                    s.lostMessages += g.messages
+                    s.lostBytes += g.bytes
+                }
                 let t = max(g.from, writtenTime)
                 keep.insert(Line(bytes: RecordEncoder.encode(time: t, connection: 0, body: g.body), time: t, kind: .note, conn: 0, wire: 0, gap: g), at: 0)
             }
             write(keep)
         }
         // The encoder may still be working: whatever it adds now is not waited for.
-        outCond.lock()
-        encoderDone = true
-        outCond.unlock()
+        output.withLock { $0.encoderDone = true }
         writeEnd()
     }
 
@@ -895,31 +944,34 @@ public final class CaptureSink: @unchecked Sendable {
         if failed != nil { retry() }
         var result = CaptureEnd(trailerWritten: false, error: nil)
         if let f = failed {
-            if f.gap != nil { lock.lock(); stats.unnotedGaps += 1; lock.unlock() }
+            if f.gap != nil { stats.withLock { $0.unnotedGaps += 1 } }
             result.error = "\(file.path): \(String(cString: strerror(f.errno))); the file ends at its last complete record, without a trailer"
         } else {
+            let (finishReason, finishTime) = input.withLock { ($0.finishReason, $0.finishTime) }
             let trailer = RecordEncoder.trailerLine(RecordingTrailer(time: max(finishTime, writtenTime), records: file.records, reason: finishReason, dropped: partLost))
             let r = trailer.withUnsafeBytes { file.write($0, lineEnds: [trailer.count]) }
             if let e = r.error {
                 result.error = "\(file.path): cannot write the trailer: \(String(cString: strerror(e))); the file ends at its last complete record"
-                lock.lock()
-                stats.outputFailures += 1
-                stats.outputError = result.error
-                lock.unlock()
+                let error = result.error
+                stats.withLock { s in
+                    s.outputFailures += 1
+                    s.outputError = error
+                }
             } else {
                 result.trailerWritten = true
             }
             if options.fsync { _ = file.sync() }
         }
         file.close()
-        lock.lock()
-        updateSizes()
-        lock.unlock()
-        outCond.lock()
-        end = result
-        diskDone = true
-        outCond.broadcast()
-        outCond.unlock()
+        let (path, size) = (file.path, file.size)
+        stats.withLock { Self.updateSizes(&$0, path, size) }
+        let wake = output.withLock { s -> Bool in
+            s.end = result
+            s.diskDone = true
+            defer { s.finisherAsleep = false }
+            return s.finisherAsleep
+        }
+        if wake { finishWake.signal() }
     }
 
     // MARK: Files

@@ -1,11 +1,12 @@
+import Logging
+import NIOCore
+import NIOPosix
 import QMP
 import Recording
-
 import Transport
+
 #if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
 #endif
 
 public struct ProxyModeConfig: Sendable {
@@ -26,40 +27,8 @@ public struct ProxyModeConfig: Sendable {
     public var lingerNanos: Int64 = 1_000_000_000
 
     public init(listen: Endpoint, upstream: Endpoint) { self.listen = listen; self.upstream = upstream }
-}
 
-/// Bytes waiting to be sent to one socket, sent without ever blocking.
-struct OutputBuffer {
-    private var bytes: [UInt8] = []
-    private var head = 0
-
-    var count: Int { bytes.count - head }
-    var isEmpty: Bool { head == bytes.count }
-
-    /// Sends what the socket takes now; returns the error that makes the peer unusable.
-    mutating func flush(_ fd: Int32) -> Int32? {
-        while head < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + head, bytes.count - head, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
-            if n > 0 { head += n; continue }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { break }
-            return n < 0 ? errno : EPIPE
-        }
-        if head == bytes.count {
-            bytes.removeAll(keepingCapacity: bytes.capacity <= 1 << 20)
-            head = 0
-        } else if head > 1 << 16 && head * 2 > bytes.count {
-            bytes.removeFirst(head)
-            head = 0
-        }
-        return nil
-    }
-
-    /// Forwards `chunk`: sent at once when nothing is waiting, the rest kept.
-    mutating func send(_ chunk: ArraySlice<UInt8>, to fd: Int32) -> Int32? {
-        bytes.append(contentsOf: chunk)
-        return flush(fd)
-    }
+    var limits: PairLimits { PairLimits(peerBuffer: peerBufferLimit, linger: lingerNanos) }
 }
 
 /// `qmpreplay record --listen --upstream`: a transparent proxy between a management client
@@ -67,312 +36,116 @@ struct OutputBuffer {
 /// (same bytes, same order, no re-framing) and are handed to the recorder after they have
 /// been forwarded, so recording never delays traffic.
 ///
-/// One poll loop serves every client and never blocks: what a peer does not take at once
-/// waits in that peer's own buffer (sent when poll says it is writable), and a peer whose
-/// buffer grows past `peerBufferLimit` is disconnected, so a client that stops reading
-/// can delay no other client and no stop signal. A failing output (ENOSPC, EIO) does not
-/// stop forwarding: the sink notes the loss and retries.
-public final class ProxyRecorder {
+/// On swift-nio: one event loop serves the listener and every pair (`ProxyServer`), and
+/// each client's channel is glued to its own QEMU channel (`ProxyPair`). Nothing on the loop
+/// waits for a peer: what a peer does not take waits in its own channel, so a client that
+/// stops reading delays no other client and no stop, and past `peerBufferLimit` it is
+/// disconnected. A failing output (ENOSPC, EIO) does not stop forwarding: the sink notes the
+/// loss and retries.
+///
+/// Example: `let p = ProxyRecorder(config: cfg, options: opts); try p.start(); ...; p.stop(by: "test"); let outcome = p.wait()`.
+public final class ProxyRecorder: CaptureRecorder {
     public let config: ProxyModeConfig
     public let options: CaptureOptions
-    public var onTick: ((Int64, CaptureStats) -> Void)?
-    public var onInfo: ((String) -> Void)?
+    private let context: RecorderContext
+    private let control = RecorderControl()
+    private let running = Guarded<Running?>(nil)
 
-    private struct Pair {
-        var conn: UInt32
-        var client: Int32
-        var upstream: Int32
-        var peer: String
-        var toClient = OutputBuffer()
-        var toUpstream = OutputBuffer()
-        /// Set when one side has closed: the other side's waiting bytes are given until then.
-        var lingerUntil: Int64?
-        /// The client left (its close is recorded when the pair closes): QEMU's answers to what
-        /// it had sent are still read and recorded, so that they cannot reach the next client.
-        var clientLeft: (time: Int64, reason: String)?
-        /// When QEMU last sent something after the client left.
-        var lastUpstreamData: Int64 = 0
-
-        init(conn: UInt32, client: Int32, upstream: Int32, peer: String) {
-            self.conn = conn; self.client = client; self.upstream = upstream; self.peer = peer
-        }
+    /// What `start` set up and `wait` takes down.
+    private struct Running: Sendable {
+        let listener: Channel
+        let sink: CaptureSink
+        let start: Int64
+        let done: EventLoopFuture<String>
     }
 
-    private let wake: [Int32]
-    /// After a client left, its QEMU connection closes once QEMU has been quiet this long
-    /// (or the linger ends): time for QEMU to finish answering what the client had sent.
-    static let drainQuiet: Int64 = 150_000_000
-
-    public init(config: ProxyModeConfig, options: CaptureOptions) {
+    /// The logger hears clients come and go (metadata `conn`, `peer`) and peers dropped.
+    public init(config: ProxyModeConfig, options: CaptureOptions, context: RecorderContext = RecorderContext()) {
         self.config = config
         self.options = options
-        var fds: [Int32] = [-1, -1]
-        _ = pipe(&fds)
-        wake = fds
+        self.context = context
     }
 
-    deinit { close(wake[0]); close(wake[1]) }
+    public func stop(by name: String) { control.requestStop(by: name) }
 
-    /// Stops a running proxy from another thread (as a signal would).
-    public func stop() {
-        var b: UInt8 = 1
-        _ = write(wake[1], &b, 1)
+    public var progress: CaptureProgress? { control.progress(context.clock) }
+
+    /// Listens, probes QEMU's version, creates the file and starts serving clients; returns
+    /// once clients can connect. Throws when nothing can be recorded (no listen socket, no file).
+    public func start() throws {
+        let (config, context) = (self.config, self.context)
+        let (t0, startWall, loop, server) = try context.begin { ProxyServer(config: config, context: context, start: $0, wallStart: $1, loop: $2) }
+        let listener: Channel
+        do {
+            listener = try Bootstraps.listen(config.listen, mode: config.socketMode, group: loop) { ch in
+                ch.eventLoop.makeCompletedFuture { server.value.accepted(ch) }
+            }
+        } catch {
+            try? loop.submit { server.value.abandon() }.wait()
+            throw error
+        }
+        // One client accepted per turn, so that `--max-clients` can close the door in time.
+        _ = try? listener.setOption(.maxMessagesPerRead, value: 1).wait()
+        var labels = config.labels
+        labels.append((key: "listen", value: config.listen.description))
+        let version = ProxyRecorder.probeVersion(config.upstream, loop: loop)
+        let header = RecordingHeader(
+            startMicros: startWall, source: config.upstream.description, mode: .proxy,
+            qemuVersion: version, redacted: options.redact, labels: labels)
+        let sink: CaptureSink
+        do {
+            sink = try CaptureSink(header: header, options: options, logger: context.logger)
+        } catch {
+            try? loop.submit { server.value.abandon() }.wait()
+            close(listener)
+            throw error
+        }
+        context.logger.info("listening on \(config.listen), forwarding to \(config.upstream)")
+        control.recording(into: sink, since: t0)
+        let done = try loop.submit {
+            server.value.begin(listener: listener, sink: sink, versionNote: VersionNote(headerHasVersion: version != nil))
+        }.wait()
+        running.withLock { $0 = Running(listener: listener, sink: sink, start: t0, done: done) }
+        control.deliverStops { name in loop.execute { server.value.stop(by: name) } }
+    }
+
+    /// Waits until the recording ends (a stop, `--duration`, `--once`), then writes what is
+    /// queued and the trailer.
+    public func wait() -> CaptureOutcome {
+        guard let r = running.withLock({ $0 }) else {
+            return CaptureOutcome(reason: "not started", stats: CaptureStats(), end: CaptureEnd(trailerWritten: false, error: "the proxy was not started"))
+        }
+        let reason = (try? r.done.wait()) ?? "error"
+        close(r.listener)
+        let end = r.sink.finish(reason: reason, time: context.clock.now() - r.start)
+        return CaptureOutcome(reason: reason, stats: r.sink.currentStats, end: end)
     }
 
     public func run() throws -> CaptureOutcome {
-        let stopFD = StopSignal.install()
-        let t0 = WallClock.monotonicNanos()
-        func now() -> Int64 { WallClock.monotonicNanos() - t0 }
-        let startWall = WallClock.nowMicros()
-        let listenFD = try Sockets.listen(config.listen, mode: config.socketMode)
-        Sockets.setNonBlocking(listenFD)
-        defer {
-            close(listenFD)
-            if case .unix(let p) = config.listen { unlink(p) }
-        }
-        var labels = config.labels
-        labels.append((key: "listen", value: config.listen.description))
-        let header = RecordingHeader(
-            startMicros: startWall, source: config.upstream.description, mode: .proxy,
-            qemuVersion: ProxyRecorder.probeVersion(config.upstream), redacted: options.redact, labels: labels)
-        let sink = try CaptureSink(header: header, options: options)
-        for m in sink.takeMessages() { onInfo?(m) }
-        onInfo?("listening on \(config.listen), forwarding to \(config.upstream)")
+        try start()
+        return wait()
+    }
 
-        var pairs: [Pair] = []
-        var nextConn: UInt32 = 1
-        var sessions = 0
-        var lastSessionLostQEMU = false
-        var reason = ""
-        var lastTick: Int64 = 0
-        var buf = [UInt8](repeating: 0, count: 65536)
-        var clock = ClockWatch(startWall: startWall)
-        var versionNoted = false
-
-        /// Closes both sockets now (what still waits for them is dropped).
-        func closeNow(_ i: Int) {
-            if let left = pairs[i].clientLeft {
-                sink.close(now(), pairs[i].conn, by: "client", reason: left.reason)
-            }
-            close(pairs[i].client)
-            close(pairs[i].upstream)
-            pairs.remove(at: i)
-        }
-        /// Ends a session by the recorder (stop, duration, a peer that does not read).
-        func endByRecorder(_ i: Int, _ why: String) {
-            sink.close(now(), pairs[i].conn, by: "recorder", reason: why)
-            sessions += 1
-            lastSessionLostQEMU = false
-            closeNow(i)
-        }
-        /// One side closed: record it now, give the other side what still waits for it.
-        func sideClosed(_ i: Int, fromQEMU: Bool, error: Int32?) {
-            let t = now()
-            if fromQEMU {
-                sink.qemuClosed(t, pairs[i].conn, error: error.map { String(cString: strerror($0)) }, then: "client disconnected")
-                lastSessionLostQEMU = true
-            } else {
-                // docs/RECORDER.md: QEMU may still be answering what the client sent; if the
-                // upstream connection closed now, QEMU 7.2 can write that answer to the next
-                // connection of the monitor, before its greeting. So QEMU's output is read
-                // (and recorded) until it has been quiet for `drainQuiet`, within the linger.
-                let left = DurationFormat.clock(t)
-                let why = error.map { "client lost at \(left) (\(String(cString: strerror($0)))); QEMU's pending output read, upstream connection closed" }
-                    ?? "client closed (eof) at \(left); QEMU's pending output read, upstream connection closed"
-                pairs[i].clientLeft = (t, why)
-                pairs[i].lastUpstreamData = t
-                lastSessionLostQEMU = false
-            }
-            sessions += 1
-            pairs[i].lingerUntil = t + config.lingerNanos
-        }
-
-        loop: while true {
-            var fds: [pollfd] = [pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-            fds.append(pollfd(fd: wake[0], events: Int16(POLLIN), revents: 0))
-            let acceptOpen = pairs.count < config.maxClients
-            fds.append(pollfd(fd: acceptOpen ? listenFD : -1, events: Int16(POLLIN), revents: 0))
-            let base = fds.count
-            var timeout: Int64 = 100
-            for p in pairs {
-                if let l = p.lingerUntil {
-                    // Only the sides that still have bytes to take are watched (the side that
-                    // closed would report a hang-up at every poll).
-                    fds.append(pollfd(fd: p.toClient.isEmpty ? -1 : p.client, events: Int16(POLLOUT), revents: 0))
-                    // After the client left, QEMU's side is also read (its answers are drained).
-                    let upstreamEvents = (p.toUpstream.isEmpty ? 0 : POLLOUT) | (p.clientLeft != nil ? POLLIN : 0)
-                    fds.append(pollfd(fd: upstreamEvents == 0 ? -1 : p.upstream, events: Int16(upstreamEvents), revents: 0))
-                    timeout = min(timeout, max(0, (l - now()) / 1_000_000 + 1))
-                    if p.clientLeft != nil { timeout = min(timeout, Self.drainQuiet / 1_000_000 + 1) }
-                } else {
-                    fds.append(pollfd(fd: p.client, events: Int16(POLLIN | (p.toClient.isEmpty ? 0 : POLLOUT)), revents: 0))
-                    fds.append(pollfd(fd: p.upstream, events: Int16(POLLIN | (p.toUpstream.isEmpty ? 0 : POLLOUT)), revents: 0))
-                }
-            }
-            let r = poll(&fds, nfds_t(fds.count), Int32(timeout))
-            if r < 0 && errno != EINTR { reason = "error"; break }
-            if fds[0].revents != 0 || fds[1].revents != 0 {
-                let by = fds[0].revents != 0 ? StopSignal.name : "request"
-                reason = fds[0].revents != 0 ? "signal" : "stopped"
-                for i in pairs.indices.reversed() {
-                    if pairs[i].lingerUntil != nil { closeNow(i) } else { endByRecorder(i, "stopped by \(by)") }
-                }
-                break
-            }
-            // Data first (in fd order), then new clients.
-            var i = 0
-            var slot = base
-            while i < pairs.count {
-                let cr = fds[slot].revents, ur = fds[slot + 1].revents
-                slot += 2
-                var gone = false
-                // Writable: send what waits.
-                if cr & Int16(POLLOUT) != 0, let e = pairs[i].toClient.flush(pairs[i].client) {
-                    if pairs[i].lingerUntil == nil {
-                        sink.close(now(), pairs[i].conn, by: "client", reason: "client lost while forwarding (\(String(cString: strerror(e)))); upstream connection closed")
-                        sessions += 1
-                        lastSessionLostQEMU = false
-                    }
-                    closeNow(i)
-                    continue
-                }
-                if ur & Int16(POLLOUT) != 0, let e = pairs[i].toUpstream.flush(pairs[i].upstream) {
-                    if pairs[i].lingerUntil == nil {
-                        sideClosed(i, fromQEMU: true, error: e)
-                    }
-                    closeNow(i)
-                    continue
-                }
-                if let l = pairs[i].lingerUntil {
-                    var upstreamGone = false
-                    if pairs[i].clientLeft != nil, ur & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
-                        // QEMU answering a client that left: record it, send it nowhere.
-                        let n = buf.withUnsafeMutableBytes { recv(pairs[i].upstream, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                        if n > 0 {
-                            let t = now()
-                            sink.data(t, pairs[i].conn, .qemu, Array(buf[..<n]))
-                            pairs[i].lastUpstreamData = t
-                        } else if n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-                            upstreamGone = true
-                        }
-                    }
-                    let drained = pairs[i].clientLeft == nil || now() - pairs[i].lastUpstreamData >= Self.drainQuiet
-                    if (pairs[i].toClient.isEmpty && pairs[i].toUpstream.isEmpty && drained) || now() >= l || upstreamGone
-                        || cr & Int16(POLLERR | POLLHUP) != 0 || (pairs[i].clientLeft == nil && ur & Int16(POLLERR | POLLHUP) != 0) {
-                        closeNow(i)
-                    } else {
-                        i += 1
-                    }
-                    continue
-                }
-                // Readable: read one chunk, forward it, then record it.
-                for fromQEMU in [true, false] where !gone {
-                    let rev = fromQEMU ? ur : cr
-                    guard rev & Int16(POLLIN | POLLHUP | POLLERR) != 0 else { continue }
-                    let from = fromQEMU ? pairs[i].upstream : pairs[i].client
-                    let n = buf.withUnsafeMutableBytes { recv(from, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-                    let t = now()
-                    if n > 0 {
-                        let chunk = buf[..<n]
-                        let err = fromQEMU ? pairs[i].toClient.send(chunk, to: pairs[i].client)
-                                           : pairs[i].toUpstream.send(chunk, to: pairs[i].upstream)
-                        sink.data(t, pairs[i].conn, fromQEMU ? .qemu : .client, Array(chunk))
-                        if fromQEMU && !versionNoted, let g = ProxyRecorder.firstMessage(chunk).version {
-                            versionNoted = true
-                            sink.note(t, 0, "QEMU \(g)", JSONObject(["qemu": .string(g)]))
-                        }
-                        if let e = err {
-                            // The receiving side is gone.
-                            if fromQEMU {
-                                sink.close(t, pairs[i].conn, by: "client", reason: "client gone while forwarding (\(String(cString: strerror(e)))); upstream connection closed")
-                                sessions += 1
-                                lastSessionLostQEMU = false
-                            } else {
-                                sideClosed(i, fromQEMU: true, error: e)
-                            }
-                            closeNow(i)
-                            gone = true
-                            break
-                        }
-                        let waiting = fromQEMU ? pairs[i].toClient.count : pairs[i].toUpstream.count
-                        if waiting > config.peerBufferLimit {
-                            let who = fromQEMU ? "the client stopped reading" : "QEMU stopped reading its input"
-                            let why = "\(who): \(waiting) bytes were waiting (limit \(config.peerBufferLimit)); the client was disconnected and its QEMU connection closed"
-                            onInfo?("client \(pairs[i].conn): \(why)")
-                            endByRecorder(i, why)
-                            gone = true
-                        }
-                    } else if n == 0 || (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK) {
-                        let e: Int32? = n < 0 ? errno : nil
-                        sideClosed(i, fromQEMU: fromQEMU, error: e)
-                        // Nothing more is read from either side; what waits for the other is still sent.
-                        if pairs[i].clientLeft == nil && pairs[i].toClient.isEmpty && pairs[i].toUpstream.isEmpty { closeNow(i); gone = true }
-                        break
-                    }
-                }
-                if !gone { i += 1 }
-            }
-            if config.once && sessions > 0 && pairs.isEmpty {
-                reason = lastSessionLostQEMU ? "upstream lost (--once)" : "complete (--once)"
-                break
-            }
-            if acceptOpen, fds[base - 1].revents != 0, let (cfd, peer) = Sockets.accept(listenFD) {
-                let conn = nextConn
-                nextConn += 1
-                do {
-                    let ufd = try Sockets.connect(config.upstream)
-                    Sockets.setNonBlocking(cfd)
-                    Sockets.setNonBlocking(ufd)
-                    pairs.append(Pair(conn: conn, client: cfd, upstream: ufd, peer: peer))
-                    sink.open(now(), conn, peer: peer, info: JSONObject(["upstream": .string(config.upstream.description)]))
-                    onInfo?("client \(conn) connected (\(peer))")
-                } catch {
-                    close(cfd)
-                    sink.note(now(), conn, "a client connected but QEMU could not be reached: \(error.description); client closed",
-                              JSONObject(["peer": .string(peer)]))
-                    onInfo?("client \(conn): \(error.description)")
-                    sessions += 1
-                }
-            }
-            for m in sink.takeMessages() { onInfo?(m) }
-            let t = now()
-            if let d = config.duration, t >= d {
-                reason = "duration"
-                for i in pairs.indices.reversed() {
-                    if pairs[i].lingerUntil != nil { closeNow(i) } else { endByRecorder(i, "duration reached") }
-                }
-                break loop
-            }
-            if let jump = clock.check(monotonic: t) {
-                sink.note(t, 0, "the host wall clock jumped by \(DurationFormat.short(jump * 1000)); record times (monotonic) are unaffected",
-                          JSONObject(["jump_us": .int(jump)]))
-            }
-            if t - lastTick >= 500_000_000 { lastTick = t; onTick?(t, sink.currentStats) }
-        }
-        let end = sink.finish(reason: reason, time: now())
-        for m in sink.takeMessages() { onInfo?(m) }
-        return CaptureOutcome(reason: reason, stats: sink.currentStats, end: end)
+    private func close(_ listener: Channel) {
+        try? listener.close().wait()
+        if case .unix(let p) = config.listen { unlink(p) }
     }
 
     /// QEMU's version from a short probe connection before any client arrives (QEMU sends
-    /// its greeting to every new connection); `nil` when QEMU is not reachable yet.
-    static func probeVersion(_ ep: Endpoint) -> String? {
-        guard let fd = try? Sockets.connect(ep) else { return nil }
-        defer { close(fd) }
-        var got: [UInt8] = []
-        let deadline = WallClock.monotonicNanos() + 1_000_000_000
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while WallClock.monotonicNanos() < deadline {
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            guard poll(&p, 1, 100) >= 0 else { return nil }
-            if p.revents == 0 { continue }
-            let n = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            guard n > 0 else { return nil }
-            got += buf[..<n]
-            let first = firstMessage(got)
-            if first.complete { return first.version }
+    /// its greeting to every new connection); `nil` when QEMU does not greet within `timeout`.
+    static func probeVersion(_ ep: Endpoint, loop: EventLoop, timeout: TimeAmount = .seconds(1)) -> String? {
+        let found = loop.makePromise(of: String?.self)
+        let connected = Bootstraps.connectLater(ep, group: loop) { ch in
+            ch.eventLoop.makeCompletedFuture {
+                try ch.pipeline.syncOperations.addHandlers([ByteToMessageHandler(QMPFrameDecoder()), GreetingProbe(found)])
+            }
         }
-        return nil
+        connected.whenFailure { _ in found.succeed(nil) }
+        let timer = loop.scheduleTask(in: timeout) { found.succeed(nil) }
+        let version = (try? found.futureResult.wait()) ?? nil
+        timer.cancel()
+        connected.whenSuccess { $0.close(promise: nil) }
+        return version
     }
 
     /// The first message of a QEMU stream: whether it is complete yet, and QEMU's version
@@ -382,5 +155,172 @@ public final class ProxyRecorder {
         guard let first = (f.push(bytes) + f.drain()).first else { return (false, nil) }
         if case .greeting(let g) = first.message().body { return (true, g.version?.description) }
         return (true, nil)
+    }
+}
+
+/// Reads the first QMP message of a probe connection: QEMU's version if it is the greeting.
+private final class GreetingProbe: ChannelInboundHandler {
+    typealias InboundIn = Frame
+
+    private let found: EventLoopPromise<String?>
+
+    init(_ found: EventLoopPromise<String?>) { self.found = found }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .greeting(let g) = unwrapInboundIn(data).message().body {
+            found.succeed(g.version?.description)
+        } else {
+            found.succeed(nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) { found.succeed(nil) }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        found.succeed(nil)
+        context.close(promise: nil)
+    }
+}
+
+/// The proxy's accept side, on one event loop: admits clients up to `maxClients` (the
+/// others wait unread, as they would in QEMU's listen backlog), gives each its own
+/// `ProxyPair` and QEMU connection, and ends the recording on `--once`, `--duration` or a
+/// stop. Tests drive it on an `EmbeddedEventLoop` with `EmbeddedChannel`s for clients and
+/// an upstream connector of their own.
+final class ProxyServer {
+    /// Connects a pair to QEMU; the channel's pipeline gets `pair.handler(for: .upstream)`.
+    typealias Connector = (ProxyPair) -> EventLoopFuture<Channel>
+
+    private let config: ProxyModeConfig
+    private let context: RecorderContext
+    private let start: Int64
+    private let loop: EventLoop
+    private let connect: Connector
+
+    private var sink: CaptureSink?
+    private var listener: Channel?
+    private var versionNote = VersionNote(headerHasVersion: true)
+    private var done: EventLoopPromise<String>?
+    private var waiting: [Channel] = []
+    private var pairs: [UInt32: ProxyPair] = [:]
+    private var nextConn: UInt32 = 1
+    private var lastSessionLostQEMU = false
+    private var finished = false
+    private var clockWatch: ClockWatch
+    private var durationTimer: Scheduled<Void>?
+    private var clockTimer: Scheduled<Void>?
+
+    init(config: ProxyModeConfig, context: RecorderContext, start: Int64, wallStart: Int64, loop: EventLoop, connect: Connector? = nil) {
+        self.config = config
+        self.context = context
+        self.start = start
+        self.loop = loop
+        clockWatch = ClockWatch(startWall: wallStart)
+        let upstream = config.upstream
+        self.connect = connect ?? { pair in
+            let bound = NIOLoopBound(pair, eventLoop: loop)
+            return Bootstraps.connectLater(upstream, group: loop) { ch in
+                ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(bound.value.handler(for: .upstream)) }
+            }
+        }
+    }
+
+    private func now() -> Int64 { context.clock.now() - start }
+
+    /// Clients that arrive wait unread until the server begins and a place is free.
+    func accepted(_ ch: Channel) {
+        try? ch.syncOptions?.setOption(.autoRead, value: false)
+        guard !finished else {
+            ch.close(promise: nil)
+            return
+        }
+        waiting.append(ch)
+        admit()
+    }
+
+    /// Starts serving into `sink`; the future gives the trailer's reason when it is over.
+    func begin(listener: Channel?, sink: CaptureSink, versionNote: VersionNote) -> EventLoopFuture<String> {
+        let done = loop.makePromise(of: String.self)
+        self.done = done
+        self.sink = sink
+        self.listener = listener
+        self.versionNote = versionNote
+        if let d = config.duration {
+            durationTimer = loop.assumeIsolated().scheduleTask(in: .nanoseconds(max(0, d - now()))) {
+                self.finish("duration", closing: "duration reached")
+            }
+        }
+        scheduleClockCheck()
+        admit()
+        return done.futureResult
+    }
+
+    /// The recorder could not start (no file): whoever waits is let go.
+    func abandon() {
+        finished = true
+        for ch in waiting { ch.close(promise: nil) }
+        waiting.removeAll()
+    }
+
+    func stop(by name: String) {
+        finish(RecorderControl.trailerReason(stoppedBy: name), closing: "stopped by \(name)")
+    }
+
+    /// Ends the recording: pairs still open are ended with `closing` as their close reason.
+    func finish(_ reason: String, closing why: String) {
+        guard !finished, let done else { return }
+        finished = true
+        durationTimer?.cancel()
+        clockTimer?.cancel()
+        for conn in pairs.keys.sorted() { pairs[conn]?.stop(why) }
+        for ch in waiting { ch.close(promise: nil) }
+        waiting.removeAll()
+        done.succeed(reason)
+    }
+
+    private func scheduleClockCheck() {
+        clockTimer = loop.assumeIsolated().scheduleTask(in: .seconds(1)) {
+            if let sink = self.sink { self.clockWatch.note(into: sink, at: self.now(), wall: self.context.wallClock()) }
+            self.scheduleClockCheck()
+        }
+    }
+
+    /// Gives waiting clients a pair each, as long as places are free; the listener stops
+    /// accepting while none is.
+    private func admit() {
+        guard let sink, !finished else { return }
+        while pairs.count < config.maxClients && !waiting.isEmpty {
+            let ch = waiting.removeFirst()
+            let conn = nextConn
+            nextConn += 1
+            let pair = ProxyPair(conn: conn, peer: Self.describe(ch.remoteAddress), client: ch, upstreamName: config.upstream.description,
+                                 limits: config.limits, sink: sink, clock: context.clock, start: start, logger: context.logger, versionNote: versionNote)
+            pairs[conn] = pair
+            pair.over.futureResult.assumeIsolated().whenSuccess { end in self.ended(conn, end) }
+            connect(pair).assumeIsolated().whenComplete { result in
+                switch result {
+                case .success(let up): pair.attach(upstream: up)
+                case .failure(let e): pair.connectFailed(e)
+                }
+            }
+        }
+        try? listener?.syncOptions?.setOption(.autoRead, value: pairs.count + waiting.count < config.maxClients)
+    }
+
+    private func ended(_ conn: UInt32, _ end: PairEnd) {
+        pairs[conn] = nil
+        lastSessionLostQEMU = end.qemuClosed
+        guard !finished else { return }
+        if config.once && pairs.isEmpty {
+            finish(lastSessionLostQEMU ? "upstream lost (--once)" : "complete (--once)", closing: "")
+        } else {
+            admit()
+        }
+    }
+
+    /// `unix`, or `tcp:HOST:PORT` for a TCP client.
+    static func describe(_ a: SocketAddress?) -> String {
+        guard let a, let ip = a.ipAddress, let port = a.port else { return "unix" }
+        return "tcp:\(ip):\(port)"
     }
 }

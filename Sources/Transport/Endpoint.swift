@@ -181,40 +181,25 @@ public enum Sockets {
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
     }
 
-    /// Writes all bytes (waiting with poll when the socket is full). Returns false on error,
-    /// or when `stopFD` (a stop signal's pipe) becomes readable first. The proxy never uses
-    /// it (it must not wait on one peer); the client recorder and test peers do.
+    /// Writes all bytes, waiting while the socket is full. Returns false on error. Blocking:
+    /// for the test peers and benchmarks, never for the recorder or the server (they write
+    /// through swift-nio).
     @discardableResult
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, stopFD: Int32) -> Bool {
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
         var off = 0
         while off < bytes.count {
             let n = send(fd, bytes.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL))
             if n > 0 { off += n; continue }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                var p = [pollfd(fd: fd, events: Int16(POLLOUT), revents: 0), pollfd(fd: stopFD, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&p, 2, 1000)
-                if p[1].revents != 0 { return false }
-                continue
-            }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { FDWait.writable(fd, timeoutMs: 1000); continue }
             return false
         }
         return true
     }
 
     @discardableResult
-    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        writeAll(fd, bytes, stopFD: -1)
-    }
-
-    @discardableResult
-    public static func writeAll(_ fd: Int32, _ bytes: [UInt8], stopFD: Int32) -> Bool {
-        bytes.withUnsafeBytes { writeAll(fd, $0, stopFD: stopFD) }
-    }
-
-    @discardableResult
     public static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        writeAll(fd, bytes, stopFD: -1)
+        bytes.withUnsafeBytes { writeAll(fd, $0) }
     }
 
     private static func unixAddress(_ path: String) -> sockaddr_un {

@@ -1,3 +1,5 @@
+import Dispatch
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,4 +22,31 @@ public final class JoinableThread: @unchecked Sendable {
 
     public func join() { pthread_join(tid, nil) }
     public func detach() { pthread_detach(tid) }
+}
+
+/// How a worker thread sleeps until there is work, beside a `Mutex` that holds the work.
+///
+/// The worker, finding nothing to do, records in the mutex-protected state that it is about
+/// to sleep, leaves the lock and calls `wait`; whoever adds work under the lock and finds the
+/// worker marked asleep clears the mark and calls `signal` after leaving the lock. The
+/// semaphore counts, so a signal given before the worker reaches `wait` is not lost, and the
+/// mark keeps it to one signal per sleep however much work arrives. There is no state here:
+/// the state and its one lock type stay in the `Mutex`.
+///
+/// Example: `if queue.withLock({ $0.append(x); return $0.takeSleeper() }) { wakeup.signal() }`.
+public final class WorkerWakeup: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+
+    public init() {}
+
+    public func signal() { semaphore.signal() }
+
+    /// Sleeps until signalled.
+    public func wait() { semaphore.wait() }
+
+    /// Sleeps until signalled or `nanoseconds` have passed; false when the time ran out.
+    @discardableResult
+    public func wait(nanoseconds: Int64) -> Bool {
+        semaphore.wait(timeout: .now() + .nanoseconds(Int(max(nanoseconds, 0)))) == .success
+    }
 }

@@ -115,7 +115,8 @@ struct ProxyFakePeerTests {
         let up = dir + "/qemu.sock", listen = dir + "/proxy.sock", out = dir + "/p.qmprec"
         let upFD = try Sockets.listen(.unix(up))
         let greeting = Array(#"{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}}"#.utf8) + [13, 10]
-        // Fake QEMU: greet, then answer every line with {"return": {}} and an event.
+        // Fake QEMU, one connection at a time as QEMU's monitor: greet, then answer every
+        // line with an event and {"return": {}}.
         let peer = JoinableThread {
             var served = 0
             while served < 3, let (fd, _) = Sockets.accept(upFD) {
@@ -133,33 +134,32 @@ struct ProxyFakePeerTests {
                 close(fd)
             }
         }
-        var cfg = ProxyModeConfig(listen: .unix(listen), upstream: .unix(up))
-        cfg.duration = 2_500_000_000
-        let rec = ProxyRecorder(config: cfg, options: CaptureOptions(output: out))
-        let proxy = JoinableThread { _ = try? rec.run() }
-        usleep(1_300_000)  // the version probe connects once first (served = 1)
+        let rec = ProxyRecorder(config: ProxyModeConfig(listen: .unix(listen), upstream: .unix(up)), options: completeOptions(out))
+        try rec.start()   // the version probe was the fake's first connection (served = 1)
         var received: [[UInt8]] = []
         let sent: [[UInt8]] = [Array("{\"execute\":\"qmp_capabilities\"}\n".utf8), Array("{\"execute\": \"stop\", \"id\": 5}\r\n".utf8)]
         for round in 0..<2 {
-            let fd = try Sockets.connect(.unix(listen))
-            for s in sent { Sockets.writeAll(fd, s); usleep(50_000) }
-            usleep(100_000)
-            var got: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 65536)
-            _ = fcntl(fd, F_SETFL, O_NONBLOCK)
-            while true { let n = recv(fd, &buf, buf.count, 0); if n <= 0 { break }; got += buf[..<n] }
-            close(fd)
+            // The second client waits (as in QEMU's backlog) until the first one's QEMU
+            // connection is let go.
+            let c = try LineClient(.unix(listen), negotiate: false)
+            var got = Array(try c.readLine()) + [10]
+            for s in sent {
+                c.send(s)
+                for _ in 0..<2 { got += Array(try c.readLine()) + [10] }   // the event, the reply
+            }
+            c.close()
             received.append(got)
             #expect(got.starts(with: greeting), "round \(round)")
-            usleep(100_000)
         }
-        proxy.join()
+        rec.stop(by: "the test")
+        let outcome = rec.wait()
         shutdown(upFD, Int32(SHUT_RDWR))  // wakes the fake peer's accept if it still waits
         close(upFD)
         peer.join()
+        #expect(outcome.reason == "stopped")
         let r = try Recording(path: out)
         #expect(r.header?.mode == .proxy && r.header?.qemuVersion == "7.2.0")
-        #expect(r.trailer?.reason == "duration")
+        #expect(r.trailer?.reason == "stopped")
         for (round, conn) in [UInt32(1), 2].enumerated() {
             var q: [UInt8] = [], c: [UInt8] = []
             for i in 0..<r.count where r.connection(i) == conn {
@@ -182,33 +182,29 @@ struct ProxyLimitTests {
         return d
     }
 
-    /// Starts a proxy in front of a fast peer; returns it, its thread and the listen endpoint.
+    /// Starts a proxy in front of a fast peer; returns it, the listen endpoint and the peer.
     private func start(_ d: String, _ tune: (inout ProxyModeConfig, inout CaptureOptions) -> Void) throws
-        -> (ProxyRecorder, JoinableThread, Endpoint, FastQMPPeer) {
-        let peer = try FastQMPPeer(path: d + "/qemu.sock")
-        var cfg = ProxyModeConfig(listen: .unix(d + "/proxy.sock"), upstream: .unix(d + "/qemu.sock"))
-        var opt = CaptureOptions(output: d + "/p.qmprec")
-        tune(&cfg, &opt)
-        let proxy = ProxyRecorder(config: cfg, options: opt)
-        let t = JoinableThread { _ = try? proxy.run() }
-        for _ in 0..<300 {
-            if let fd = try? Sockets.connect(cfg.listen) { close(fd); break }
-            usleep(10_000)
-        }
-        return (proxy, t, cfg.listen, peer)
+        -> (ProxyRecorder, Endpoint, FastQMPPeer) {
+        let (proxy, cfg, peer) = try proxyBeforeFastPeer(d, tune)
+        return (proxy, cfg.listen, peer)
+    }
+
+    /// Stops the proxy (its clients have left or not) and the peer.
+    private func end(_ proxy: ProxyRecorder, _ peer: FastQMPPeer) -> CaptureOutcome {
+        proxy.stop(by: "the test")
+        let outcome = proxy.wait()
+        peer.stop()
+        return outcome
     }
 
     @Test("--rotate: numbered files, each complete and readable, linked by labels")
     func rotation() throws {
         let d = dir()
-        let (proxy, t, listen, peer) = try start(d) { _, o in o.rotateBytes = 200_000; o.flushInterval = 10_000_000 }
+        let (proxy, listen, peer) = try start(d) { _, o in o.rotateBytes = 200_000; o.flushInterval = 10_000_000 }
         let c = try LineClient(listen)
         #expect(try c.flood(20_000) == 20_001)
         c.close()
-        usleep(300_000)
-        proxy.stop()
-        t.join()
-        peer.stop()
+        _ = end(proxy, peer)
         let first = try Recording(path: d + "/p.qmprec")
         #expect(first.trailer?.reason.hasPrefix("rotated to \(d)/p.1.qmprec") == true)
         var total = first.count
@@ -235,16 +231,13 @@ struct ProxyLimitTests {
     @Test("--max-clients 2: two clients at once, each with its own upstream connection and number")
     func twoClients() throws {
         let d = dir()
-        let (proxy, t, listen, peer) = try start(d) { c, _ in c.maxClients = 2 }
+        let (proxy, listen, peer) = try start(d) { c, _ in c.maxClients = 2 }
         let a = try LineClient(listen)
         let b = try LineClient(listen)
         _ = try a.roundTrip(Array("{\"execute\":\"query-status\"}\n".utf8))
         _ = try b.roundTrip(Array("{\"execute\":\"query-status\"}\n".utf8))
         a.close(); b.close()
-        usleep(200_000)
-        proxy.stop()
-        t.join()
-        peer.stop()
+        _ = end(proxy, peer)
         let r = try Recording(path: d + "/p.qmprec")
         let conns = Set((0..<r.count).filter { r.kind($0) == .greeting }.map { r.connection($0) })
         #expect(conns.count >= 2)
@@ -255,30 +248,23 @@ struct ProxyLimitTests {
     @Test("a disk that cannot keep up: traffic is still forwarded whole, drops are counted and noted")
     func drops() throws {
         let d = dir()
-        let (proxy, t, listen, peer) = try start(d) { _, o in o.queueLimitBytes = 1 }
+        let (proxy, listen, peer) = try start(d) { _, o in o.queueLimitBytes = 1 }
         let c = try LineClient(listen)
         #expect(try c.flood(5_000) == 5_001, "the client got every message")
         c.close()
-        usleep(200_000)
-        proxy.stop()
-        t.join()
-        peer.stop()
+        _ = end(proxy, peer)
         let r = try Recording(path: d + "/p.qmprec")
         #expect((r.trailer?.dropped ?? 0) > 0)
         let notes = try (0..<r.count).filter { r.kind($0) == .note }.map { try r.record(at: $0) }
         #expect(notes.contains { if case .note(let text, _) = $0.body { return text.contains("could not keep up") } else { return false } })
         // Whole messages only, and every one accounted for: greeting, two commands, their two
-        // replies and 5000 events (plus the greeting of each earlier connection) = recorded +
-        // noted as dropped.
+        // replies and 5000 events = recorded + noted as dropped.
         #expect((0..<r.count).filter { r.kind($0) == .other }.isEmpty)
         let recorded = (0..<r.count).filter { r.direction($0) != nil }.count
         let dropped = notes.reduce(0) { n, rec in
             if case .note(_, let data) = rec.body { return n + Int(data["gap_messages"]?.int64Value ?? 0) }
             return n
         }
-        // A connection opened before the flood's (the harness's readiness probe) got QEMU's
-        // greeting too: a client that leaves still has QEMU's output read and recorded.
-        let earlier = (0..<r.count).filter { r.kind($0) == .open }.count - 1
-        #expect(recorded + dropped == 5005 + earlier)
+        #expect(recorded + dropped == 5005)
     }
 }

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 
+from guestlab.monitorpool import MonitorPool
 from guestlab.rawclient import RawClient, burst, negotiated
 from guestlab.recorder import qmpreplay, read_qmprec
 
@@ -109,6 +111,50 @@ def test_recorder_sigkilled_during_traffic(plab, recorders):
     assert recorded == c.received
     assert len(r.replies(conn=conn)) == 201
     assert qmpreplay("info", str(rec.out)).returncode == 0
+
+
+def test_stalled_client_delays_no_other_client(labs, recorders):
+    """Two sessions through one proxy (--max-clients 2, each with its own QEMU monitor): one
+    client stops reading while QEMU answers it with ~6 MB of schema; the other keeps getting
+    every reply meanwhile (the proxy reads on and holds QEMU's output for the stalled client
+    in that client's own buffer). No timing is asserted: a proxy that waited for the stalled
+    client would leave a reply unanswered and the reader's wait would fail."""
+    lab = labs(monitors=("up1", "up2", "ctl"))
+    pool = MonitorPool(str(lab.dir / "pool.sock"), [lab.qmp_path("up1"), lab.qmp_path("up2")])
+    try:
+        path = str(lab.dir / "proxy.sock")
+        rec = recorders.proxy(f"unix:{path}", str(lab.dir / "pool.sock"), None, "--max-clients", "2")
+        rec.start()
+        rec.wait_listening()
+        stalled = socket.socket(socket.AF_UNIX)
+        stalled.connect(path)
+        asked = 40
+        stalled.sendall(b'{"execute": "qmp_capabilities"}\r\n'
+                        + b"".join(b'{"execute": "query-qmp-schema", "id": %d}\r\n' % i for i in range(asked)))
+        reader = negotiated(path)
+        n = 0
+        while True:
+            reader.send(b'{"execute": "query-status", "id": "r%d"}\r\n' % n)
+            assert reader.wait_reply(f"r{n}", timeout=10)["return"]["status"] == "running"
+            n += 1
+            if n % 20 == 0:
+                schemas = [x for x in read_qmprec(rec.out).replies() if isinstance(x.msg.get("return"), list)]
+                if len(schemas) >= asked:
+                    break                   # QEMU answered the stalled client in full meanwhile
+            assert n < 100_000, rec.describe()
+        reader.drain(0.2)
+        assert rec.stop(signal.SIGTERM) == 0, rec.describe()
+        r = rec.read()
+        assert r.bad_lines == [] and r.trailer["reason"] == "signal"
+        stalled_conn, reader_conn = r.message_connections()
+        assert r.stream("qemu", reader_conn) == reader.received
+        assert len(r.replies(conn=reader_conn)) == n + 1          # every round trip and the negotiation
+        closes = {x.get("c"): x for x in r.records if x.kind == "close"}
+        assert closes[stalled_conn]["reason"] == "stopped by SIGTERM", "the stalled client was still connected"
+        stalled.close()
+        reader.close()
+    finally:
+        pool.close()
 
 
 # A filesystem that fills up while proxying: test_recorder_guarantees.py (the client keeps

@@ -27,12 +27,12 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from guestlab.monitorpool import MonitorPool
 from guestlab.rawclient import RawClient, burst, negotiated
 from guestlab.recorder import Recorder, qmpreplay, qmpreplay_binary, read_qmprec
 
@@ -86,63 +86,6 @@ def check_ends_whole(path: Path) -> None:
 
 
 LOST_RE = re.compile(r"(\d+) messages \((\d+) bytes\) were forwarded but not recorded")
-
-
-class MonitorPool:
-    """One unix socket in front of several QEMU monitors: each connection gets the next free
-    monitor (QEMU serves one client per monitor), so that one proxy can serve several
-    clients at once, each with its own real QEMU session."""
-
-    def __init__(self, path: str, monitors: list[str]):
-        self.path = path
-        self.free = list(monitors)
-        self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_UNIX)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                mon = self.free.pop(0) if self.free else None
-            if mon is None:
-                c.close()
-                continue
-            u = socket.socket(socket.AF_UNIX)
-            u.connect(mon)
-            state = {"open": 2}
-
-            def pump(a, b, mon=mon, state=state):
-                try:
-                    while True:
-                        d = a.recv(65536)
-                        if not d:
-                            break
-                        b.sendall(d)
-                except OSError:
-                    pass
-                for s in (a, b):
-                    try:
-                        s.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-                with self.lock:
-                    state["open"] -= 1
-                    if state["open"] == 0:
-                        a.close()
-                        b.close()
-                        self.free.append(mon)
-
-            threading.Thread(target=pump, args=(c, u), daemon=True).start()
-            threading.Thread(target=pump, args=(u, c), daemon=True).start()
-
-    def close(self) -> None:
-        self.sock.close()
 
 
 # --------------------------------------------------------------------------- a client that stops reading

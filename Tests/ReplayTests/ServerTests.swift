@@ -95,9 +95,10 @@ struct ServerTests {
         shutdown(fd, Int32(SHUT_WR))
         #expect(c.line() == #"{"return": {}}"#)
         #expect(c.line() == #"{"return": {}, "id": 9}"#)
+        #expect(c.line()?.contains(#""event": "SHUTDOWN", "data": {"guest": false, "reason": "host-qmp-quit"}"#) == true)
         #expect(c.line() == nil)
         let report = server.reports(after: 0)
-        #expect(report.count == 1 && report[0].closeReason == "client closed the connection")
+        #expect(report.count == 1 && report[0].closeReason == "the client sent quit")
         #expect(report[0].commandsMatched == 1 && report[0].commandsReceived == 2)
     }
 }

@@ -9,20 +9,27 @@ import Glibc
 
 /// A blocking QMP client for the benchmark: greeting, negotiation, then line round trips.
 public final class LineClient {
-    let fd: Int32
+    public let fd: Int32
     private var buf = [UInt8](repeating: 0, count: 1 << 16)
     private var pending: [UInt8] = []
     /// Start of the unread part of `pending` (lines are consumed by moving this, not by
     /// shifting the array, which made reading a large burst quadratic).
     private var start = 0
 
-    public init(_ ep: Endpoint) throws {
+    /// Connects; with `negotiate`, reads the greeting and negotiates. A read that waits more
+    /// than 30 s fails (a test that would hang fails instead).
+    public init(_ ep: Endpoint, negotiate: Bool = true) throws {
         fd = try Sockets.connect(ep)
+        var tv = timeval(tv_sec: 30, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard negotiate else { return }
         _ = try readLine()  // greeting
         _ = try roundTrip(Array("{\"execute\":\"qmp_capabilities\"}\n".utf8))
     }
 
     public func close() { Glibc.close(fd) }
+
+    public func send(_ bytes: [UInt8]) { Sockets.writeAll(fd, bytes) }
 
     struct Closed: Error {}
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Capture
+import Dispatch
 import Options
 import QMP
 import Recording
@@ -176,14 +177,7 @@ struct RecordCommand: ParsableCommand {
             if output == "-" { throw fail("--rotate needs a file, not standard output", code: Exit.usage) }
         }
         options.queueLimitBytes = queueLimit.bytes
-        if verbose {
-            options.onMessage = { dir, conn, m in
-                let arrow = dir == .qemu ? "<<<" : ">>>"
-                let text = m.json?.serialized(.compact) ?? escapedBytes(m.bytes)
-                Output.stdout.line("\(arrow) [c\(conn)] \(text)")
-                Output.stdout.flush()
-            }
-        }
+        if verbose { options.observer = TrafficEcho() }
         var kv: [(key: String, value: String)] = []
         for l in labels {
             guard let eq = l.firstIndex(of: "=") else { throw fail("--label takes KEY=VALUE (got '\(l)')", code: Exit.usage) }
@@ -191,7 +185,7 @@ struct RecordCommand: ParsableCommand {
         }
         let dur = duration?.nanoseconds
         let status = StatusLine(enabled: !quiet && !verbose && Output.stderr.isTerminal)
-        let info: (String) -> Void = { msg in if !quiet { status.clear(); Output.stderr.line("qmpreplay: \(msg)"); Output.stderr.flush() } }
+        CLILogHandler.install(quiet: quiet, before: { status.clear() })
 
         let outcome: CaptureOutcome
         do {
@@ -207,10 +201,7 @@ struct RecordCommand: ParsableCommand {
                     cfg.initCommands = try initCommands.map { try command($0) }
                 }
                 cfg.polls = try pollIntervals().map { PollSpec(command: try command($0.command), interval: $0.interval.nanoseconds) }
-                let rec = ClientRecorder(config: cfg, options: options)
-                rec.onTick = { t, s in status.show(t, s) }
-                rec.onInfo = info
-                outcome = try rec.run()
+                outcome = try record(ClientRecorder(config: cfg, options: options), status: status)
             } else {
                 var cfg = ProxyModeConfig(listen: try parseEndpoint(listen!, option: "--listen"), upstream: try parseEndpoint(upstream!, option: "--upstream"))
                 cfg.maxClients = maxClients
@@ -219,17 +210,13 @@ struct RecordCommand: ParsableCommand {
                 cfg.labels = kv
                 cfg.socketMode = socketMode.mode
                 cfg.peerBufferLimit = peerBuffer.bytes
-                let rec = ProxyRecorder(config: cfg, options: options)
-                rec.onTick = { t, s in status.show(t, s) }
-                rec.onInfo = info
-                outcome = try rec.run()
+                outcome = try record(ProxyRecorder(config: cfg, options: options), status: status)
             }
         } catch let e as SocketError {
             throw fail(e.description)
         } catch let e as CaptureOutputError {
             throw fail(e.description)
         }
-        status.clear()
         let s = outcome.stats
         // The summary: every file written, how it ended, and what is missing.
         var line = "\(s.records) records (\(s.events) events, \(formatBytes(Int(s.bytes)))) in "
@@ -255,6 +242,17 @@ struct RecordCommand: ParsableCommand {
         if outcome.qemuLost { throw ExitCode(3) }
     }
 
+    /// Runs a recorder until it ends: signals stop it, the status line follows it.
+    private func record(_ recorder: CaptureRecorder, status: StatusLine) throws -> CaptureOutcome {
+        Signals.onStop { name in recorder.stop(by: name) }
+        let ticker = status.follow(recorder)
+        defer {
+            ticker?.stop()
+            CLILogHandler.serialized { status.clear() }
+        }
+        return try recorder.run()
+    }
+
     private func command(_ s: String) throws -> RecorderCommand {
         do { return try RecorderCommand(parsing: s) } catch { throw fail("invalid command '\(s)': \(error)", code: Exit.usage) }
     }
@@ -272,22 +270,61 @@ struct RecordCommand: ParsableCommand {
     }
 }
 
-/// The one-line status shown on a terminal while recording.
-final class StatusLine: @unchecked Sendable {
+/// The one-line status shown on a terminal while recording, redrawn every half second from
+/// the recorder's `progress`; log lines clear it first (`CLILogHandler`'s `before`).
+final class StatusLine: Sendable {
     let enabled: Bool
     init(enabled: Bool) { self.enabled = enabled }
 
-    func show(_ t: Int64, _ s: CaptureStats) {
-        guard enabled else { return }
-        Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
-            + (s.lostMessages > 0 ? "  \(s.lostMessages) not recorded" : "")
-            + (s.outputFailing ? "  OUTPUT FAILING" : ""))
-        Output.stderr.flush()
+    /// Redraws the line every 0.5 s until the ticker is stopped (nil when disabled).
+    func follow(_ recorder: CaptureRecorder) -> Ticker? {
+        guard enabled else { return nil }
+        return Ticker { if let p = recorder.progress { self.show(p.elapsed, p.stats) } }
     }
 
+    /// A timer on a queue of its own; `stop` returns once no redraw is under way.
+    final class Ticker {
+        private let queue = DispatchQueue(label: "qmpreplay.status")
+        private let timer: DispatchSourceTimer
+
+        init(_ tick: @escaping @Sendable () -> Void) {
+            timer = DispatchSource.makeTimerSource(queue: queue)
+            timer.schedule(deadline: .now() + .milliseconds(500), repeating: .milliseconds(500))
+            timer.setEventHandler(handler: tick)
+            timer.resume()
+        }
+
+        func stop() {
+            timer.cancel()
+            queue.sync {}
+        }
+    }
+
+    func show(_ t: Int64, _ s: CaptureStats) {
+        guard enabled else { return }
+        CLILogHandler.serialized {
+            Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
+                + (s.lostMessages > 0 ? "  \(s.lostMessages) not recorded" : "")
+                + (s.outputFailing ? "  OUTPUT FAILING" : ""))
+            Output.stderr.flush()
+        }
+    }
+
+    /// Clears the line; the caller holds the standard error lock (`CLILogHandler.serialized`).
     func clear() {
         guard enabled else { return }
         Output.stderr.write("\r\u{1B}[K")
         Output.stderr.flush()
+    }
+}
+
+/// `record --verbose`: every recorded message on standard output, `<<<` from QEMU, `>>>`
+/// from the client, as qmp-shell -v shows them.
+struct TrafficEcho: CaptureObserver {
+    func recorded(_ message: QMPMessage, from direction: Direction, connection: UInt32) {
+        let arrow = direction == .qemu ? "<<<" : ">>>"
+        let text = message.json?.serialized(.compact) ?? escapedBytes(message.bytes)
+        Output.stdout.line("\(arrow) [c\(connection)] \(text)")
+        Output.stdout.flush()
     }
 }

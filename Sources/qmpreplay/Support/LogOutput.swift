@@ -1,5 +1,5 @@
 import Logging
-import Synchronization
+import Transport
 
 #if canImport(Glibc)
 import Glibc
@@ -35,14 +35,21 @@ struct CLILogHandler: LogHandler {
         if !all.isEmpty {
             line += " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
         }
-        // Libraries log from their own threads (a server's event loop, a signal queue):
-        // one line at a time through the (unsynchronised) stderr buffer.
-        Installed.writing.withLock { _ in
+        Self.serialized {
             before?()
             Output.stderr.line(line)
             Output.stderr.flush()
         }
     }
+
+    /// Runs `body` while no log line is being written: libraries log from their own threads
+    /// (the recorder's event loop and disk thread), and the recorder's status line is drawn
+    /// from a timer, all on standard error.
+    static func serialized(_ body: () -> Void) {
+        stderrLock.withLock { _ in body() }
+    }
+
+    private static let stderrLock = Guarded(())
 
     /// Installs the handler for the whole process (once; later calls only change the level).
     static func install(quiet: Bool = false, before: (@Sendable () -> Void)? = nil) {
@@ -61,7 +68,6 @@ struct CLILogHandler: LogHandler {
         nonisolated(unsafe) static var done = false
         nonisolated(unsafe) static var level: Logger.Level = .info
         nonisolated(unsafe) static var before: (@Sendable () -> Void)?
-        static let writing = Mutex(())
     }
 }
 
