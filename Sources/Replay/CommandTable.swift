@@ -18,6 +18,9 @@ public struct CommandTable: Sendable {
         case schema = "query-qmp-schema"
         case commandList = "query-commands"
         case recordedCalls = "recorded calls"
+        /// A schema the recording implies without this connection having asked for it: another
+        /// connection's `query-qmp-schema` reply, or the one shipped for the greeting's QEMU.
+        case impliedSchema = "query-qmp-schema of the same QEMU"
     }
 
     /// What is known about one command.
@@ -63,8 +66,11 @@ public struct CommandTable: Sendable {
         self.commands = c
     }
 
-    /// The table for a recorded connection's commands (with their replies).
-    static func build(from cmds: [ReplayScript.Command]) -> CommandTable {
+    /// The table for a recorded connection's commands (with their replies). `implied` is the
+    /// schema of the recorded QEMU known otherwise (another connection's reply, or shipped for
+    /// its version): used when this connection recorded neither schema nor command list, so
+    /// the fake QEMU answers an unknown command as the real one would.
+    static func build(from cmds: [ReplayScript.Command], implied: QAPISchema? = nil) -> CommandTable {
         if let schema = cmds.lazy.compactMap({ $0.name == "query-qmp-schema" ? $0.reply?["return"]?.arrayValue : nil }).first,
            let t = fromSchema(schema) {
             return t
@@ -78,6 +84,7 @@ public struct CommandTable: Sendable {
             }
             if !table.isEmpty { return CommandTable(source: .commandList, commands: table) }
         }
+        if let implied, let t = fromModel(implied) { return t }
         var table: [String: Command] = [:]
         for c in cmds {
             // A command QEMU refused as unknown stays unknown.
@@ -123,5 +130,19 @@ public struct CommandTable: Sendable {
                                allowOOB: o["allow-oob"]?.boolValue ?? false)
         }
         return table.isEmpty ? nil : CommandTable(source: .schema, commands: table)
+    }
+
+    /// The same table from a parsed schema model (a shipped schema, or one read elsewhere).
+    static func fromModel(_ schema: QAPISchema) -> CommandTable? {
+        var table: [String: Command] = [:]
+        for (name, c) in schema.commands {
+            // A boxed or otherwise unreadable argument type: do not judge its arguments.
+            let readable = schema.object(c.argType) != nil
+            let ms = schema.members(of: c.argType)
+            table[name] = Command(arguments: readable ? ms.map(\.name) : nil,
+                                  mandatory: readable ? schema.arguments(of: name).filter { !$0.optional }.map(\.name) : [],
+                                  allowOOB: c.allowOOB)
+        }
+        return table.isEmpty ? nil : CommandTable(source: .impliedSchema, commands: table)
     }
 }

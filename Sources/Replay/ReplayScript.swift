@@ -212,7 +212,12 @@ public struct ReplayScript: Sendable {
             evs[k].barrier.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].replyTime ?? 0) }
         }
         clockGates = clock.map { k in evs[k].gate.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].time) } }
-        commandTable = CommandTable.build(from: cmds)
+        // docs/REPLAY.md, "What a client sees": unknown commands are judged by the recorded
+        // QEMU's own schema when the recording implies one (RecordingSchema: another
+        // connection's reply, or the schema shipped for the greeting's version).
+        let choice = RecordingSchema.choose(for: r)
+        let implied: QAPISchema? = { if case .seed = choice.source { return nil } else { return choice.schema } }()
+        commandTable = CommandTable.build(from: cmds, implied: implied)
 
         var bk: [Key: [Int]] = [:]
         var bn: [String: [Int]] = [:]
