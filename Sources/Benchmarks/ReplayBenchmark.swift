@@ -87,12 +87,12 @@ public enum ReplayBenchmark {
         try write(lines, to: path)
     }
 
-    private static func event(_ n: Int, _ t: Int64) -> String {
+    static func event(_ n: Int, _ t: Int64) -> String {
         let us = 1_763_632_800_000_000 + t / 1000
         return #"{"timestamp": {"seconds": \#(us / 1_000_000), "microseconds": \#(us % 1_000_000)}, "event": "BALLOON_CHANGE", "data": {"actual": \#(1_073_741_824 - (n % 256) * 4096)}}"#
     }
 
-    private static func write(_ lines: [(Int64, Direction, String)], to path: String) throws {
+    static func write(_ lines: [(Int64, Direction, String)], to path: String) throws {
         let header = RecordingHeader(startMicros: 1_763_632_800_000_000, source: "bench", mode: .synthetic, host: "bench", qemuVersion: "7.2.0")
         let w = try RecordingWriter(path: path, header: header)
         for (t, d, text) in lines {

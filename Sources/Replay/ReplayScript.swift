@@ -73,6 +73,12 @@ public struct ReplayScript: Sendable {
     public let clockTimes: [Int64]
     public let clockBarriers: [Scheduler.Barrier?]
     public let clockGates: [Scheduler.Barrier?]
+    /// The clock events' times with `--max-gap` applied, from the span's start: what each
+    /// scheduler counts in. Built once here and shared, so a client costs its cursor and its
+    /// queued output, not a copy of the timeline (docs/PERFORMANCE.md, "Replay memory").
+    public let clockVirtualTimes: [Int64]
+    /// The `--max-gap` `clockVirtualTimes` was built with.
+    public let clockMaxGap: Int64?
     /// How events wait for commands in this replay (`ReplayOptions.effectiveRelease`).
     public let release: EventRelease
     /// What the replayed QEMU knows about its commands.
@@ -212,6 +218,8 @@ public struct ReplayScript: Sendable {
             evs[k].barrier.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].replyTime ?? 0) }
         }
         clockGates = clock.map { k in evs[k].gate.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].time) } }
+        clockVirtualTimes = Scheduler.virtualTimes(clockTimes, spanStart: spanStart, maxGap: options.maxGap)
+        clockMaxGap = options.maxGap
         // docs/REPLAY.md, "What a client sees": unknown commands are judged by the recorded
         // QEMU's own schema when the recording implies one (RecordingSchema: another
         // connection's reply, or the schema shipped for the greeting's version).

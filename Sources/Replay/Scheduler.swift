@@ -91,9 +91,12 @@ public final class Scheduler {
     /// With `stopHoldingAfterLimit` false: the first item held longer than `holdLimit`.
     public private(set) var longHold: GiveUp?
 
+    /// `virtualTimes`: `Scheduler.virtualTimes(times, spanStart:, maxGap:)` computed once and
+    /// shared by many schedulers over the same times (one per client); computed here if nil.
     public init(times: [Int64], barriers: [Barrier?]? = nil, gates: [Barrier?]? = nil, holdLimit: Int64? = nil,
                 stopHoldingAfterLimit: Bool = true, spanStart: Int64, spanEnd: Int64 = .max,
-                speed: Double?, maxGap: Int64? = nil, loop: Bool = false, clock: ReplayClock) {
+                speed: Double?, maxGap: Int64? = nil, loop: Bool = false, clock: ReplayClock,
+                virtualTimes shared: [Int64]? = nil) {
         self.times = times
         self.barriers = barriers ?? Array(repeating: nil, count: times.count)
         self.gates = gates ?? Array(repeating: nil, count: times.count)
@@ -106,6 +109,21 @@ public final class Scheduler {
         self.loop = loop
         self.clock = clock
         barrierFloor = spanStart
+        let v = shared.flatMap { $0.count == times.count ? $0 : nil } ?? Scheduler.virtualTimes(times, spanStart: spanStart, maxGap: maxGap)
+        virtualTimes = v
+        let prevT = max(spanStart, times.max() ?? spanStart)
+        let prevV = v.last ?? 0
+        if spanEnd != .max, spanEnd >= prevT {
+            let gap = spanEnd - prevT
+            virtualEnd = prevV + (maxGap.map { min(gap, $0) } ?? gap)
+        } else {
+            virtualEnd = prevV
+        }
+    }
+
+    /// Recording times as the scheduler counts them: from `spanStart`, never going back, each
+    /// gap capped at `maxGap`.
+    public static func virtualTimes(_ times: [Int64], spanStart: Int64, maxGap: Int64?) -> [Int64] {
         var v: [Int64] = []
         v.reserveCapacity(times.count)
         var prevT = spanStart, prevV: Int64 = 0
@@ -115,13 +133,7 @@ public final class Scheduler {
             v.append(nv)
             prevT = max(prevT, t); prevV = nv
         }
-        virtualTimes = v
-        if spanEnd != .max, spanEnd >= prevT {
-            let gap = spanEnd - prevT
-            virtualEnd = prevV + (maxGap.map { min(gap, $0) } ?? gap)
-        } else {
-            virtualEnd = prevV
-        }
+        return v
     }
 
     public var count: Int { times.count }

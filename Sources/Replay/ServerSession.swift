@@ -65,7 +65,8 @@ public final class ServerSession {
                 holdLimit: script.release == .clock ? nil : options.holdPatience,
                 stopHoldingAfterLimit: script.release == .auto,
                 spanStart: script.spanStart, spanEnd: script.spanEnd, speed: options.speed, maxGap: options.maxGap,
-                loop: options.loop, clock: clock)
+                loop: options.loop, clock: clock,
+                virtualTimes: options.maxGap == script.clockMaxGap ? script.clockVirtualTimes : nil)
         } else {
             scheduler = nil
         }

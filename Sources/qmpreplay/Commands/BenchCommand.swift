@@ -18,7 +18,7 @@ struct BenchCommand: ParsableCommand {
         commandName: "bench",
         abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy, the shell, replay and analyses.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
 }
 

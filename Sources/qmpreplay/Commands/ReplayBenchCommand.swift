@@ -92,3 +92,51 @@ struct BenchReplayCommand: ParsableCommand {
         out.flush()
     }
 }
+
+struct BenchReplayMemoryCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay-memory",
+        abstract: "Measure what idle clients cost the fake QEMU: resident memory with N negotiated, listening clients, and after they leave.",
+        discussion: """
+            Serves (in-process, unix socket) a synthetic recording with --events events one second
+            apart, connects --clients clients that negotiate and then only listen, and reads the
+            process's resident memory (VmRSS) before, with every client connected, and after all
+            have left. Target (docs/PERFORMANCE.md): 1,000 clients on 116,000 events under 300 MB.
+            """)
+
+    @Option(help: "Clients to connect.")
+    var clients: Int = 1000
+
+    @Option(help: "Events in the recording.")
+    var events: Int = 116_000
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let dir = "/tmp/qmpreplay-memory-bench-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = system("rm -rf '\(dir)'") }
+        let r: ReplayMemoryBenchmark.Result
+        do {
+            r = try ReplayMemoryBenchmark.run(workDir: dir, clients: clients, events: events) { step in
+                if Output.stderr.isTerminal { Output.stderr.line("... \(step)"); Output.stderr.flush() }
+            }
+        } catch {
+            throw fail("replay memory benchmark failed: \(error)")
+        }
+        let mb = { (b: Int) in DurationFormat.fixed(Double(b) / 1_048_576, 1) }
+        if json {
+            let o = JSONObject([
+                "clients": .int(r.clients), "negotiated": .int(r.negotiated), "events": .int(r.events),
+                "rss_before_bytes": .int(r.rssBefore), "rss_with_clients_bytes": .int(r.rssWithClients),
+                "rss_after_bytes": .int(r.rssAfter), "bytes_per_client": .int(Int(r.perClient)),
+            ])
+            Output.stdout.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
+        } else {
+            Output.stdout.line("replay memory: \(r.negotiated)/\(r.clients) clients negotiated on \(r.events) events")
+            Output.stdout.line("  resident before \(mb(r.rssBefore)) MiB, with clients \(mb(r.rssWithClients)) MiB (\(mb(Int(r.perClient))) MiB or \(Int(r.perClient) / 1024) KiB per client), after they left \(mb(r.rssAfter)) MiB")
+        }
+        Output.stdout.flush()
+    }
+}
