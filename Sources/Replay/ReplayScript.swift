@@ -58,6 +58,15 @@ public struct ReplayScript: Sendable {
     public let path: String
     public let connection: UInt32
     public let greetingBytes: [UInt8]
+    /// Every connection of the recording that carries QMP messages (one is replayed).
+    public let connections: [UInt32]
+    /// When the recording has several connections and none was chosen: which one is served
+    /// and how to serve another (the CLI prints it once).
+    public func connectionNotice(chosen: UInt32?) -> String? {
+        guard connections.count > 1, chosen == nil else { return nil }
+        return "\(path) has \(connections.count) connections (\(connections.map(String.init).joined(separator: ", "))); "
+            + "serving connection \(connection), the first with a greeting: --connection N serves another"
+    }
     /// The capabilities the greeting offers (`["oob"]` since QEMU 2.12).
     public let capabilities: [String]
     public var offersOOB: Bool { capabilities.contains("oob") }
@@ -110,6 +119,9 @@ public struct ReplayScript: Sendable {
             throw ReplayError.recording("\(r.path): connection \(c) has no messages (connections: \(known.map(String.init).joined(separator: ", ")))")
         }
         connection = c
+        var withMessages = Set<UInt32>()
+        for i in 0..<r.count where r.connection(i) > 0 && r.kind(i).isMessage { withMessages.insert(r.connection(i)) }
+        connections = withMessages.sorted()
 
         var greetBytes: [UInt8]?
         var caps: [String] = []

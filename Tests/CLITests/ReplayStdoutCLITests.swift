@@ -7,6 +7,19 @@ import Testing
 /// greeting first, then every reply and event, in recorded order; no client command.
 @Suite("qmpreplay replay --stdout", .serialized)
 struct ReplayStdoutCLITests {
+    @Test("a recording with several connections: which one is replayed is said once, and --connection picks another")
+    func severalConnections() throws {
+        let path = CLI.recording("synthetic-mixed.qmprec")
+        let r = try CLI.run(["replay", path, "--stdout", "--speed", "max", "--quiet"])
+        #expect(r.status == 0)
+        #expect(r.stderr.hasPrefix("qmpreplay: warning: \(path) has 2 connections (1, 2); serving connection 1, the first with a greeting: --connection N serves another\n"))
+        let two = try CLI.run(["replay", path, "--stdout", "--speed", "max", "--quiet", "--connection", "2"])
+        #expect(two.status == 0 && !two.stderr.contains("connections ("))
+        #expect(two.out != r.out, "connection 2 is another conversation")
+        let one = try CLI.run(["replay", CLI.recording("lifecycle-qemu.qmprec"), "--stdout", "--speed", "max", "--quiet"])
+        #expect(!one.stderr.contains("connections ("), "one connection: nothing to say")
+    }
+
     @Test("greeting, then QEMU's replies and events in recorded order; the README's jq filter keeps the events")
     func stream() throws {
         let path = CLI.recording("lifecycle-qemu.qmprec")

@@ -88,6 +88,7 @@ struct ReplayCommand: ParsableCommand {
         if stdout {
             let player: StreamPlayer
             do { player = try StreamPlayer(recording: r, options: o) } catch { throw fail("\(error)") }
+            if let n = player.script.connectionNotice(chosen: o.connection) { warn(n) }
             let stop = StopFlag()
             Signals.onStop { name in
                 log.info("stopping on \(name)")
@@ -113,6 +114,7 @@ struct ReplayCommand: ParsableCommand {
         let ep = try parseEndpoint(target!, option: "--connect-to")
         let server: ReplayServer
         do { server = try ReplayServer(recording: r, options: o) } catch { throw fail("\(error)") }
+        if let n = server.script.connectionNotice(chosen: o.connection) { warn(n) }
         let reportFile = ReportFile(path: output.report, file: file, target: ep.description, options: o, script: server.script)
         Signals.onStop { name in
             log.info("stopping on \(name)")

@@ -70,6 +70,7 @@ struct ServeCommand: ParsableCommand {
             throw fail(e.description)
         }
         let reportFile = ReportFile(path: output.report, file: file, target: ep.description, options: o, script: server.script)
+        if let n = server.script.connectionNotice(chosen: o.connection) { warn(n) }
         if server.script.greetingSynthesized { warn("\(file): no greeting recorded on connection \(server.script.connection); sending a QEMU \(r.header?.qemuVersion ?? "7.2.0")-like one") }
         Signals.onStop { name in
             log.info("stopping on \(name)")
