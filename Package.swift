@@ -66,7 +66,7 @@ let package = Package(
         // The terminal side of the shell: readline, the pager, stdout. GNU readline is
         // process-global C state (callbacks, line buffer, history) that Swift 6's strict
         // concurrency checking cannot express; this small target is the only Swift 5 code.
-        .target(name: "ShellTerminal", dependencies: ["Shell", "Recording", "Analysis", "CReadline"],
+        .target(name: "ShellTerminal", dependencies: ["Shell", "Recording", "Analysis", "Transport", "CReadline"],
                 swiftSettings: [.swiftLanguageMode(.v5)]),
         .executableTarget(
             name: "qmpreplay",

@@ -334,7 +334,7 @@ final class ReplayCore {
             let k = script.clockEvents[r.item]
             let bytes = options.retime
                 ? ServerSession.retimed(script, k, due: r.due, speed: speed, wallOffsetMicros: wallOffsetMicros)
-                : script.events[k].bytes
+                : script.eventBytes[k]
             for c in clients where !c.ended { c.session.deliver(bytes, release: r) }
             batch += 1
         }

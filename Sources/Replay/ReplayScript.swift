@@ -74,6 +74,9 @@ public struct ReplayScript: Sendable {
     public let greetingSynthesized: Bool
     public let commands: [Command]
     public let events: [Event]
+    /// Each event's exact bytes (`events[k].bytes`), apart: what every release copies out, read
+    /// without touching the rest of the event (at max speed a release is ~100 ns).
+    public let eventBytes: [[UInt8]]
     /// The events released on the clock, within the span, in recorded order: all of them,
     /// except with `EventRelease.commands`, where gated events come only with their replies.
     public let clockEvents: [Int]
@@ -224,6 +227,7 @@ public struct ReplayScript: Sendable {
         }
         commands = cmds
         events = evs
+        eventBytes = evs.map(\.bytes)
         clockEvents = clock
         clockTimes = clock.map { evs[$0].time }
         clockBarriers = clock.map { k in

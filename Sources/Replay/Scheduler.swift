@@ -186,15 +186,21 @@ public final class Scheduler {
         pausedVirtual = startVirtual
     }
 
+    @inline(__always)
     private func isBlocked(_ i: Int) -> Bool {
-        guard holding, !releasedOutside.contains(i) else { return false }
+        // Per release at max speed: the common case (nothing sent outside the clock, no gate,
+        // no barrier) answers without hashing.
+        guard holding else { return false }
+        if !releasedOutside.isEmpty && releasedOutside.contains(i) { return false }
         if let g = gates[i] { return g.replyTime >= barrierFloor }
         guard let b = barriers[i] else { return false }
         return b.replyTime >= barrierFloor && !answered.contains(b.command)
     }
 
     /// Moves past items the session has already sent.
+    @inline(__always)
     private func skipReleasedOutside() {
+        guard !releasedOutside.isEmpty else { return }
         while position < count, releasedOutside.contains(position) {
             position += 1
             heldSince = nil

@@ -507,7 +507,7 @@ public final class ServerSession {
         if options.retime {
             output.append(contentsOf: ServerSession.retimed(script, k, due: due, speed: options.speed, wallOffsetMicros: wallOffsetMicros))
         } else {
-            output.append(contentsOf: script.events[k].bytes)
+            output.append(contentsOf: script.eventBytes[k])
         }
         report.eventsSent += 1
     }

@@ -1,6 +1,7 @@
 import Analysis
 import CReadline
 import Shell
+import Transport
 import QMP
 import Recording
 
@@ -71,9 +72,7 @@ public final class LineEditor {
                 rl_replace_line("", 0)
                 return 10  // newline: accept the (now empty) line
             }
-            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let r = poll(&p, 1, 100)
-            if r == 0 || (r < 0 && errno == EINTR) { continue }
+            if FDWait.wait(fd, for: Int16(POLLIN), timeoutMs: 100) == 0 { continue }
             var c: UInt8 = 0
             let n = read(fd, &c, 1)
             if n == 1 { return Int32(c) }
