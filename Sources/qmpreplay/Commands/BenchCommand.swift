@@ -157,9 +157,8 @@ struct BenchProxyCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let dir = "/tmp/qmpreplay-proxy-bench-\(getpid())"
-        mkdir(dir, 0o700)
-        defer { _ = system("rm -rf '\(dir)'") }
+        let dir = BenchScratch.make("proxy")
+        defer { BenchScratch.remove(dir) }
         let up: Endpoint?
         do { up = try upstream.map { try Endpoint(parsing: $0) } } catch { throw fail("\(error)", code: Exit.usage) }
         let r: ProxyBenchmark.Result
@@ -262,5 +261,22 @@ struct BenchShellCommand: ParsableCommand {
             for m in o.members { out.line(m.key.padding(22) + (m.value.stringValue ?? m.value.serialized())) }
         }
         out.flush()
+    }
+}
+
+/// The scratch folder of one benchmark run (sockets, recordings), and its progress lines.
+enum BenchScratch {
+    /// `/tmp/qmpreplay-NAME-bench-PID`, private to this user.
+    static func make(_ name: String) -> String {
+        let dir = "/tmp/qmpreplay-\(name)-bench-\(getpid())"
+        mkdir(dir, 0o700)
+        return dir
+    }
+
+    static func remove(_ dir: String) { _ = system("rm -rf '\(dir)'") }
+
+    /// A step of a long benchmark, on a terminal only (standard error).
+    static func progress(_ step: String) {
+        if Output.stderr.isTerminal { Output.stderr.line("... \(step)"); Output.stderr.flush() }
     }
 }

@@ -38,14 +38,11 @@ struct BenchReplayCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let dir = "/tmp/qmpreplay-replay-bench-\(getpid())"
-        mkdir(dir, 0o700)
-        defer { _ = system("rm -rf '\(dir)'") }
+        let dir = BenchScratch.make("replay")
+        defer { BenchScratch.remove(dir) }
         let r: ReplayBenchmark.Result
         do {
-            r = try ReplayBenchmark.run(realtime: realtime, workDir: dir, seconds: seconds, floodEvents: events, clients: clients) { step in
-                if Output.stderr.isTerminal { Output.stderr.line("... \(step)"); Output.stderr.flush() }
-            }
+            r = try ReplayBenchmark.run(realtime: realtime, workDir: dir, seconds: seconds, floodEvents: events, clients: clients) { BenchScratch.progress($0) }
         } catch {
             throw fail("replay benchmark failed: \(error)")
         }
@@ -114,14 +111,11 @@ struct BenchReplayMemoryCommand: ParsableCommand {
     var json = false
 
     func run() throws {
-        let dir = "/tmp/qmpreplay-memory-bench-\(getpid())"
-        mkdir(dir, 0o700)
-        defer { _ = system("rm -rf '\(dir)'") }
+        let dir = BenchScratch.make("memory")
+        defer { BenchScratch.remove(dir) }
         let r: ReplayMemoryBenchmark.Result
         do {
-            r = try ReplayMemoryBenchmark.run(workDir: dir, clients: clients, events: events) { step in
-                if Output.stderr.isTerminal { Output.stderr.line("... \(step)"); Output.stderr.flush() }
-            }
+            r = try ReplayMemoryBenchmark.run(workDir: dir, clients: clients, events: events) { BenchScratch.progress($0) }
         } catch {
             throw fail("replay memory benchmark failed: \(error)")
         }
