@@ -64,6 +64,9 @@ public final class Scheduler {
     let clock: ReplayClock
     /// Capped ("virtual") time of each item, ns since `spanStart`.
     private let virtualTimes: [Int64]
+    /// False when no item has a barrier or a gate: nothing can be held (the clock-only and
+    /// max-speed paths then skip every hold check).
+    private let hasHolds: Bool
     private let virtualEnd: Int64
 
     public private(set) var speed: Double?
@@ -100,6 +103,7 @@ public final class Scheduler {
         self.times = times
         self.barriers = barriers ?? Array(repeating: nil, count: times.count)
         self.gates = gates ?? Array(repeating: nil, count: times.count)
+        hasHolds = (barriers?.contains { $0 != nil } ?? false) || (gates?.contains { $0 != nil } ?? false)
         self.holdLimit = holdLimit
         self.stopHoldingAfterLimit = stopHoldingAfterLimit
         self.spanStart = spanStart
@@ -190,7 +194,7 @@ public final class Scheduler {
     private func isBlocked(_ i: Int) -> Bool {
         // Per release at max speed: the common case (nothing sent outside the clock, no gate,
         // no barrier) answers without hashing.
-        guard holding else { return false }
+        guard hasHolds, holding else { return false }
         if !releasedOutside.isEmpty && releasedOutside.contains(i) { return false }
         if let g = gates[i] { return g.replyTime >= barrierFloor }
         guard let b = barriers[i] else { return false }
@@ -263,15 +267,17 @@ public final class Scheduler {
             barrierFloor = .max
             releasedOutside.removeAll()
         }
-        skipReleasedOutside()
-        guard position < count else { return nil }
-        if stillHeld(now: now) { return nil }
+        if hasHolds {
+            skipReleasedOutside()
+            guard position < count else { return nil }
+            if stillHeld(now: now) { return nil }
+        }
         let d = due(position)
         guard now >= d else { return nil }
         let r = Release(item: position, due: d, at: now, lateness: speed == nil ? 0 : now - d, pass: pass)
         position += 1
         released += 1
-        heldSince = nil
+        if heldSince != nil { heldSince = nil }
         return r
     }
 
