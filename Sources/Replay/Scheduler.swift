@@ -251,9 +251,12 @@ public final class Scheduler {
     }
 
     /// Releases the next item if it is due now; nil when nothing is due (yet).
-    public func next() -> Release? {
+    public func next() -> Release? { next(at: clock.now()) }
+
+    /// `next()` at a time the caller has just read: at max speed a batch of releases reads
+    /// the clock once (nothing is ever early there, and lateness is not measured).
+    public func next(at now: Int64) -> Release? {
         guard started, !paused else { return nil }
-        let now = clock.now()
         if position >= count {
             guard loop, count > 0 else { return nil }
             // The pass ends at the span's end (or the last item); the next pass is anchored

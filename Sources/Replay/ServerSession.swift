@@ -446,10 +446,17 @@ public final class ServerSession {
     public func releaseDue(watermark: Int = 256 << 10) {
         guard let s = scheduler, negotiated, !closeAfterFlush else { return }
         let wasHolding = s.holding
-        while s.speed != nil || pendingOutputCount < watermark, let r = s.next() {
-            let e = script.clockEvents[r.item]
-            appendEvent(e, due: r.due)
-            noteRelease(r)
+        if s.speed == nil {
+            // Max speed: as much as the client's queue takes, one clock reading for the batch.
+            let now = clock.now()
+            while pendingOutputCount < watermark, let r = s.next(at: now) {
+                appendEvent(script.clockEvents[r.item], due: r.due)
+            }
+        } else {
+            while let r = s.next() {
+                appendEvent(script.clockEvents[r.item], due: r.due)
+                noteRelease(r)
+            }
         }
         if wasHolding, let g = s.stoppedHolding { noteStoppedHolding(g) }
         noteLongHold(s)
