@@ -587,3 +587,13 @@ struct JSONPathTests {
         #expect(JSONValue.null.value(atPath: "a.b") == nil)
     }
 }
+
+@Test("fuzz find: equality of objects nested deep is linear in the depth (an id nested 60 deep compared at once)")
+func deepObjectEquality() throws {
+    let text = String(repeating: #"{"a":"#, count: 60) + "1" + String(repeating: "}", count: 60)
+    let a = try JSONParser.parse(Array(text.utf8))
+    let b = try JSONParser.parse(Array(text.utf8))
+    #expect(a == b)
+    let c = try JSONParser.parse(Array(text.replacingOccurrences(of: "1", with: "2").utf8))
+    #expect(a != c)
+}

@@ -644,3 +644,11 @@ private func parseError(_ expression: String, sourceLocation: SourceLocation = #
         }
     }
 }
+
+@Test("fuzz find: a bare value with control characters renders to an expression that parses")
+func renderedControlCharactersParse() throws {
+    let bytes: [UInt8] = Array("data==a".utf8) + [0xd2, 0x3f, 0xfd, 0x01, 0xd9, 0x90, 0xfd] + Array("da".utf8) + [0xfe, 0x03, 0xfd] + Array("t".utf8)
+    let f = try FilterExpression(parsing: String(decoding: bytes, as: UTF8.self))
+    let again = try? FilterExpression(parsing: f.description)
+    #expect(again != nil, "rendered: \(f.description.unicodeScalars.map { $0.value < 32 ? "<\($0.value)>" : String($0) }.joined())")
+}

@@ -231,7 +231,7 @@ enum FilterValue: Sendable {
     var description: String {
         switch self {
         case .number(let n): return n.text
-        case .string(let s): return JSONWriter.quoted(s)
+        case .string(let s): return FilterLiteral.quoted(s)
         case .bool(let b): return b ? "true" : "false"
         case .null: return "null"
         case .regex(let r): return r.description
@@ -365,5 +365,46 @@ extension FilterNode {
         guard !s.isEmpty, !s.contains("*"), !s.contains("?"), !s.contains("..") else { return false }
         guard s.allSatisfy(FilterLexer.isWordCharacter) else { return false }
         return !FilterParser.reservedWords.contains(s.lowercased())
+    }
+}
+
+/// A string as the filter language writes it back: JSON quoting, and also every scalar that
+/// could join the character before it (combining marks, format and other invisible
+/// characters) written as `\uXXXX`, because the lexer reads characters (grapheme clusters):
+/// after `\u0001`, a raw U+0650 would fuse with the `1` and the escape would no longer parse.
+enum FilterLiteral {
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if u.value < 0x20 || u.value == 0x7F || (u.value > 0x7F && mayJoin(u)) {
+                    for unit in String(u).utf16 { out += "\\u" + hex4(unit) }
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    private static func mayJoin(_ u: Unicode.Scalar) -> Bool {
+        switch u.properties.generalCategory {
+        case .nonspacingMark, .spacingMark, .enclosingMark, .format, .control, .surrogate, .privateUse, .unassigned,
+             .lineSeparator, .paragraphSeparator:
+            return true
+        default:
+            return u.properties.isGraphemeExtend || u.properties.isVariationSelector
+        }
+    }
+
+    private static func hex4(_ v: UInt16) -> String {
+        let h = String(v, radix: 16)
+        return String(repeating: "0", count: 4 - h.count) + h
     }
 }
