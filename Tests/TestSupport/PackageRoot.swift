@@ -23,6 +23,7 @@ public enum PackageRoot {
     /// A recording shipped in Recordings/.
     public static func recording(_ name: String) -> String { file("Recordings/" + name) }
 
-    /// The seed documents beside the repository (`../shared/seeds`), used by the catalog tests.
+    /// The seed documents in the folder beside the repository root (override: QMPREPLAY_SEEDS),
+    /// used by the catalog tests; see docs/CATALOG.md for what they are.
     public static var sharedSeeds: String { URL(fileURLWithPath: path).deletingLastPathComponent().appendingPathComponent("shared/seeds").path }
 }
