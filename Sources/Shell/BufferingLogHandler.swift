@@ -1,5 +1,6 @@
 import Logging
 import Synchronization
+import Transport
 
 /// A swift-log handler that keeps the last lines in memory instead of printing them: the
 /// shell's background replay logs here, and the prompt shows the lines when asked
@@ -61,11 +62,7 @@ public struct BufferingLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var line = event.level >= .warning ? "\(event.level): " : ""
-        line += event.message.description
-        let all = metadata.merging(event.metadata ?? [:]) { $1 }
-        if !all.isEmpty {
-            line += " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
-        }
+        line += LogText.line(event.message, handler: metadata, event: event.metadata)
         buffer.append(line)
     }
 }

@@ -149,7 +149,7 @@ struct ProxyStallTests {
     @Test("a client that stops reading is dropped past --peer-buffer; a reading client beside it is not held up; a stop is prompt")
     func stalledClient() throws {
         let d = scratch("stall")
-        let log = LogBook()
+        let log = LogLines(leveled: true)
         let (proxy, cfg, peer) = try proxyBeforeFastPeer(d, context: RecorderContext(logger: log.logger)) { c, o in
             c.maxClients = 3
             c.peerBufferLimit = 1 << 20
@@ -387,7 +387,7 @@ struct RotationGuaranteeTests {
         #expect(access(out, F_OK) != 0)
         #expect(CaptureSink.existingParts(out) == [d + "/v.3.qmprec"])
         o.replaceExisting = true
-        let log = LogBook()
+        let log = LogLines(leveled: true)
         let sink = try CaptureSink(header: header(), options: o, logger: log.logger)
         #expect(log.lines.contains { $0.contains("removed 1 part files") })
         sink.finish(reason: "signal", time: 1)
@@ -403,7 +403,7 @@ struct RotationGuaranteeTests {
         let out = d + "/v.qmprec"
         var o = CaptureOptions(output: out)
         o.rotateBytes = 4096
-        let log = LogBook()
+        let log = LogLines(leveled: true)
         let sink = try CaptureSink(header: header(), options: o, logger: log.logger)
         _ = FileManager.default.createFile(atPath: d + "/v.1.qmprec", contents: Data("someone else's\n".utf8))
         Self.traffic(sink, commands: 40)

@@ -27,36 +27,6 @@ final class LoopClock: ReplayClock, @unchecked Sendable {
     func sleep(until deadline: Int64) { loop.advanceTime(to: .uptimeNanoseconds(UInt64(max(deadline, 0)))) }
 }
 
-/// Collects what a library logs, one line per message: `warning: text [conn=1 peer=unix]`.
-final class LogBook: Sendable {
-    private let stored = Guarded<[String]>([])
-
-    var lines: [String] { stored.withLock { $0 } }
-
-    var logger: Logger {
-        Logger(label: "test") { _ in Handler(book: self) }
-    }
-
-    fileprivate func add(_ line: String) { stored.withLock { $0.append(line) } }
-
-    struct Handler: LogHandler {
-        let book: LogBook
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-
-        func log(event: LogEvent) {
-            let all = metadata.merging(event.metadata ?? [:]) { $1 }
-            let tags = all.isEmpty ? "" : " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
-            book.add("\(event.level): \(event.message)\(tags)")
-        }
-    }
-}
-
 /// A peer that stops reading: writes through it are held (their promises too) until
 /// `release()`, so what the proxy forwards waits for this peer as for a full socket.
 final class HoldWrites: ChannelOutboundHandler {
@@ -124,7 +94,7 @@ class LoopRig {
     let loop = EmbeddedEventLoop()
     let clock: LoopClock
     let dir: String
-    let log = LogBook()
+    let log = LogLines(leveled: true)
     var channels: [EmbeddedChannel] = []
 
     init(_ name: String) {

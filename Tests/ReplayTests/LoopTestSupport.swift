@@ -7,6 +7,7 @@ import NIOEmbedded
 import QMP
 import Recording
 import Synchronization
+import TestSupport
 import Transport
 @testable import Replay
 
@@ -18,32 +19,6 @@ final class LoopClock: ReplayClock, @unchecked Sendable {
     func now() -> Int64 { Int64(loop.now.uptimeNanoseconds) }
     /// The server never sleeps; nothing else uses this clock.
     func sleep(until deadline: Int64) {}
-}
-
-/// Log lines kept for assertions: `client 1 connected [peer=unix]`.
-final class LogLines: Sendable {
-    private let lines = Mutex<[String]>([])
-    var all: [String] { lines.withLock { $0 } }
-    func contains(_ s: String) -> Bool { all.contains { $0.contains(s) } }
-
-    var logger: Logger { Logger(label: "test") { _ in Handler(box: self) } }
-
-    struct Handler: LogHandler {
-        let box: LogLines
-        var logLevel: Logger.Level = .trace
-        var metadata: Logger.Metadata = [:]
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-            get { metadata[key] }
-            set { metadata[key] = newValue }
-        }
-        func log(event: LogEvent) {
-            var line = event.message.description
-            if let m = event.metadata, !m.isEmpty {
-                line += " [" + m.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
-            }
-            box.lines.withLock { $0.append(line) }
-        }
-    }
 }
 
 /// Stands for the kernel's socket buffer between the server and a test client: it takes at

@@ -2,6 +2,7 @@ import QMP
 import Recording
 import Testing
 @testable import Replay
+import TestSupport
 import Transport
 
 #if canImport(Glibc)

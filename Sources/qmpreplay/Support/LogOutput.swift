@@ -30,11 +30,7 @@ struct CLILogHandler: LogHandler {
         case .error, .critical: line += s.red("error:") + " "
         default: break
         }
-        line += event.message.description
-        let all = metadata.merging(event.metadata ?? [:]) { $1 }
-        if !all.isEmpty {
-            line += " [" + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + "]"
-        }
+        line += LogText.line(event.message, handler: metadata, event: event.metadata)
         Self.serialized {
             before?()
             Output.stderr.line(line)
