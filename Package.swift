@@ -78,7 +78,11 @@ let package = Package(
         ),
         // Test fakes (a fast QMP peer, a line client) and fixture paths, shared by the tests and
         // the benchmarks: scaffolding, kept out of the library targets.
-        .target(name: "TestSupport", dependencies: ["QMP", "Recording", "Transport", .product(name: "Logging", package: "swift-log")], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: [
+            "QMP", "Recording", "Transport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Tests/TestSupport"),
         .testTarget(name: "QMPTests", dependencies: ["QMP", "TestSupport"]),
         .testTarget(name: "RecordingTests", dependencies: ["Recording", "Synth", "QMP", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: [

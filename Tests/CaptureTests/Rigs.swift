@@ -16,17 +16,6 @@ import Glibc
 // when a test advances it, so timers (drain quiet, linger, polls, reconnects, --duration)
 // are tested exactly and without sleeping.
 
-/// The recorder's clock read from an `EmbeddedEventLoop`: receive times and timers share
-/// one time source, which the test moves with `advanceTime`.
-final class LoopClock: ReplayClock, @unchecked Sendable {
-    let loop: EmbeddedEventLoop
-
-    init(_ loop: EmbeddedEventLoop) { self.loop = loop }
-
-    func now() -> Int64 { Int64(loop.now.uptimeNanoseconds) }
-    func sleep(until deadline: Int64) { loop.advanceTime(to: .uptimeNanoseconds(UInt64(max(deadline, 0)))) }
-}
-
 /// A peer that stops reading: writes through it are held (their promises too) until
 /// `release()`, so what the proxy forwards waits for this peer as for a full socket.
 final class HoldWrites: ChannelOutboundHandler {

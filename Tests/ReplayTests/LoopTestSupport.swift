@@ -11,16 +11,6 @@ import TestSupport
 import Transport
 @testable import Replay
 
-/// The time of an `EmbeddedEventLoop` as a replay clock: the server's due times and the
-/// loop's scheduled tasks are then one timeline, moved by `advanceTime`, never by sleeping.
-final class LoopClock: ReplayClock, @unchecked Sendable {
-    let loop: EmbeddedEventLoop
-    init(_ loop: EmbeddedEventLoop) { self.loop = loop }
-    func now() -> Int64 { Int64(loop.now.uptimeNanoseconds) }
-    /// The server never sleeps; nothing else uses this clock.
-    func sleep(until deadline: Int64) {}
-}
-
 /// Stands for the kernel's socket buffer between the server and a test client: it takes at
 /// most `room` bytes (a write's promise completes once all of it was taken); the rest waits
 /// until the client reads (`read`). A client that never reads is one whose room runs out.
