@@ -70,7 +70,8 @@ public struct CommandTable: Sendable {
     /// schema of the recorded QEMU known otherwise (another connection's reply, or shipped for
     /// its version): used when this connection recorded neither schema nor command list, so
     /// the fake QEMU answers an unknown command as the real one would.
-    static func build(from cmds: [ReplayScript.Command], implied: QAPISchema? = nil) -> CommandTable {
+    /// It is asked for only when needed (choosing it may read the recording and a shipped schema).
+    static func build(from cmds: [ReplayScript.Command], implied: () -> QAPISchema? = { nil }) -> CommandTable {
         if let schema = cmds.lazy.compactMap({ $0.name == "query-qmp-schema" ? $0.reply?["return"]?.arrayValue : nil }).first,
            let t = fromSchema(schema) {
             return t
@@ -84,7 +85,7 @@ public struct CommandTable: Sendable {
             }
             if !table.isEmpty { return CommandTable(source: .commandList, commands: table) }
         }
-        if let implied, let t = fromModel(implied) { return t }
+        if let schema = implied(), let t = fromModel(schema) { return t }
         var table: [String: Command] = [:]
         for c in cmds {
             // A command QEMU refused as unknown stays unknown.

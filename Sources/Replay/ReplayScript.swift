@@ -91,6 +91,8 @@ public struct ReplayScript: Sendable {
     public let clockVirtualTimes: [Int64]
     /// The `--max-gap` `clockVirtualTimes` was built with.
     public let clockMaxGap: Int64?
+    /// Whether any clock event has a barrier or a gate (`Scheduler.anyHold`), once for all clients.
+    public let clockHasHolds: Bool
     /// How events wait for commands in this replay (`ReplayOptions.effectiveRelease`).
     public let release: EventRelease
     /// What the replayed QEMU knows about its commands.
@@ -236,12 +238,15 @@ public struct ReplayScript: Sendable {
         clockGates = clock.map { k in evs[k].gate.map { Scheduler.Barrier(command: $0, replyTime: cmds[$0].time) } }
         clockVirtualTimes = Scheduler.virtualTimes(clockTimes, spanStart: spanStart, maxGap: options.maxGap)
         clockMaxGap = options.maxGap
+        clockHasHolds = Scheduler.anyHold(barriers: clockBarriers, gates: clockGates)
         // docs/REPLAY.md, "What a client sees": unknown commands are judged by the recorded
         // QEMU's own schema when the recording implies one (RecordingSchema: another
         // connection's reply, or the schema shipped for the greeting's version).
-        let choice = RecordingSchema.choose(for: r)
-        let implied: QAPISchema? = { if case .seed = choice.source { return nil } else { return choice.schema } }()
-        commandTable = CommandTable.build(from: cmds, implied: implied)
+        commandTable = CommandTable.build(from: cmds) {
+            let choice = RecordingSchema.choose(for: r)
+            if case .seed = choice.source { return nil }
+            return choice.schema
+        }
 
         var bk: [Key: [Int]] = [:]
         var bn: [String: [Int]] = [:]

@@ -96,14 +96,15 @@ public final class Scheduler {
 
     /// `virtualTimes`: `Scheduler.virtualTimes(times, spanStart:, maxGap:)` computed once and
     /// shared by many schedulers over the same times (one per client); computed here if nil.
+    /// `hasHolds`: `Scheduler.anyHold(barriers:gates:)`, likewise.
     public init(times: [Int64], barriers: [Barrier?]? = nil, gates: [Barrier?]? = nil, holdLimit: Int64? = nil,
                 stopHoldingAfterLimit: Bool = true, spanStart: Int64, spanEnd: Int64 = .max,
                 speed: Double?, maxGap: Int64? = nil, loop: Bool = false, clock: ReplayClock,
-                virtualTimes shared: [Int64]? = nil) {
+                virtualTimes shared: [Int64]? = nil, hasHolds knownHolds: Bool? = nil) {
         self.times = times
         self.barriers = barriers ?? Array(repeating: nil, count: times.count)
         self.gates = gates ?? Array(repeating: nil, count: times.count)
-        hasHolds = (barriers?.contains { $0 != nil } ?? false) || (gates?.contains { $0 != nil } ?? false)
+        hasHolds = knownHolds ?? Scheduler.anyHold(barriers: barriers, gates: gates)
         self.holdLimit = holdLimit
         self.stopHoldingAfterLimit = stopHoldingAfterLimit
         self.spanStart = spanStart
@@ -138,6 +139,12 @@ public final class Scheduler {
             prevT = max(prevT, t); prevV = nv
         }
         return v
+    }
+
+    /// True when some item has a barrier or a gate (what `hasHolds` says; a script computes
+    /// it once for all its clients' schedulers).
+    public static func anyHold(barriers: [Barrier?]?, gates: [Barrier?]?) -> Bool {
+        (barriers?.contains { $0 != nil } ?? false) || (gates?.contains { $0 != nil } ?? false)
     }
 
     public var count: Int { times.count }

@@ -66,7 +66,8 @@ public final class ServerSession {
                 stopHoldingAfterLimit: script.release == .auto,
                 spanStart: script.spanStart, spanEnd: script.spanEnd, speed: options.speed, maxGap: options.maxGap,
                 loop: options.loop, clock: clock,
-                virtualTimes: options.maxGap == script.clockMaxGap ? script.clockVirtualTimes : nil)
+                virtualTimes: options.maxGap == script.clockMaxGap ? script.clockVirtualTimes : nil,
+                hasHolds: script.clockHasHolds)
         } else {
             scheduler = nil
         }
