@@ -78,4 +78,29 @@ import Testing
         #expect(usage.status == 64)
         #expect(usage.stderr.contains("--format jsonl"))
     }
+
+    @Test("cat over several recordings: each jsonl line names its file, then the record line exactly")
+    func catSeveral() throws {
+        let dir = try fleetDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let r = try CLI.run(["cat", dir, "--event", "BALLOON_CHANGE", "--format", "jsonl"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.isEmpty, "files without the event are not each a warning")
+        var perFile: [String: [String]] = [:]
+        for line in r.out.split(separator: "\n") {
+            let o = try #require(try JSONParser.parse(String(line)).objectValue)
+            let file = try #require(o["file"]?.stringValue)
+            // The rest of the line is the stored record line, byte for byte.
+            let prefix = "{\"file\":" + JSONValue.string(file).serialized() + ","
+            #expect(line.hasPrefix(prefix))
+            perFile[file, default: []].append("{" + line.dropFirst(prefix.count))
+        }
+        #expect(!perFile.isEmpty)
+        for (file, lines) in perFile {
+            let single = try CLI.run(["cat", file, "--event", "BALLOON_CHANGE", "--format", "jsonl"])
+            #expect(single.out.split(separator: "\n").map(String.init) == lines, "\(file)")
+        }
+        let raw = try CLI.run(["cat", dir, "--format", "raw"])
+        #expect(raw.status == 64)
+    }
 }
