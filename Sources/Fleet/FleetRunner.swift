@@ -37,7 +37,7 @@ public struct FleetRunner: Sendable {
             for (i, f) in files.enumerated() { emit(i, job(i, f)) }
             return
         }
-        let window = threads * 16
+        let window = threads * 4
         let state = SharedSlots<Result>()
         let ready = WorkerWakeup()
         let room = WorkerWakeup()
