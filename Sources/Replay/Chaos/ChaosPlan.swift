@@ -60,10 +60,10 @@ public struct ChaosPlan: Sendable {
     /// A schedule made from `seed` alone: each event at a random legal slot (events keep their
     /// recorded order, so bursts form where several share one), `splits` cuts of 1 ms at random
     /// bytes, and with `stall` one cut of that length. The same seed gives the same schedule.
-    public func generate(seed: UInt64, splits: Int, stall: Int64?) -> ChaosSchedule {
+    /// `firstSlot` spares the points before it (`explore --spare-negotiation` starts at `a0`).
+    public func generate(seed: UInt64, splits: Int, stall: Int64?, firstSlot: ChaosSchedule.Slot = .init(rank: 0)) -> ChaosSchedule {
         var r = SplitMix64(seed: seed)
-        let slotCount = lastSlot.rank + 1
-        let ranks = events.map { _ in r.int(0...(slotCount - 1)) }.sorted()
+        let ranks = events.map { _ in r.int(firstSlot.rank...max(firstSlot.rank, lastSlot.rank)) }.sorted()
         var cuts: [ChaosSchedule.Cut] = []
         let span = max(2, expectedBytes)
         for _ in 0..<max(0, splits) { cuts.append(.init(offset: r.int(1...(span - 1)), pause: ChaosPlan.splitPause)) }

@@ -18,12 +18,13 @@ public struct ScheduleExplorer: Sendable {
 
     /// Every schedule that moves one event to another slot, pushing its neighbours along where
     /// the order demands it; fewest changes first, then by event and slot.
-    public func candidates() -> [ChaosSchedule] {
+    /// `firstSlot` spares the points before it (`explore --spare-negotiation` starts at `a0`).
+    public func candidates(firstSlot: ChaosSchedule.Slot = .init(rank: 0)) -> [ChaosSchedule] {
         var seen = Set<[ChaosSchedule.Slot]>()
         var out: [ChaosSchedule] = []
         let natural = plan.natural.map(\.rank)
         for e in natural.indices {
-            for rank in 0...plan.lastSlot.rank where rank != natural[e] {
+            for rank in firstSlot.rank...max(firstSlot.rank, plan.lastSlot.rank) where rank != natural[e] {
                 var ranks = natural
                 ranks[e] = rank
                 for j in 0..<e { ranks[j] = min(ranks[j], rank) }

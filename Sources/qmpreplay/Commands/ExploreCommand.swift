@@ -61,6 +61,15 @@ struct ExploreCommand: ParsableCommand {
     @Option(name: .customLong("max-runs"), help: "Run at most this many schedules.")
     var maxRuns = 2000
 
+    @Flag(name: .customLong("keep-going"), help: "Do not stop at the first failing schedule: run them all and list every smallest failing one.")
+    var keepGoing = false
+
+    @Flag(inversion: .prefixedNo, help: "Walk every event through every legal slot (--no-walk: only the recorded order and the seeded schedules).")
+    var walk = true
+
+    @Flag(name: .customLong("spare-negotiation"), help: "Never put an event between qmp_capabilities and its reply (to look past a known failure there).")
+    var spareNegotiation = false
+
     @Flag(help: "Print the result as JSON.")
     var json = false
 
@@ -105,76 +114,80 @@ struct ExploreCommand: ParsableCommand {
             return !result.passed
         }
 
-        var found: (first: ChaosSchedule, kind: String)?
-        if try fails(plan.naturalSchedule) {
-            found = (plan.naturalSchedule, "the recording's own order")
+        // Every schedule to try, in order, with how it was found.
+        var plans: [(ChaosSchedule, String)] = [(plan.naturalSchedule, "the recording's own order")]
+        let firstSlot = ChaosSchedule.Slot(request: 0, afterReply: spareNegotiation)
+        if walk { plans += explorer.candidates(firstSlot: firstSlot).map { ($0, "systematic walk") } }
+        if seeds > 0 {
+            plans += (1...UInt64(seeds)).map { (plan.generate(seed: $0, splits: chaosSplits, stall: chaosStall?.nanoseconds, firstSlot: firstSlot), "seed \($0)") }
         }
-        if found == nil {
-            for s in explorer.candidates().prefix(maxRuns - 1) where try fails(s) {
-                found = (s, "systematic walk")
-                break
+        var failures: [Failure] = []
+        for (s, kind) in plans where runs < maxRuns {
+            guard try fails(s) else { continue }
+            let firstResult = last
+            // Shrinking reruns the client; an error while doing so (cannot listen) ends the run.
+            var shrinkError: Error?
+            let smallest = kind == plans[0].1 ? s : explorer.shrink(s) { t in
+                do { return try fails(t) } catch { shrinkError = error; return false }
             }
-        }
-        if found == nil && seeds > 0 {
-            for seed in 1...UInt64(seeds) where runs < maxRuns {
-                let s = plan.generate(seed: seed, splits: chaosSplits, stall: chaosStall?.nanoseconds)
-                if try fails(s) { found = (s, "seed \(seed)"); break }
+            if let e = shrinkError { throw e }
+            // The output shown is the smallest schedule's own run.
+            let result = smallest == s ? firstResult : (try fails(smallest) ? last : firstResult)
+            if !failures.contains(where: { $0.smallest.slots == smallest.slots && $0.smallest.cuts == smallest.cuts }) {
+                failures.append(Failure(smallest: smallest, first: s, kind: kind, result: result))
             }
+            if !keepGoing { break }
         }
         if progress { Output.stderr.line() }
-
-        guard let (first, kind) = found else {
-            report(runs: runs, plan: plan, failing: nil, first: nil, kind: nil, result: nil)
-            return
-        }
-        let firstResult = last
-        // Shrinking reruns the client: a flaky client may make it stop early, never lie.
-        var shrinkError: Error?
-        let smallest = kind == "the recording's own order" ? first : explorer.shrink(first) { s in
-            do { return try fails(s) } catch { shrinkError = error; return false }
-        }
-        if let e = shrinkError { throw e }
-        // The result shown is the smallest schedule's own run.
-        let result = smallest == first ? firstResult : (try fails(smallest) ? last : firstResult)
-        report(runs: runs, plan: plan, failing: smallest, first: first, kind: kind, result: result)
-        throw ExitCode(1)
+        report(runs: runs, plan: plan, failures: failures)
+        if !failures.isEmpty { throw ExitCode(1) }
     }
 
-    private func report(runs: Int, plan: ChaosPlan, failing: ChaosSchedule?, first: ChaosSchedule?, kind: String?, result: ClientRun?) {
+    /// A failing schedule as found, shrunk, and the client's run on the smallest one.
+    struct Failure {
+        var smallest: ChaosSchedule
+        var first: ChaosSchedule
+        var kind: String
+        var result: ClientRun
+    }
+
+    private func report(runs: Int, plan: ChaosPlan, failures: [Failure]) {
         let out = Output.stdout
         if json {
             var o = JSONObject()
             o["file"] = .string(file)
             o["runs"] = .int(runs)
-            o["passed"] = .bool(failing == nil)
-            if let s = failing, let first, let kind, let result {
-                var f = JSONObject()
-                f["schedule"] = .string(s.description)
-                f["changes"] = .array(plan.explain(s).map { .string($0) })
-                f["found_by"] = .string(kind)
-                f["first_failing"] = .string(first.description)
-                f["exit_status"] = .int(Int(result.status))
-                f["timed_out"] = .bool(result.timedOut)
-                f["client_output"] = .array(result.tail.map { .string($0) })
-                o["failing"] = .object(f)
-            }
+            o["passed"] = .bool(failures.isEmpty)
+            o["failing"] = .array(failures.map { f in
+                var j = JSONObject()
+                j["schedule"] = .string(f.smallest.description)
+                j["changes"] = .array(plan.explain(f.smallest).map { .string($0) })
+                j["found_by"] = .string(f.kind)
+                j["first_failing"] = .string(f.first.description)
+                j["exit_status"] = .int(Int(f.result.status))
+                j["timed_out"] = .bool(f.result.timedOut)
+                j["client_output"] = .array(f.result.tail.map { .string($0) })
+                return .object(j)
+            })
             out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
             out.flush()
             return
         }
-        guard let s = failing, let kind, let result else {
+        guard !failures.isEmpty else {
             out.line("explore: \(runs) schedule(s) of \(file), the client passed every one")
             out.flush()
             return
         }
-        out.line("explore: the client failed (found by \(kind), \(runs) schedule(s) run)")
-        let changes = plan.explain(s)
-        out.line(changes.isEmpty ? "smallest failing schedule: the recording's own order"
-                                 : "smallest failing schedule (\(changes.count) change(s) from the recording's order):")
-        for c in changes { out.line("  \(c)") }
-        out.line("replay it: qmpreplay serve \(file) --listen SOCKET --chaos-schedule '\(s)'")
-        out.line("client \(result.timedOut ? "timed out" : "exit status \(result.status)")\(result.tail.isEmpty ? "" : "; its last output:")")
-        for l in result.tail { out.line("  | \(l)") }
+        out.line("explore: the client failed \(failures.count) distinct smallest schedule(s) (\(runs) schedule(s) run)")
+        for f in failures {
+            let changes = plan.explain(f.smallest)
+            out.line(changes.isEmpty ? "smallest failing schedule (found by \(f.kind)): the recording's own order"
+                                     : "smallest failing schedule (found by \(f.kind); \(changes.count) change(s) from the recording's order):")
+            for c in changes { out.line("  \(c)") }
+            out.line("  replay it: qmpreplay serve \(file) --listen SOCKET --chaos-schedule '\(f.smallest)'")
+            out.line("  client \(f.result.timedOut ? "timed out" : "exit status \(f.result.status)")\(f.result.tail.isEmpty ? "" : "; its last output:")")
+            for l in f.result.tail { out.line("  | \(l)") }
+        }
         out.flush()
     }
 }
