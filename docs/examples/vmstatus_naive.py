@@ -19,7 +19,7 @@ import sys
 class Monitor:
     def __init__(self, path):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(2)
+        self.sock.settimeout(float(os.environ.get("VMSTATUS_TIMEOUT", "2")))
         self.sock.connect(path)
         self.reader = self.sock.makefile("rb")
         self.next_id = 1
@@ -60,7 +60,7 @@ class Monitor:
             if msg["event"] == name:
                 return self.events.pop(i)
         while True:
-            msg = self.read()  # times out after 2 s: the "hang", made visible
+            msg = self.read()  # times out ($VMSTATUS_TIMEOUT, 2 s): the "hang", made visible
             if msg.get("event") == name:
                 return msg
             if "event" in msg:
