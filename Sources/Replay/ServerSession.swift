@@ -50,6 +50,9 @@ public final class ServerSession {
     /// Pauses in the output: a chaos schedule's cuts and delayed replies.
     private var pacer: OutputPacer
     private var faults: FaultBook
+    /// Under a chaos schedule, after a recorded `quit`: the recorded SHUTDOWN, if the
+    /// schedule has not sent it by the end of `quit`'s slots.
+    private var shutdownOwed: Int?
 
     /// Bytes waiting to be written to the client (`output[outputStart...]`).
     public private(set) var output: [UInt8] = []
@@ -241,6 +244,10 @@ public final class ServerSession {
             report.eventsWithReplies += before.count
         }
         for k in chaos!.take(upTo: .init(request: n, afterReply: true)) { appendEvent(k, due: now) }
+        if let e = shutdownOwed {
+            shutdownOwed = nil
+            if !chaos!.sent(e) { chaos!.markSent(e); appendEvent(e, due: now) }
+        }
     }
 
     /// A client that stopped sending requests while events remain: after the idle time it gets
@@ -486,7 +493,12 @@ public final class ServerSession {
     /// recording had none, one is made.
     private func quitRecorded(_ k: Int) {
         let quit = script.commands[k]
-        if !quit.gatedEvents.contains(where: { script.events[$0].name == "SHUTDOWN" }) {
+        if chaos != nil {
+            // The schedule places the recorded SHUTDOWN; `request` sends it after the slots
+            // of `quit` if the schedule has not (QEMU always writes it before closing).
+            shutdownOwed = script.events.firstIndex { $0.name == "SHUTDOWN" && $0.record > quit.record }
+            if shutdownOwed == nil { output.append(contentsOf: ServerSession.shutdownEvent(reason: "host-qmp-quit")); report.eventsSent += 1 }
+        } else if !quit.gatedEvents.contains(where: { script.events[$0].name == "SHUTDOWN" }) {
             if let e = script.events.firstIndex(where: { $0.name == "SHUTDOWN" && $0.record > quit.record }) {
                 appendEvent(e, due: clock.now())
             } else {

@@ -159,4 +159,28 @@ struct ChaosTests {
         #expect(small.slots[2].rank == 2, "as late as still breaks")
         #expect(small.slots[3] == p.natural[3])
     }
+
+    @Test func quitAlwaysGetsItsShutdownOnce() throws {
+        let lines: [(Int64, Direction, String)] = [
+            (0, .qemu, TestRecording.greeting),
+            (1_000_000_000, .client, #"{"execute":"qmp_capabilities"}"#),
+            (1_000_100_000, .qemu, #"{"return": {}}"#),
+            (2_000_000_000, .client, #"{"execute":"query-status","id":1}"#),
+            (2_000_100_000, .qemu, #"{"return": {"status": "running", "singlestep": false, "running": true}, "id": 1}"#),
+            (3_000_000_000, .client, #"{"execute":"quit","id":2}"#),
+            (3_000_100_000, .qemu, #"{"return": {}, "id": 2}"#),
+            (3_000_200_000, .qemu, TestRecording.ev("SHUTDOWN", 3, data: #"{"guest": false, "reason": "host-qmp-quit"}"#)),
+        ]
+        for (spec, quitEarly) in [("events=a2", false), ("events=b2", false), ("events=a0", false), ("events=a2", true)] {
+            var o = ReplayOptions()
+            o.chaos = ChaosSettings(schedule: try ChaosSchedule.parse(spec))
+            let h = try Harness(lines, options: o)
+            h.session.connect()
+            var out = h.send(#"{"execute":"qmp_capabilities"}"# + "\n")
+            if !quitEarly { out += h.send(#"{"execute":"query-status","id":1}"# + "\n") }
+            out += h.send(#"{"execute":"quit","id":2}"# + "\n")
+            #expect(out.filter { $0.contains("SHUTDOWN") }.count == 1, "\(spec), quit early: \(quitEarly)")
+            #expect(h.session.closeAfterFlush)
+        }
+    }
 }

@@ -15,6 +15,8 @@ struct ChaosDelivery {
     /// The client's requests answered since negotiation began (the next request's number).
     private(set) var requests = 0
     var lastInput: Int64
+    /// Events sent outside the schedule (the SHUTDOWN written after `quit`), skipped by it.
+    private var sentElsewhere = Set<Int>()
 
     init(plan: ChaosPlan, schedule: ChaosSchedule, idle: Int64, now: Int64) {
         self.plan = plan
@@ -29,7 +31,7 @@ struct ChaosDelivery {
     mutating func take(upTo slot: ChaosSchedule.Slot) -> [Int] {
         var out: [Int] = []
         while next < schedule.slots.count, schedule.slots[next] <= slot {
-            out.append(plan.events[next])
+            if !sentElsewhere.contains(plan.events[next]) { out.append(plan.events[next]) }
             next += 1
         }
         return out
@@ -46,6 +48,16 @@ struct ChaosDelivery {
         defer { requests += 1 }
         return requests
     }
+
+    /// True when event `k` (an index into `script.events`) has gone out, by the schedule or not.
+    func sent(_ k: Int) -> Bool {
+        if sentElsewhere.contains(k) { return true }
+        guard let i = plan.events.firstIndex(of: k) else { return false }
+        return i < next
+    }
+
+    /// Event `k` went out outside the schedule: the schedule will not send it again.
+    mutating func markSent(_ k: Int) { sentElsewhere.insert(k) }
 
     func idleDeadline() -> Int64? { remaining > 0 ? lastInput + idle : nil }
 }
