@@ -104,7 +104,8 @@ def test_a_stall_before_the_rest(serve, qemu_qmp_available):
 
 def test_event_between_negotiation_and_its_reply(serve, qemu_qmp_available):
     """QEMU may write an event there (docs/QEMU-FACTS.md, "Where events can fall"); qemu.qmp
-    0.0.6 takes it for the reply and gives up (qmp_client.py, _negotiate)."""
+    0.0.6 takes it for the reply and gives up (qmp_client.py, _negotiate). A later qemu.qmp
+    that gets this right passes too."""
     from qemu.qmp import ConnectError, QMPClient
     from qemu.qmp.qmp_client import NegotiationError
 
@@ -117,12 +118,16 @@ def test_event_between_negotiation_and_its_reply(serve, qemu_qmp_available):
         qmp = QMPClient("chaos-test")
         try:
             await qmp.connect(path)
+            return await asyncio.wait_for(qmp.events.get(), 5)
         finally:
             await qmp.disconnect()
 
-    with pytest.raises(ConnectError) as e:
-        asyncio.run(connect(serve(EXAMPLE, "--chaos-schedule", "events=b0,a2,a3").path))
-    assert isinstance(e.value.exc, NegotiationError)
+    try:
+        event = asyncio.run(connect(serve(EXAMPLE, "--chaos-schedule", "events=b0,a2,a3").path))
+    except ConnectError as e:
+        assert isinstance(e.exc, NegotiationError)  # qemu.qmp 0.0.6
+    else:
+        assert event["event"] == "RTC_CHANGE"  # a qemu.qmp that reads events while negotiating
 
 
 def test_nothing_before_the_greeting_or_negotiation(serve):
@@ -283,4 +288,4 @@ def test_qemu_qmp_passes_the_same_schedules():
     # qmp_capabilities reply.
     r = explore("--json", "--", sys.executable, WITH_QEMU_QMP, "{socket}")
     f = json.loads(r.stdout)["failing"]
-    assert r.returncode == 1 and [x["schedule"] for x in f] == ["events=b0,a2,a3"]
+    assert [x["schedule"] for x in f] in (["events=b0,a2,a3"], [])  # [] once qemu.qmp reads events while negotiating
