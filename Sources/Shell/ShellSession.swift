@@ -67,6 +67,8 @@ public final class ShellSession {
     public internal(set) var watchFilter: FilterExpression?
     /// The session was live once (the prompt keeps saying `ended` after the end).
     var wasLive = false
+    /// A query-qmp-schema was sent and its reply may not be in yet (ShellLive.swift).
+    var schemaAwaited = false
 
     public init(recording: Recording, out: ShellOutput) throws(ShellError) {
         self.recording = recording

@@ -1,7 +1,6 @@
 import CReadline
 import Shell
 import Recording
-import Transport
 
 #if canImport(Glibc)
 import Glibc
@@ -119,7 +118,7 @@ public final class ShellRunner {
     private func runLive() -> Int32 {
         let editor = makeEditor()
         defer { editor.saveHistory() }
-        let watch = FileWatch(path: session.recording.path)
+        let wait = LiveWait(path: session.recording.path)
         let n = session.recording.count
         let how = session.live != nil ? "recording \(session.recording.path) from \(session.recording.header?.source ?? "QEMU")"
             : "following \(session.recording.path)"
@@ -129,15 +128,13 @@ public final class ShellRunner {
         var prompt = session.prompt
         editor.beginLine(prompt: prompt)
         while !session.quitRequested {
-            // Without inotify, the file is looked at every 20 ms.
-            let ready = FDWait.readable([0, watch.fd], timeoutMs: watch.fd >= 0 ? 250 : 20)
-            if ready == nil || Interrupt.pending {
+            let (typed, interrupted) = wait.next(input: 0)
+            if interrupted || Interrupt.pending {
                 Interrupt.clear()
                 editor.cancelLine(prompt: session.prompt)
                 continue
             }
-            if ready!.contains(watch.fd) { watch.drain() }
-            if ready!.contains(0) {
+            if typed {
                 switch editor.readAvailable() {
                 case .eof?:
                     output.write("\n")

@@ -119,7 +119,9 @@ struct IndexBuilder {
         guard let raw = bytes.base else { return }
         let base = raw.assumingMemoryBound(to: UInt8.self)
         let n = bytes.count
-        let kept = offsets.firstIndex { $0 >= UInt64(completeEnd) } ?? offsets.count
+        // At most the last record lies past `completeEnd` (an unterminated last line).
+        var kept = offsets.count
+        while kept > 0 && offsets[kept - 1] >= UInt64(completeEnd) { kept -= 1 }
         if kept < offsets.count {
             offsets.removeSubrange(kept...)
             times.removeSubrange(kept...)

@@ -70,7 +70,7 @@ public enum QMPShellSyntax {
         let here = done + [head]
         if path.count == 1 {
             if let old = obj[head] {
-                if old.objectValue != nil { throw ParseError(description: "Cannot use \"\(done.joined(separator: "."))\" as both leaf and non-leaf key") }
+                if old.objectValue != nil { throw ParseError(description: "Cannot use \"\(here.joined(separator: "."))\" as both leaf and non-leaf key") }
                 throw ParseError(description: "Cannot set \"\(key)\" multiple times")
             }
             obj[head] = value

@@ -21,6 +21,7 @@ extension ShellSession {
         growing = recording.trailer == nil
         wasLive = true
         following = true
+        schemaAwaited = recording.nameID(for: "query-qmp-schema") != nil
         if !recording.isEmpty { cursor = recording.count - 1 }
     }
 
@@ -61,8 +62,12 @@ extension ShellSession {
         }
         tracker.extend(to: grown)
         let new = old.count..<grown.count
-        if case .recorded = schema.source {} else if new.contains(where: { grown.kind($0) == .return }) {
+        // QEMU's own schema (for `describe` and `send`'s completion) once its reply is in:
+        // chosen again only while a query-qmp-schema waits for its reply, not per record.
+        if new.contains(where: { grown.kind($0) == .command && grown.name($0) == "query-qmp-schema" }) { schemaAwaited = true }
+        if schemaAwaited && new.contains(where: { grown.kind($0) == .return }) {
             schema = RecordingSchema.choose(for: grown)
+            if case .recorded = schema.source { schemaAwaited = false }
         }
         if following, let last = new.reversed().first(where: { visible($0) }) { cursor = last }
         for i in new {
