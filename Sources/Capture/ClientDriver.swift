@@ -44,6 +44,8 @@ final class ClientDriver: ConnectionOwner {
     /// Commands injected with `inject`, waiting for their replies, by id.
     private var injected: [String: @Sendable (Result<QMPMessage, SocketError>) -> Void] = [:]
     private var nextInjected = 1
+    /// Injected before negotiation completed: sent once it has.
+    private var injectLater: [(RecorderCommand, @Sendable (Result<QMPMessage, SocketError>) -> Void)] = []
 
     // Before the file exists: what QEMU sent, and how the connection ended if it did.
     private var early: [(Int64, [UInt8])] = []
@@ -329,6 +331,10 @@ final class ClientDriver: ConnectionOwner {
     /// QEMU answers commands in the order it reads them (docs/QEMU-FACTS.md, "Wire
     /// protocol"), and the recorder tells the replies apart by id.
     func inject(_ command: RecorderCommand, reply: @escaping @Sendable (Result<QMPMessage, SocketError>) -> Void) {
+        if phase == .recording, pendingOpen == nil, channel != nil, !session.negotiated {
+            injectLater.append((command, reply))
+            return
+        }
         guard phase == .recording, pendingOpen == nil, let sink, let ch = channel, session.negotiated else {
             reply(.failure(SocketError(endpoint: config.endpoint.description, reason: "not connected to QEMU", errno: 0)))
             return
@@ -342,6 +348,11 @@ final class ClientDriver: ConnectionOwner {
     }
 
     private func deliverInjectedReplies() {
+        if session.negotiated && !injectLater.isEmpty {
+            let later = injectLater
+            injectLater = []
+            for (c, r) in later { inject(c, reply: r) }
+        }
         guard !session.injectedReplies.isEmpty else { return }
         for (id, m) in session.injectedReplies { injected.removeValue(forKey: id)?(.success(m)) }
         session.injectedReplies = []
@@ -349,9 +360,10 @@ final class ClientDriver: ConnectionOwner {
 
     /// The connection is gone: injected commands will not be answered.
     private func failInjected(_ why: String) {
-        let waiting = injected
+        let waiting = Array(injected.values) + injectLater.map(\.1)
         injected = [:]
-        for (_, r) in waiting { r(.failure(SocketError(endpoint: config.endpoint.description, reason: why, errno: 0))) }
+        injectLater = []
+        for r in waiting { r(.failure(SocketError(endpoint: config.endpoint.description, reason: why, errno: 0))) }
     }
 
     // MARK: The session

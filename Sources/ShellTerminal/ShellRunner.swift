@@ -74,6 +74,7 @@ public final class ShellRunner {
         }
         output.flush()
         session.stopBackgroundWork()
+        output.flush()
         return failures > 0 ? 1 : 0
     }
 

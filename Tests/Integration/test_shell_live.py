@@ -148,3 +148,29 @@ def test_qemu_gone_leaves_the_session_open_on_the_finished_file(labs, tmp_path):
     r = read_qmprec(out)
     check_well_formed(r, "client")
     assert r.trailer["reason"] == "upstream lost"
+
+
+def test_reconnect_waits_for_qemu_and_goes_on(labs, tmp_path):
+    first = labs()
+    out = tmp_path / "again.qmprec"
+    c = spawn(tmp_path, "--connect", first.qmp_path("rec"), "-o", str(out), "--reconnect", "--no-init")
+    c.expect(LIVE)
+    first.qmp("ctl").quit()
+    c.expect("QEMU went away")
+    c.expect("waiting for it to come back")
+    first.wait_exit(10)
+    second = labs(workdir=first.dir, name="lab2")       # same socket paths
+    c.expect(r"connected to QEMU \(connection 2", timeout=30)
+    c.expect(LIVE)
+    c.sendline("send stop")
+    c.expect(r"<- event\s+STOP")
+    c.expect(LIVE)
+    c.sendline("state")
+    c.expect(r"run state\s+paused")
+    c.sendline("quit")
+    c.expect(pexpect.EOF)
+    r = read_qmprec(out)
+    check_well_formed(r, "client")
+    assert r.message_connections() == [1, 2]
+    assert r.events("STOP", conn=2)
+    second.stop()
