@@ -36,6 +36,15 @@ def spawn(tmp_path: Path, *args: str) -> pexpect.spawn:
     return child
 
 
+def send_stop_and_see_paused(c: pexpect.spawn) -> None:
+    """`send stop` shows STOP arriving, then `state` at the live end says paused."""
+    c.sendline("send stop")
+    c.expect(r"<- event\s+STOP")
+    c.expect(LIVE)
+    c.sendline("state")
+    c.expect(r"run state\s+paused")
+
+
 def test_live_shell_sends_watches_and_records_exactly(guest_lab, guest_ctl, tmp_path):
     # A tap between the shell and QEMU keeps both byte streams as they crossed the socket.
     tap = MonitorPool(str(tmp_path / "tap.sock"), [guest_lab.qmp_path("rec")], keep_bytes=True)
@@ -51,11 +60,7 @@ def test_live_shell_sends_watches_and_records_exactly(guest_lab, guest_ctl, tmp_
     c.expect(r'"status":"running"')
     c.expect(LIVE)
 
-    c.sendline("send stop")
-    c.expect(r"<- event\s+STOP")
-    c.expect(LIVE)
-    c.sendline("state")
-    c.expect(r"run state\s+paused")
+    send_stop_and_see_paused(c)
     c.expect(LIVE)
     c.sendline("send cont")
     c.expect(r"<- event\s+RESUME")
@@ -162,11 +167,7 @@ def test_reconnect_waits_for_qemu_and_goes_on(labs, tmp_path):
     second = labs(workdir=first.dir, name="lab2")       # same socket paths
     c.expect(r"connected to QEMU \(connection 2", timeout=30)
     c.expect(LIVE)
-    c.sendline("send stop")
-    c.expect(r"<- event\s+STOP")
-    c.expect(LIVE)
-    c.sendline("state")
-    c.expect(r"run state\s+paused")
+    send_stop_and_see_paused(c)
     c.sendline("quit")
     c.expect(pexpect.EOF)
     r = read_qmprec(out)
