@@ -5,8 +5,8 @@ import QMP
 /// `COMMAND key=value ...`, e.g. `balloon value=536870912`, `blockdev-add driver=null-co
 /// node-name=n0 size=1024`, `set_password protocol=vnc password=x`, `object-add
 /// qom-type=iothread id=t0`, nested `a.b=1`, JSON values `keys=["a","b"]`; or a whole JSON
-/// object `{"execute": "stop"}`. The rules are qmp-shell's (docs/QEMU-FACTS.md, "qmp-shell's
-/// argument syntax").
+/// object `{"execute": "stop"}` (its `id`, if any, is replaced by the recorder's). The rules
+/// are qmp-shell's (docs/QEMU-FACTS.md, "qmp-shell's argument syntax").
 public enum QMPShellSyntax {
     /// Why a `send` line does not parse, as qmp-shell words it where it has a message.
     public struct ParseError: Error, CustomStringConvertible, Sendable {

@@ -80,7 +80,8 @@ extension ShellSession {
         if let t = grown.trailer {
             growing = false
             following = false
-            emit(paint("33", "the recording ended (\(t.reason)): \(grown.path) is complete, \(grown.count) records; the session stays open on it"))
+            emit(paint("33", "the recording ended (\(t.reason)): \(grown.path) is complete, \(grown.count) records"
+                       + (quitRequested ? "" : "; the session stays open on it")))
             wrote = true
         }
         return wrote
