@@ -20,6 +20,9 @@ public final class FileBytes: @unchecked Sendable {
     public let base: UnsafeRawPointer?
     public let count: Int
     private let mapped: Bool
+    /// Which file on disk these bytes are, for a mapped regular file (what keys its index
+    /// in the cache: docs/INDEX.md); `nil` for pipes, `.gz` files and bytes in memory.
+    public let identity: FileIdentity?
 
     public init(path: String) throws(RecordingOpenError) {
         // The path is opened once: a pipe (`-`, /dev/stdin, process substitution) read twice,
@@ -45,6 +48,7 @@ public final class FileBytes: @unchecked Sendable {
                 count = n
             }
             mapped = false
+            identity = nil
             return
         }
         if path.hasSuffix(".gz") || FileBytes.looksGzipped(fd) {
@@ -52,11 +56,12 @@ public final class FileBytes: @unchecked Sendable {
             base = UnsafeRawPointer(p)
             count = n
             mapped = false
+            identity = nil
             return
         }
         let size = Int(st.st_size)
         if size == 0 {
-            base = nil; count = 0; mapped = false
+            base = nil; count = 0; mapped = false; identity = nil
             return
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -67,6 +72,7 @@ public final class FileBytes: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         count = size
         mapped = true
+        identity = FileIdentity(st)
     }
 
     /// Wraps bytes already in memory (tests, stdin).
@@ -76,6 +82,7 @@ public final class FileBytes: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         count = bytes.count
         mapped = false
+        identity = nil
     }
 
     deinit {

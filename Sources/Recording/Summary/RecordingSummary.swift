@@ -46,7 +46,8 @@ public struct RecordingSummary: Sendable {
     /// The schema validation would use, when the caller asked (`info` does: it costs a parse).
     public var schema: SchemaChoice?
 
-    public init(_ r: Recording) {
+    /// What the index alone says; the counts, connections and timestamps are left empty.
+    init(indexOf r: Recording) {
         path = r.path
         fileBytes = r.bytes.count
         header = r.header
@@ -54,6 +55,16 @@ public struct RecordingSummary: Sendable {
         records = r.count
         duration = r.duration
         problems = r.problems
+        byDirection = []
+        byKind = []
+        events = []
+        commands = []
+        errors = []
+        connections = []
+    }
+
+    public init(_ r: Recording) {
+        self.init(indexOf: r)
 
         var kindCounts = [Int](repeating: 0, count: RecordKind.byCode.count)
         var qemu = 0, client = 0

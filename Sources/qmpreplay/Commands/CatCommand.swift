@@ -56,6 +56,8 @@ struct CatCommand: ParsableCommand {
 
     @OptionGroup var span: TimeSpanOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Option(name: .customLong("event"), help: "Only events with this name or pattern (repeatable).")
     var events: [String] = []
 
@@ -86,7 +88,7 @@ struct CatCommand: ParsableCommand {
 
     func run() throws {
         guard FleetRun.isFleet(files, jsonl: false) else {
-            let r = try openRecording(files[0], strict: strict)
+            let r = try openRecording(files[0], strict: strict, cache: cacheOptions.cache)
             try printSelection(r, file: files[0], prefix: nil)
             return
         }
@@ -100,7 +102,7 @@ struct CatCommand: ParsableCommand {
         for file in inputs.files {
             let r: Recording
             do {
-                r = try Recording(path: file, options: RecordingOptions(strict: strict, requireRecording: true))
+                r = try Recording(path: file, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cacheOptions.cache))
             } catch {
                 warn(error.description)
                 unreadable = true

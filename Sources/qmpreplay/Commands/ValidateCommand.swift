@@ -54,6 +54,8 @@ struct ValidateCommand: ParsableCommand {
 
     @OptionGroup var fleet: FleetOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Flag(name: .shortAndLong, help: "Also print notes (info findings).")
     var verbose = false
 
@@ -70,7 +72,7 @@ struct ValidateCommand: ParsableCommand {
         }
         let file = files[0]
         let json = self.json || format == .json
-        let r = try openRecording(file, strict: strict)
+        let r = try openRecording(file, strict: strict, cache: cacheOptions.cache)
         let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
         let findings = RecordingValidation.run(r, schema: choice) { progress.update($0) }
@@ -115,7 +117,7 @@ struct ValidateCommand: ParsableCommand {
         let override = try schema.map { file in
             do { return try RecordingSchema.load(file: file) } catch { throw fail("--schema: \(error)") }
         }
-        try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs).run(files) { path, r in
+        try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { path, r in
             let choice = RecordingSchema.choose(for: r, override: override)
             let findings = RecordingValidation.run(r, schema: choice)
             let errors = findings.filter { $0.severity == .error }.count
