@@ -46,3 +46,18 @@ def test_index_cache(tmp_path):
     for q in plain:
         assert run(env, *q, str(rec)) == run(off, *q, str(rec)), q
     assert [p.name for p in (cache / "qmpreplay" / "index").iterdir()] == [entries[0].name]
+
+
+def test_cat_event_by_name_lists(tmp_path):
+    """`cat --event` walks the names' record lists: the same lines as filtering every record."""
+    import json
+    rec = tmp_path / "r.qmprec"
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    run(env, "synth", "--profile", "mixed", "--records", "20000", "--seed", "4", "-o", str(rec))
+    every = run(env, "cat", str(rec), "--from", "1m", "--to", "20m", "--format", "jsonl").splitlines()
+    wanted = {"BALLOON_CHANGE", "STOP", "RESUME"}
+    expected = [l for l in every if (lambda o: o["k"] == "event" and o.get("n") in wanted)(json.loads(l))]
+    assert expected
+    got = run(env, "cat", str(rec), "--from", "1m", "--to", "20m", "--format", "jsonl",
+              *[a for n in sorted(wanted) for a in ("--event", n)]).splitlines()
+    assert got == expected

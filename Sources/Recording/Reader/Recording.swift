@@ -184,6 +184,10 @@ public final class Recording: @unchecked Sendable {
     /// The records named `name` (event, command or error class), in order, without looking
     /// at the others; nil only when the name table overflowed (more than 65,534 distinct
     /// names) and the caller must scan.
+    /// The records whose name id is `id`, in order (records whose name overflowed the
+    /// table, id 65535, are not listed: `records(named:)` says when that can happen).
+    public func records(nameID id: UInt16) -> RecordList { postings.list(id) }
+
     public func records(named name: String) -> RecordList? {
         guard names.count < Int(UInt16.max) else { return nil }
         guard let id = nameID(for: name) else { return postings.list(UInt16.max) }

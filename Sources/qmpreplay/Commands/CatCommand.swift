@@ -153,9 +153,16 @@ struct CatCommand: ParsableCommand {
         let out = Output.stdout
         let style = Style(out)
         var decodeErrors = 0
-        var i = lo
-        while i < hi {
-            defer { i += 1 }
+        // Only events by name: walk those names' record lists (docs/INDEX.md), not the span.
+        let byName = commandGlobs.isEmpty && kindSet.isEmpty && !eventIDs.isEmpty
+        let candidates = byName ? CatCommand.records(r, named: eventIDs, in: lo..<hi) : nil
+        var k = 0
+        var i = candidates?.first ?? lo
+        while candidates.map({ k < $0.count }) ?? (i < hi) {
+            defer {
+                k += 1
+                i = candidates.map { k < $0.count ? $0[k] : hi } ?? i + 1
+            }
             if let c = connection, r.connection(i) != c { continue }
             if let d = direction, r.direction(i) != d { continue }
             let kind = r.kind(i)
@@ -262,6 +269,19 @@ struct CatCommand: ParsableCommand {
             default: break
             }
         }
+    }
+
+    /// The records in `span` named by one of `ids`, in order: each name's list from the
+    /// index, cut to the span by binary search, merged.
+    static func records(_ r: Recording, named ids: Set<UInt16>, in span: Range<Int>) -> [Int] {
+        var out: [Int] = []
+        for id in ids {
+            let list = r.records(nameID: id)
+            let from = list.firstPosition(atOrAfter: span.lowerBound), to = list.firstPosition(atOrAfter: span.upperBound)
+            out += list[from..<to]
+        }
+        if ids.count > 1 { out.sort() }
+        return out
     }
 
     static func heading(_ rec: Record, style: Style) -> String {
