@@ -94,6 +94,20 @@ public final class FileBytes: @unchecked Sendable {
         }
     }
 
+    /// Gives back the resident pages of `range` (rounded inward to whole pages) of a mapped
+    /// file: they stay in the page cache and come back, unchanged, on the next touch (the
+    /// mapping is private and never written, so nothing is lost). Readers call it for the
+    /// bytes they have passed, so that resident memory follows what is being looked at, not
+    /// the file's size. Bytes held in memory (`.gz`, pipes) are the only copy: untouched.
+    public func release(_ range: Range<Int>) {
+        guard mapped, let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let from = (max(0, range.lowerBound) + page - 1) / page * page
+        let to = min(count, range.upperBound) / page * page
+        guard to > from else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + from), to - from, MADV_DONTNEED)
+    }
+
     /// The bytes, valid only while this object is alive: copy with `copyBytes()` when the
     /// `FileBytes` itself is a temporary.
     public var buffer: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }

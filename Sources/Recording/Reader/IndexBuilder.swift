@@ -60,7 +60,7 @@ struct IndexBuilder {
             mid = n
         }
         if mid >= n {
-            b.scan(base, from: 0, to: n, lineBase: 0, firstChunk: true)
+            b.scan(base, from: 0, to: n, lineBase: 0, firstChunk: true, releasing: bytes)
         } else {
             // The second half's line numbers are only known after the first is counted:
             // count its newlines first (memchr, ~10 GB/s), then scan both halves at once.
@@ -75,9 +75,9 @@ struct IndexBuilder {
                 let p = UnsafePointer<UInt8>(bitPattern: baseAddress)!
                 let out = UnsafeMutablePointer<IndexBuilder>(bitPattern: partsAddress)! + k
                 if k == 0 {
-                    out.pointee.scan(p, from: 0, to: split, lineBase: 0, firstChunk: true)
+                    out.pointee.scan(p, from: 0, to: split, lineBase: 0, firstChunk: true, releasing: bytes)
                 } else {
-                    out.pointee.scan(p, from: split, to: n, lineBase: firstLines, firstChunk: false)
+                    out.pointee.scan(p, from: split, to: n, lineBase: firstLines, firstChunk: false, releasing: bytes)
                 }
             }
             b = parts[0]
@@ -188,7 +188,10 @@ struct IndexBuilder {
 
     /// Scans the lines in `from..<to` (line numbers start after `lineBase`). Only the first
     /// chunk can hold the header; only the last can end without a newline.
-    mutating func scan(_ base: UnsafePointer<UInt8>, from: Int, to n: Int, lineBase: Int, firstChunk: Bool) {
+    /// `releasing`: the mapped file whose pages are given back behind the scan (every
+    /// `releaseStep` bytes), so that indexing a large file leaves little of it resident.
+    mutating func scan(_ base: UnsafePointer<UInt8>, from: Int, to n: Int, lineBase: Int, firstChunk: Bool,
+                       releasing file: FileBytes? = nil) {
         let expected = Recording.countLines(base + from, n - from)
         offsets.reserveCapacity(expected)
         times.reserveCapacity(expected)
@@ -199,8 +202,10 @@ struct IndexBuilder {
 
         var pos = from
         var lineNo = lineBase
+        var pages = file.map { PassedPages($0, from: from) }
         while pos < n {
             lineNo += 1
+            pages?.passed(pos)
             let rest = n - pos
             let nl = memchr(base + pos, 0x0A, rest)
             let end = nl.map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? n

@@ -76,6 +76,10 @@ public final class Recording: @unchecked Sendable {
     /// The `info` summary stored with the cached index (JSON bytes), when there is one.
     public let cachedSummary: [UInt8]?
 
+    /// How far a reader of a mapped file gets before it gives back the pages it passed
+    /// (`FileBytes.release`).
+    public static let releaseStep = 16 << 20
+
     /// Files larger than this are indexed by two threads (one per half), merged exactly.
     nonisolated(unsafe) static var parallelThreshold = 16 << 20
 

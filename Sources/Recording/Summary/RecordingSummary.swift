@@ -84,7 +84,9 @@ public struct RecordingSummary: Sendable {
             conns[runConn]!.records += runCount
             conns[runConn]!.lastTime = runLast
         }
+        var pages = PassedPages(r.bytes)
         for i in 0..<r.count {
+            if i & 0xFFFF == 0 { pages.passed(r.offset(i)) }
             let k = r.kind(i)
             kindCounts[Int(k.code)] += 1
             switch r.direction(i) {

@@ -142,8 +142,9 @@ struct AnalyzeCommand: ParsableCommand {
         }
         switch format {
         case .json:
-            // Bytes straight to the output: no 20-30 MB String to build and validate on the way.
-            out.writeLarge(report.json.serializedBytes(.pretty(indent: 2)))
+            // Bytes straight to the output in chunks: no tree of the whole document for the
+            // results that stream, no 20-30 MB String to build and validate on the way.
+            report.writeJSON(indent: 2) { out.writeLarge($0) }
             out.line()
         case .csv: out.write(report.csv())
         case .table: out.write(report.table(colors: out.colors, width: terminalColumns() ?? 0))

@@ -158,6 +158,7 @@ struct CatCommand: ParsableCommand {
         let candidates = byName ? CatCommand.records(r, named: eventIDs, in: lo..<hi) : nil
         var k = 0
         var i = candidates?.first ?? lo
+        var pages = PassedPages(r.bytes)
         while candidates.map({ k < $0.count }) ?? (i < hi) {
             defer {
                 k += 1
@@ -177,6 +178,7 @@ struct CatCommand: ParsableCommand {
                 }
             }
             guard selected else { continue }
+            pages.passed(r.offset(i))
             do {
                 try emit(r, i, out: out, style: style, prefix: prefix)
                 printed += 1
