@@ -70,7 +70,10 @@ def test_live_shell_sends_watches_and_records_exactly(guest_lab, guest_ctl, tmp_
     c.expect("watching")
     c.expect(LIVE)
     target = 192 * MiB
-    c.sendline(f"send balloon value={target}")
+    # ... and argument names, ready for the value.
+    c.send("send balloon va\t")
+    c.expect("value=")
+    c.sendline(str(target))
     c.expect(r'"return":\{\}')
     c.expect(r'BALLOON_CHANGE\s+\{"actual":%d\}' % target, timeout=60)
     c.sendline("prev STOP")
