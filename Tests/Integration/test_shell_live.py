@@ -70,7 +70,10 @@ def test_live_shell_sends_watches_and_records_exactly(guest_lab, guest_ctl, tmp_
     c.expect("watching")
     c.expect(LIVE)
     target = 192 * MiB
-    c.sendline(f"send balloon value={target}")
+    # ... and argument names, ready for the value.
+    c.send("send balloon va\t")
+    c.expect("value=")
+    c.sendline(str(target))
     c.expect(r'"return":\{\}')
     c.expect(r'BALLOON_CHANGE\s+\{"actual":%d\}' % target, timeout=60)
     c.sendline("prev STOP")
@@ -109,10 +112,13 @@ def test_follow_a_recording_record_writes(lab, recorders, tmp_path):
     q = lab.qmp("ctl")
     c = spawn(tmp_path, "--follow", str(out))
     c.expect(LIVE)
+    # A record arriving while a line is being typed prints above it; the line comes back
+    # as it was and goes on being typed.
+    c.send("sta")
     q.cmd("stop")
     c.expect(r"<- event\s+STOP")
-    c.expect(LIVE)
-    c.sendline("state")
+    c.expect(r"live qmp> sta")
+    c.send("te\r")
     c.expect(r"run state\s+paused")
     c.sendline("send cont")
     c.expect("sending is off")

@@ -36,8 +36,12 @@ public final class LiveRecorder: Sendable {
     }
 
     /// Starts recording; returns once the file holds its header (QEMU greeted), or throws
-    /// why nothing could be recorded (QEMU unreachable, the output not creatable).
-    public func start() throws -> Recording {
+    /// why nothing could be recorded (QEMU unreachable, the output not creatable). `waiting`
+    /// is called once when that takes more than a second (with `--reconnect` the recorder
+    /// waits for QEMU to come up): the caller says so.
+    public func start(waiting: () -> Void = {}) throws -> Recording {
+        let since = WallClock.monotonicNanos()
+        var said = false
         let t = JoinableThread { [self] in
             let r = Result { try self.recorder.run() }
             self.outcome.withLock { $0 = r }
@@ -47,6 +51,10 @@ public final class LiveRecorder: Sendable {
             if let done = outcome.withLock({ $0 }), case .failure(let e) = done { throw e }
             if recorder.progress != nil, let r = try? Recording(path: path), r.header != nil { return r }
             if outcome.withLock({ $0 }) != nil { return try Recording(path: path) }
+            if !said && WallClock.monotonicNanos() - since > 1_000_000_000 {
+                said = true
+                waiting()
+            }
             usleep(5_000)
         }
     }

@@ -120,7 +120,14 @@ struct ShellCommand: ParsableCommand {
             options.redact = !noRedact
             options.replaceExisting = force
             let recorder = LiveRecorder(config: cfg, options: options)
-            do { r = try recorder.start() } catch { throw fail("\(error)") }
+            do {
+                r = try recorder.start {
+                    Output.stderr.line("qmpreplay: waiting for QEMU at \(connect)" + (reconnect ? " (--reconnect; Ctrl-C gives up)" : ""))
+                    Output.stderr.flush()
+                }
+            } catch {
+                throw fail("\(error)")
+            }
             live = recorder
         } else {
             r = try openRecording(follow ?? file!, strict: strict, cache: follow == nil ? cacheOptions.cache : nil)
