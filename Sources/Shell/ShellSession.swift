@@ -454,13 +454,10 @@ public final class ShellSession {
             // A name: its first record.
             try requireRecords()
             if let id = recording.nameID(for: a), id > 0, id < UInt16.max {
-                var count = 0
-                var first: Int?
-                for i in 0..<recording.count where recording.nameID(i) == id {
-                    if first == nil { first = i }
-                    count += 1
-                }
-                if let first {
+                // The name's record list (docs/INDEX.md): no walk over the others.
+                let named = recording.records(nameID: id)
+                let count = named.count
+                if let first = named.first {
                     cursor = first
                     emit("first of \(count) \(a) record\(count == 1 ? "" : "s")\(count > 1 ? "; 'next \(a)' goes to the next one" : "")")
                     return
