@@ -78,7 +78,7 @@ public final class Recording: @unchecked Sendable {
 
     /// How far a reader of a mapped file gets before it gives back the pages it passed
     /// (`FileBytes.release`).
-    public static let releaseStep = 16 << 20
+    public static let releaseStep = 8 << 20
 
     /// Files larger than this are indexed by two threads (one per half), merged exactly.
     nonisolated(unsafe) static var parallelThreshold = 16 << 20
