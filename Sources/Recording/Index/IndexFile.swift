@@ -116,6 +116,7 @@ struct IndexFile {
             guard ok, n > 0 else { return [] }
             let bytes = n * MemoryLayout<T>.stride
             return [T](unsafeUninitializedCapacity: n) { buf, count in
+                IndexFile.preferHugePages(UnsafeMutableRawPointer(buf.baseAddress!), bytes)
                 let got = pread(fd, UnsafeMutableRawPointer(buf.baseAddress!), bytes, off_t(at))
                 if got != bytes { ok = false; count = 0; return }
                 // Only integer types are stored: any bit pattern is a value.
@@ -155,6 +156,20 @@ struct IndexFile {
         guard r.uint64() == endMagic, !r.failed, r.atEnd, b.names.count == nameCount,
               Int(starts.last ?? 0) == records.count else { return nil }
         return IndexFile(head: head, builder: b, postings: NamePostings(starts: starts, records: records), summary: summary)
+    }
+}
+
+extension IndexFile {
+    /// Asks for transparent huge pages under a large array about to be filled: a fresh
+    /// process reading a 1,000,000-record index otherwise takes one page fault per 4 KiB
+    /// (about 7,700, several milliseconds); only whole 2 MiB pages inside the range count.
+    static func preferHugePages(_ p: UnsafeMutableRawPointer, _ n: Int) {
+        #if os(Linux)
+        let huge = 2 << 20
+        let start = (Int(bitPattern: p) + huge - 1) & ~(huge - 1)
+        let end = (Int(bitPattern: p) + n) & ~(huge - 1)
+        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
+        #endif
     }
 }
 
