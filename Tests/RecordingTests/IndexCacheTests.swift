@@ -163,11 +163,44 @@ struct IndexCacheTests {
         #expect(read.json == RecordingSummary(try Recording(path: path)).json)
     }
 
+    @Test("past its limit, the cache drops the least recently used entries, never the one just written")
+    func eviction() throws {
+        let dir = makeTempDir()
+        var paths: [String] = []
+        for k in 0..<3 {
+            let p = dir + "/r\(k).qmprec"
+            try Synthesizer(seed: UInt64(k), profile: .mixed).write(records: 2_000, to: p)
+            paths.append(p)
+        }
+        let probe = IndexCache(directory: dir + "/probe")
+        let sizes = try paths.map { p in readFile(probe.entryPath(try #require(try Self.reopen(p, probe).bytes.identity))).count }
+        // The two newer entries fit in three quarters of the limit; all three do not fit.
+        let limit = (sizes[1] + sizes[2]) * 4 / 3 + 8
+        #expect(sizes.reduce(0, +) > limit)
+        let cache = IndexCache(directory: dir + "/cache", limit: limit)
+        _ = try Self.reopen(paths[0], cache)
+        _ = try Self.reopen(paths[1], cache)
+        let old = cache.entryPath(try #require(Recording(path: paths[0]).bytes.identity))
+        var times = [timespec(tv_sec: 1_000, tv_nsec: 0), timespec(tv_sec: 1_000, tv_nsec: 0)]
+        utimensat(AT_FDCWD, old, &times, 0)  // used long ago
+        writeFile(cache.directory + "/x.qmpidx.tmp.1.2", [1, 2, 3])
+        let tmp = cache.directory + "/x.qmpidx.tmp.1.2"
+        utimensat(AT_FDCWD, tmp, &times, 0)  // a writer that died
+        let third = try Self.reopen(paths[2], cache)
+        #expect(third.cacheOutcome == .built)
+        #expect(access(old, F_OK) != 0, "the least recently used entry went")
+        #expect(access(tmp, F_OK) != 0, "the dead writer's temporary went")
+        #expect(try Self.reopen(paths[1], cache).cacheOutcome == .hit)
+        #expect(try Self.reopen(paths[2], cache).cacheOutcome == .hit)
+        #expect(try Self.reopen(paths[0], cache).cacheOutcome == .built)
+    }
+
     @Test("the standard cache: XDG_CACHE_HOME, HOME, and QMPREPLAY_NO_CACHE")
     func standard() {
         #expect(IndexCache.standard(environment: ["XDG_CACHE_HOME": "/x", "HOME": "/h"])?.directory == "/x/qmpreplay/index")
         #expect(IndexCache.standard(environment: ["HOME": "/h"])?.directory == "/h/.cache/qmpreplay/index")
         #expect(IndexCache.standard(environment: ["HOME": "/h", "QMPREPLAY_NO_CACHE": "1"]) == nil)
         #expect(IndexCache.standard(environment: ["HOME": "/h", "QMPREPLAY_NO_CACHE": "0"]) != nil)
+        #expect(IndexCache.standard(environment: ["HOME": "/h", "QMPREPLAY_CACHE_LIMIT_MB": "10"])?.limit == 10 << 20)
     }
 }

@@ -16,15 +16,22 @@ import Darwin
 /// the cache (read-only, full, missing) falls back to indexing in memory, silently.
 public struct IndexCache: Sendable {
     public var directory: String
+    /// When the entries together grow past this many bytes, the least recently used go
+    /// until they are under three quarters of it (an entry is about 31 bytes a record).
+    public var limit: Int
 
-    public init(directory: String) { self.directory = directory }
+    public init(directory: String, limit: Int = 4 << 30) {
+        self.directory = directory
+        self.limit = limit
+    }
 
     /// `$XDG_CACHE_HOME/qmpreplay/index`, else `~/.cache/qmpreplay/index`; nil when
     /// `QMPREPLAY_NO_CACHE` is set (to anything but empty or `0`) or no home is known.
     public static func standard(environment env: [String: String]) -> IndexCache? {
         if let off = env["QMPREPLAY_NO_CACHE"], !off.isEmpty, off != "0" { return nil }
-        if let x = env["XDG_CACHE_HOME"], x.hasPrefix("/") { return IndexCache(directory: x + "/qmpreplay/index") }
-        if let h = env["HOME"], !h.isEmpty { return IndexCache(directory: h + "/.cache/qmpreplay/index") }
+        let limit = env["QMPREPLAY_CACHE_LIMIT_MB"].flatMap(Int.init).map { max(1, $0) << 20 } ?? 4 << 30
+        if let x = env["XDG_CACHE_HOME"], x.hasPrefix("/") { return IndexCache(directory: x + "/qmpreplay/index", limit: limit) }
+        if let h = env["HOME"], !h.isEmpty { return IndexCache(directory: h + "/.cache/qmpreplay/index", limit: limit) }
         return nil
     }
 
@@ -57,6 +64,7 @@ public struct IndexCache: Sendable {
         let path = entryPath(id)
         if let base = bytes.base, let found = load(path, for: bytes, base: base, identity: id) {
             if found.head.identity == id {
+                _ = utimensat(AT_FDCWD, path, nil, 0)  // recently used: the last to be evicted
                 var b = found.builder
                 b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
                 return Opened(builder: b, postings: found.postings, summary: found.summary, outcome: .hit)
@@ -79,7 +87,40 @@ public struct IndexCache: Sendable {
     func store(_ b: IndexBuilder, postings: NamePostings, summary: [UInt8]?, bytes: FileBytes, identity id: FileIdentity) -> Bool {
         guard let base = bytes.base, b.completeEnd <= bytes.count, makeDirectory() else { return false }
         let fp = Fingerprint.of(base, covered: b.completeEnd)
-        return IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, postings: postings, summary: summary)
+        guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, postings: postings, summary: summary) else {
+            return false
+        }
+        evict(keeping: id.entryName)
+        return true
+    }
+
+    /// Keeps the directory under `limit`: the least recently used entries go first (an
+    /// entry used is touched), never `keeping`; temporary files older than an hour (a writer
+    /// that died) go too. Another process may be deleting the same files: failures are fine.
+    func evict(keeping: String) {
+        guard let d = opendir(directory) else { return }
+        var entries: [(name: String, size: Int, used: Int64)] = []
+        var total = 0
+        let now = Int64(time(nil))
+        while let e = readdir(d) {
+            let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.hasSuffix(".qmpidx") || name.contains(".qmpidx.tmp.") else { continue }
+            var st = stat()
+            guard stat(directory + "/" + name, &st) == 0 else { continue }
+            let modified = FileIdentity(st).modifiedNanos / 1_000_000_000
+            if name.contains(".tmp.") {
+                if now - modified > 3600 { unlink(directory + "/" + name) }
+                continue
+            }
+            total += Int(st.st_size)
+            entries.append((name, Int(st.st_size), modified))
+        }
+        closedir(d)
+        guard total > limit else { return }
+        for e in entries.sorted(by: { $0.used < $1.used }) where e.name != keeping {
+            if total <= limit - limit / 4 { break }
+            if unlink(directory + "/" + e.name) == 0 { total -= e.size }
+        }
     }
 
     /// The entry at `path` when it may be used for `bytes`: made from this very file state,
