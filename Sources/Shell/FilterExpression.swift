@@ -92,6 +92,12 @@ public struct FilterExpression: Sendable, CustomStringConvertible {
         cache.bound(for: recording).matches(recording, i)
     }
 
+    /// The name ids a matching record of `recording` must carry (nil: any name may match):
+    /// a search can walk those names' record lists instead of every record.
+    public func requiredNameIDs(in recording: Recording) -> [UInt16]? {
+        cache.bound(for: recording).nameIDs
+    }
+
     /// The normalised form: lower-case keywords, explicit `event`/`command`/`kind`,
     /// `==` for `=`, single spaces, only the parentheses precedence needs. It parses back
     /// to the same filter.
