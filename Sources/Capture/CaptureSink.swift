@@ -712,7 +712,7 @@ public final class CaptureSink: @unchecked Sendable {
             }
             let now = WallClock.monotonicNanos()
             let takeAll = failed != nil
-            let cap = 4 * file.writeCap
+            let cap = 4 * (file?.writeCap ?? 64 << 10)
             let (lines, outOfTime, done) = output.withLock { s -> ([Line], Bool, Bool) in
                 let outOfTime = now >= s.diskDeadline
                 let lines: [Line]
@@ -750,7 +750,7 @@ public final class CaptureSink: @unchecked Sendable {
                     return
                 }
             }
-            if options.fsync && failed == nil && now - lastSync >= options.flushInterval {
+            if options.fsync && failed == nil && file != nil && now - lastSync >= options.flushInterval {
                 lastSync = now
                 if let e = file.sync() { fail(e, what: "fsync failed", lost: []) }
             }
