@@ -54,7 +54,7 @@ public struct DashcamRing: Sendable {
     private var items: [Entry] = []
     private var head = 0
     private var nextSeq: UInt64 = 0
-    /// Bytes of the window's records.
+    /// Bytes of the window's records, with the per-record overhead (what the size bound limits).
     public private(set) var windowBytes = 0
     /// Per open connection, its context records (copies; they may also still be in the window).
     private var context: [UInt32: [Entry]] = [:]
@@ -67,7 +67,7 @@ public struct DashcamRing: Sendable {
     public var count: Int { items.count - head }
     /// Memory the ring holds: records and context, with the per-record overhead.
     public var memoryBytes: Int {
-        windowBytes + contextBytes + (count + context.values.reduce(0) { $0 + $1.count }) * Self.entryOverhead
+        windowBytes + contextBytes + context.values.reduce(0) { $0 + $1.count } * Self.entryOverhead
     }
     /// Time of the oldest record in the window.
     public var windowStart: Int64? { count > 0 ? items[head].time : nil }
