@@ -295,6 +295,10 @@ public final class CaptureSink: @unchecked Sendable {
     /// The current statistics (thread-safe).
     public var currentStats: CaptureStats { stats.withLock { $0 } }
 
+    /// Bytes waiting in the sink's two queues (a feeder that must not outrun the encoder,
+    /// such as `bench ring`, waits while it is large).
+    public var queuedBytes: Int { input.withLock { $0.bytes } + output.withLock { $0.bytes } }
+
     /// The output error while the output is failing (`nil` when it works).
     public var failure: String? {
         stats.withLock { $0.outputFailing ? $0.outputError : nil }

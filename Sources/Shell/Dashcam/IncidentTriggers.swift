@@ -35,7 +35,7 @@ public final class IncidentTriggers: IncidentDetector, @unchecked Sendable {
     }
 
     /// GUEST_PANICKED, BLOCK_IO_ERROR, WATCHDOG, a SHUTDOWN the guest asked for or a panic
-    /// caused (docs/QEMU-FACTS.md, "Run states": SHUTDOWN's `reason` is `guest-shutdown`,
+    /// caused (docs/QEMU-FACTS.md, "SHUTDOWN and RESET": SHUTDOWN's `reason` is `guest-shutdown`,
     /// `guest-reset` or `guest-panic` for those).
     public static let defaultFilter = "GUEST_PANICKED or BLOCK_IO_ERROR or WATCHDOG or (SHUTDOWN and data.reason ~ /^guest-/)"
 

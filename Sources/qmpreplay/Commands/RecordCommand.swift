@@ -213,7 +213,9 @@ struct RecordCommand: ParsableCommand {
             if after.nanoseconds < 0 { throw ValidationError("--after must not be negative") }
             if ringMax.bytes <= 0 { throw ValidationError("--ring-max must be positive") }
             if noEventTriggers && !triggers.isEmpty { throw ValidationError("--trigger and --no-event-triggers exclude each other") }
-            do { _ = try IncidentTriggers.rules(triggers) } catch { throw ValidationError("--trigger: \(error)") }
+            for t in triggers {
+                do { _ = try IncidentTriggers.rules([t]) } catch { throw ValidationError("--trigger '\(t)': \(error)") }
+            }
         }
     }
 
