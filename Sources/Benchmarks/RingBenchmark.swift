@@ -11,7 +11,8 @@ import Glibc
 /// `qmpreplay bench ring`: a month of 1 Hz polling (`query-status` and its reply, one pair a
 /// second of a virtual clock) fed through the recorder's sink in dashcam mode (framing,
 /// redaction, encoding, the ring), with the ring's bytes and the process's resident memory
-/// sampled every simulated day. The ring must stay within its bound and the resident memory
+/// sampled every simulated day (with the event triggers the caller gives: the default ones
+/// match every record). The ring must stay within its bound and the resident memory
 /// must not grow once the window is full. At the end one trigger writes an incident file,
 /// which must hold the window.
 public enum RingBenchmark {
@@ -39,12 +40,14 @@ public enum RingBenchmark {
 
     /// Feeds `days` of polling through a ring of `window` (ns) capped at `bound` bytes, in
     /// `workDir` (the incident file goes there).
+    /// `detector`: the event triggers every record goes through (the CLI passes the default ones).
     public static func run(workDir: String, days: Int = 30, window: Int64 = 600_000_000_000, bound: Int = 64 << 20,
-                           progress: (String) -> Void = { _ in }) throws -> Result {
+                           detector: (any IncidentDetector)? = nil, progress: (String) -> Void = { _ in }) throws -> Result {
         var options = CaptureOptions(output: workDir + "/unused.qmprec")
         options.stopBudget = 600_000_000_000
         var cam = DashcamOptions(bound: RingBound(nanoseconds: window, bytes: bound), directory: workDir + "/incidents")
         cam.after = 0
+        cam.detector = detector
         options.ring = cam
         var quiet = Logger(label: "qmpreplay.bench.ring")
         quiet.logLevel = .warning

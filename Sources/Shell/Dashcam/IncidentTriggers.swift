@@ -63,6 +63,7 @@ public final class IncidentTriggers: IncidentDetector, @unchecked Sendable {
     private var recent: [[UInt8]] = []
     private var recentHead = 0
     static let recentLimit = 512
+    static let recentLineLimit = 16 << 10
     private let headerLine = RecordEncoder.headerLine(RecordingHeader(startMicros: 0, source: "dashcam", mode: .client))
 
     public init(rules: [Rule]) {
@@ -88,6 +89,9 @@ public final class IncidentTriggers: IncidentDetector, @unchecked Sendable {
     }
 
     private func remember(_ line: [UInt8]) {
+        // A schema or a long query reply tells the model nothing about run states; keeping
+        // it would let 512 such lines hold a lot of memory.
+        guard line.count <= Self.recentLineLimit else { return }
         if recent.count < Self.recentLimit {
             recent.append(line)
         } else {

@@ -3,6 +3,7 @@ import Benchmarks
 import Options
 import QMP
 import Recording
+import Shell
 
 /// `qmpreplay bench ring`: the dashcam's memory over a month of polling (docs/PERFORMANCE.md).
 struct BenchRingCommand: ParsableCommand {
@@ -15,7 +16,8 @@ struct BenchRingCommand: ParsableCommand {
             mode, on a virtual clock, and prints per day the ring's records and bytes and the
             process's resident memory; then peak resident memory, and one incident file written at
             the end. The ring must stay within its bound and the resident memory flat once the
-            window is full. Build in release mode for the time figure.
+            window is full. Every record is matched against the default triggers, as record --ring
+            does (--no-event-triggers: the ring alone). Build in release mode for the time figure.
             """)
 
     @Option(help: "Simulated days of polling.")
@@ -29,6 +31,9 @@ struct BenchRingCommand: ParsableCommand {
     @Option(help: ArgumentHelp("The ring's byte bound (--ring-max).", valueName: "size", default: defaultBound), transform: ByteSize.parse)
     var ringMax = defaultBound
 
+    @Flag(name: .customLong("no-event-triggers"), help: "Do not match records against the default triggers (measures the ring alone).")
+    var noEventTriggers = false
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -41,7 +46,10 @@ struct BenchRingCommand: ParsableCommand {
         defer { BenchScratch.remove(dir) }
         let r: RingBenchmark.Result
         do {
-            r = try RingBenchmark.run(workDir: dir, days: days, window: ring.nanoseconds, bound: ringMax.bytes) { BenchScratch.progress($0) }
+            let detector = noEventTriggers ? nil : IncidentTriggers(rules: try IncidentTriggers.rules([]))
+            r = try RingBenchmark.run(workDir: dir, days: days, window: ring.nanoseconds, bound: ringMax.bytes, detector: detector) {
+                BenchScratch.progress($0)
+            }
         } catch {
             throw fail("ring benchmark failed: \(error)")
         }
