@@ -113,7 +113,7 @@ extension CaptureSink {
         if snap.evicted > 0, let start = snap.windowStart {
             // Where the window begins: what lies between the context and here scrolled out.
             let text = "dashcam: the ring holds the records from here on; earlier records of this session scrolled out "
-                + "(kept: each open connection's open record, greeting and negotiation, above)"
+                + "(kept above: each open connection's open record, greeting and negotiation, and the commands whose replies follow)"
             let data = JSONObject(["ring_window_from": .int(start), "ring_scrolled_out": .int(Int64(snap.evicted))])
             let t0 = max(lines.last?.time ?? 0, start)
             lines.append(Line(bytes: RecordEncoder.encode(time: t0, connection: 0, body: .note(text: text, data: data)),

@@ -574,7 +574,8 @@ public final class CaptureSink: @unchecked Sendable {
     }
 
     /// Dashcam mode: whether a recording of connection `conn` needs this message however long
-    /// ago it came: QEMU's greeting, the client's `qmp_capabilities` and its reply.
+    /// ago it came (QEMU's greeting, the client's `qmp_capabilities` and its reply), or while
+    /// its reply is kept (any other command).
     private func contextRole(_ m: QMPMessage, _ dir: Direction, _ conn: UInt32) -> DashcamRing.Role {
         switch (dir, m.kind) {
         case (.qemu, .greeting):
@@ -582,8 +583,10 @@ public final class CaptureSink: @unchecked Sendable {
         case (.client, .command) where m.name == "qmp_capabilities":
             negotiating.insert(conn)
             return .context
+        case (.client, .command):
+            return .command
         case (.qemu, .return), (.qemu, .error):
-            return negotiating.remove(conn) != nil ? .context : .plain
+            return negotiating.remove(conn) != nil ? .context : .reply
         default:
             return .plain
         }

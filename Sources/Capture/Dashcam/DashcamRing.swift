@@ -1,7 +1,8 @@
 /// The dashcam's memory (`record --ring`): the last window of encoded records, bounded by
 /// time and by bytes, plus what a recording must begin with that may have scrolled out:
 /// each open connection's `open` record, QEMU's greeting and the negotiation
-/// (`qmp_capabilities` and its reply). A pure value: the recorder's disk thread feeds it
+/// (`qmp_capabilities` and its reply), and the commands whose replies are still in the
+/// window (so that no reply in a written file answers nothing). A pure value: the recorder's disk thread feeds it
 /// records in order; a trigger takes a `snapshot`, which is a complete recording's body.
 ///
 /// Example: with `RingBound(nanoseconds: 60_000_000_000)`, after records at t = 0 s ... 600 s
@@ -16,6 +17,10 @@ public struct DashcamRing: Sendable {
         case context
         /// The close of a connection: its context is no longer needed.
         case close
+        /// A client's command: kept past the window while its reply is in it.
+        case command
+        /// QEMU's reply to a command.
+        case reply
     }
 
     /// One encoded record (a whole line of the file).
@@ -34,7 +39,8 @@ public struct DashcamRing: Sendable {
 
     /// A snapshot: the records to write, and what scrolled out before the window.
     public struct Snapshot: Sendable {
-        /// Context records that scrolled out of the window, in arrival order.
+        /// Context records that scrolled out of the window, and commands whose replies are in
+        /// it, in arrival order.
         public var context: [Entry]
         /// The window, in arrival order.
         public var window: [Entry]
@@ -59,6 +65,12 @@ public struct DashcamRing: Sendable {
     /// Per open connection, its context records (copies; they may also still be in the window).
     private var context: [UInt32: [Entry]] = [:]
     private var contextBytes = 0
+    /// Per connection, commands that scrolled out before their replies did (QEMU answers a
+    /// connection's commands in order: docs/QEMU-FACTS.md, "Ordering without oob"); at most
+    /// `pinnedLimit` each, the oldest dropped first.
+    private var pinned: [UInt32: [Entry]] = [:]
+    private var pinnedBytes = 0
+    static let pinnedLimit = 16
     public private(set) var evicted = 0
 
     public init(bound: RingBound) { self.bound = bound }
@@ -67,7 +79,8 @@ public struct DashcamRing: Sendable {
     public var count: Int { items.count - head }
     /// Memory the ring holds: records and context, with the per-record overhead.
     public var memoryBytes: Int {
-        windowBytes + contextBytes + context.values.reduce(0) { $0 + $1.count } * Self.entryOverhead
+        windowBytes + contextBytes + pinnedBytes
+            + (context.values.reduce(0) { $0 + $1.count } + pinned.values.reduce(0) { $0 + $1.count }) * Self.entryOverhead
     }
     /// Time of the oldest record in the window.
     public var windowStart: Int64? { count > 0 ? items[head].time : nil }
@@ -85,7 +98,8 @@ public struct DashcamRing: Sendable {
             contextBytes += e.bytes.count
         case .close:
             if let gone = context.removeValue(forKey: e.connection) { contextBytes -= gone.reduce(0) { $0 + $1.bytes.count } }
-        case .plain:
+            if let gone = pinned.removeValue(forKey: e.connection) { pinnedBytes -= gone.reduce(0) { $0 + $1.bytes.count } }
+        case .plain, .command, .reply:
             break
         }
         items.append(e)
@@ -100,7 +114,23 @@ public struct DashcamRing: Sendable {
     }
 
     private mutating func evictOldest() {
-        windowBytes -= items[head].bytes.count + Self.entryOverhead
+        let e = items[head]
+        windowBytes -= e.bytes.count + Self.entryOverhead
+        switch e.role {
+        case .command:
+            var list = pinned[e.connection, default: []]
+            list.append(e)
+            pinnedBytes += e.bytes.count
+            if list.count > Self.pinnedLimit { pinnedBytes -= list.removeFirst().bytes.count }
+            pinned[e.connection] = list
+        case .reply:
+            if var list = pinned[e.connection], !list.isEmpty {
+                pinnedBytes -= list.removeFirst().bytes.count
+                pinned[e.connection] = list.isEmpty ? nil : list
+            }
+        default:
+            break
+        }
         items[head].bytes = []
         head += 1
         evicted += 1
@@ -115,7 +145,7 @@ public struct DashcamRing: Sendable {
     /// (those older than the window's first record), then the whole window.
     public func snapshot() -> Snapshot {
         let first = count > 0 ? items[head].seq : nextSeq
-        let kept = context.values.joined().filter { $0.seq < first }.sorted { $0.seq < $1.seq }
+        let kept = (context.values.joined().filter { $0.seq < first } + pinned.values.joined()).sorted { $0.seq < $1.seq }
         return Snapshot(context: kept, window: Array(items[head...]), windowStart: windowStart, evicted: evicted)
     }
 }
