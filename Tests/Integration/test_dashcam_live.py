@@ -8,9 +8,14 @@ incident file whose header names the trigger, which validates, begins with the
 connection's greeting and negotiation, and holds a contiguous run of the full capture's
 messages covering the 3 s before the panic and the --after second after it: nothing lost at
 the ring's edges or inside.
+
+A second test runs the dashcam in client mode on a QEMU without guest: SIGUSR1 and a
+`{"trigger": ...}` on the control socket each write the next file, each with every poll of
+the window before its trigger.
 """
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -113,3 +118,51 @@ def test_dashcam_keeps_the_window_before_a_guest_panic(guest_available, labs, re
     assert last_t >= panic_t + (AFTER_S - 0.2) * 1e9, (last_t, panic_t)
     # ... and what lies before the window is older than the ring's edge.
     assert want[start - 1][2] < panic_t - (RING_S - 0.2) * 1e9, (want[start - 1][2], panic_t)
+
+
+def control(path, request: dict) -> dict:
+    import json
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(str(path))
+    s.sendall((json.dumps(request) + "\n").encode())
+    s.shutdown(socket.SHUT_WR)
+    answer = s.makefile().read()
+    s.close()
+    return json.loads(answer)
+
+
+def test_dashcam_client_mode_signal_and_control_socket(lab, recorders, short_dir):
+    """Client mode with its own polls: SIGUSR1 and a control-socket request each write the
+    next incident file; each holds every poll of the 2 s before its trigger (the poll ids
+    are consecutive: QEMU's own sequence), and the status request reports the ring."""
+    incidents = recorders.out_dir / "incidents"
+    ctl = f"{short_dir}/cam.ctl"
+    cam = recorders.client(lab.qmp_path("rec"), incidents, "--ring", "2s", "--after", "500ms", "--no-init",
+                           "--poll", "query-status@100ms", "--ring-control", ctl)
+    cam.start()
+    deadline = time.monotonic() + 10
+    while not os.path.exists(ctl) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(3)
+    cam.signal(signal.SIGUSR1)
+    time.sleep(1.5)
+    assert control(ctl, {"trigger": "operator"}) == {"return": {"triggered": "operator"}}
+    time.sleep(1.5)
+    status = control(ctl, {"status": None})["return"]
+    assert status["incidents"] == 2 and status["ring_records"] > 0, status
+    assert "error" in control(ctl, {"bogus": 1})
+    assert cam.stop(signal.SIGINT) == 0, cam.describe()
+
+    files = sorted(incidents.glob("*.qmprec"))
+    assert [f.name.endswith(f"-00{i}.qmprec") for i, f in enumerate(files, 1)] == [True, True], files
+    for f, (source, name, detail) in zip(files, [("signal", "SIGUSR1", "SIGUSR1 received"), ("control", "control", "operator")]):
+        inc = read_qmprec(f)
+        trig = inc.header["trigger"]
+        assert (trig["source"], trig["name"], trig["detail"]) == (source, name, detail), trig
+        assert qmpreplay("validate", str(f)).returncode == 0, f
+        polls = [x for x in inc.records if x.get("n") == "query-status"]
+        ids = [int(x.msg["id"].rsplit("-", 1)[1]) for x in polls]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+        before = [x["t"] for x in polls if x["t"] <= trig["t"]]
+        assert before[0] <= trig["t"] - 1.8e9 and before[-1] >= trig["t"] - 0.2e9, (before[0], before[-1], trig["t"])
