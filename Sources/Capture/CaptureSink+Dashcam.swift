@@ -91,7 +91,12 @@ extension CaptureSink {
                 break
             } catch {
                 if error.errno == EEXIST { continue }
-                logger.warning("dashcam: \(error.description): incident \(cam.seq) (\(trig.source) \(trig.name)) is not written")
+                let text = "\(error.description): incident \(cam.seq) (\(trig.source) \(trig.name)) is not written"
+                stats.withLock { s in
+                    s.outputFailures += 1
+                    s.outputError = text
+                }
+                logger.warning("dashcam: \(text)")
                 return
             }
         }

@@ -383,6 +383,7 @@ final class StatusLine: Sendable {
         CLILogHandler.serialized {
             Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
                 + (s.lostMessages > 0 ? "  \(s.lostMessages) not recorded" : "")
+                + (s.ringPeakBytes > 0 ? "  ring \(s.ringRecords) records \(formatBytes(s.ringBytes)), \(s.incidents) incidents" : "")
                 + (s.outputFailing ? "  OUTPUT FAILING" : ""))
             Output.stderr.flush()
         }
