@@ -501,7 +501,7 @@ public final class CaptureSink: @unchecked Sendable {
             gapInStream(CaptureSink.key(conn, dir), g)
         case .trigger(let t, let trig):
             let data = JSONObject(["trigger": .object(trig.json)])
-            push(.note(text: "dashcam triggered by \(trig.source) \(trig.name)", data: data), time: t, conn: 0, kind: .note, trigger: trig)
+            push(.note(text: "dashcam triggered by \(trig.summary): \(trig.detail)", data: data), time: t, conn: 0, kind: .note, trigger: trig)
         }
     }
 

@@ -21,6 +21,9 @@ struct DashcamState {
 }
 
 extension IncidentTrigger {
+    /// `event GUEST_PANICKED`, `signal SIGUSR1`, `control`: for messages and the trailer.
+    public var summary: String { source == name ? source : "\(source) \(name)" }
+
     /// The header's `trigger` member and the trigger note's data (docs/FORMAT.md).
     public var json: JSONObject {
         JSONObject(["source": .string(source), "name": .string(name), "detail": .string(detail)])
@@ -91,7 +94,7 @@ extension CaptureSink {
                 break
             } catch {
                 if error.errno == EEXIST { continue }
-                let text = "\(error.description): incident \(cam.seq) (\(trig.source) \(trig.name)) is not written"
+                let text = "\(error.description): incident \(cam.seq) (\(trig.summary)) is not written"
                 stats.withLock { s in
                     s.outputFailures += 1
                     s.outputError = text
@@ -111,7 +114,7 @@ extension CaptureSink {
             s.bytes = s.parts.reduce(0) { $0 + $1.bytes }
             s.incidents += 1
         }
-        logger.notice("dashcam: \(trig.source) \(trig.name) (\(trig.detail)): writing \(f.path) (the last \(Self.describe(ring.bound)) and \(DurationFormat.short(ring.after)) after)")
+        logger.notice("dashcam: \(trig.summary) (\(trig.detail)): writing \(f.path) (the last \(Self.describe(ring.bound)) and \(DurationFormat.short(ring.after)) after)")
         let snap = cam.ring.snapshot()
         func line(_ e: DashcamRing.Entry) -> Line { Line(bytes: e.bytes, time: e.time, kind: .message, conn: e.connection, wire: 0, gap: nil) }
         var lines = snap.context.map(line)
@@ -135,7 +138,7 @@ extension CaptureSink {
         guard let f = file else { return }
         if failed == nil {
             let trailer = RecordEncoder.trailerLine(RecordingTrailer(time: max(inc.until, writtenTime), records: f.records,
-                                                                     reason: "incident \(inc.trigger.source) \(inc.trigger.name)", dropped: partLost))
+                                                                     reason: "incident \(inc.trigger.summary)", dropped: partLost))
             let r = trailer.withUnsafeBytes { f.write($0, lineEnds: [trailer.count]) }
             if let e = r.error { logger.warning("dashcam: \(f.path): cannot write the trailer: \(String(cString: strerror(e)))") }
         } else {
