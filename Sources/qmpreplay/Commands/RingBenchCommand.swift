@@ -66,7 +66,7 @@ struct BenchRingCommand: ParsableCommand {
             ])
             Output.stdout.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
         } else {
-            Output.stdout.line("ring: \(days) day\(days == 1 ? "" : "s") of 1 Hz polling, \(r.messages) messages through a \(ring) ring (bound \(mb(r.bound)) MiB) in \(DurationFormat.fixed(r.seconds, 1)) s")
+            Output.stdout.line("ring: \(days) day\(days == 1 ? "" : "s") of 1 Hz polling, \(r.messages) messages through a \(ring) ring (bound \(formatBytes(r.bound))) in \(DurationFormat.fixed(r.seconds, 1)) s")
             Output.stdout.line("  day  messages    ring records  ring KiB  RSS MiB")
             for s in r.samples {
                 Output.stdout.line("  \(pad(s.day, 3))  \(pad(s.messages, 10))  \(pad(s.ringRecords, 12))  \(pad(s.ringBytes / 1024, 8))  \(mb(s.rss))")
