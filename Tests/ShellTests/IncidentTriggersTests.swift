@@ -47,4 +47,19 @@ struct IncidentTriggersTests {
         #expect(try fired("panic-pause.qmprec", ["command cont"]) == ["cont"])
         #expect(throws: FilterParseError.self) { _ = try IncidentTriggers.rules(["data.x <"]) }
     }
+
+    @Test("the kinds a filter can match: what the triggers skip without building anything")
+    func possibleKinds() throws {
+        func kinds(_ text: String) throws -> Set<RecordKind>? { try FilterExpression(parsing: text).possibleKinds }
+        #expect(try kinds(IncidentTriggers.defaultFilter) == [.event])
+        #expect(try kinds("command cont or error GenericError") == [.command, .error])
+        #expect(try kinds("event and from qemu") == [.event])
+        #expect(try kinds("kind return,error and data.x > 1") == [.return, .error])
+        #expect(try kinds("has data.x") == Set(RecordKind.allCases.filter(\.isMessage)))
+        // A missing path satisfies != and !~, and `not` may match anything.
+        #expect(try kinds("data.x != 1") == nil)
+        #expect(try kinds("not STOP") == nil)
+        #expect(try kinds("STOP or conn 2") == nil)
+        #expect(try kinds("STOP and command cont") == [])
+    }
 }

@@ -69,17 +69,29 @@ public final class IncidentTriggers: IncidentDetector, @unchecked Sendable {
     public init(rules: [Rule]) {
         self.rules = rules
         watchesStops = rules.contains { if case .unexplainedStop = $0 { return true } else { return false } }
+        var kinds: Set<RecordKind>? = []
+        for rule in rules {
+            switch rule {
+            case .filter(let f): kinds = f.possibleKinds.flatMap { k in kinds.map { $0.union(k) } }
+            case .unexplainedStop: kinds?.insert(.event)
+            }
+        }
+        self.kinds = kinds
     }
+
+    /// The record kinds any rule can fire on (nil: any); others are not matched at all, so
+    /// that polls and replies cost nothing with the default rules.
+    private let kinds: Set<RecordKind>?
 
     public func observe(line: [UInt8], kind: RecordKind, connection: UInt32, time: Int64) -> IncidentTrigger? {
         guard kind != .note else { return nil }
         if watchesStops { remember(line) }
-        guard kind.isMessage, let one = Self.recording(headerLine, [line]) else { return nil }
+        guard kind.isMessage, kinds?.contains(kind) ?? true, let one = Self.recording(headerLine, [line]) else { return nil }
         let name = one.name(0) ?? kind.rawValue
         for rule in rules {
             switch rule {
             case .filter(let f):
-                if f.matches(one, 0) { return IncidentTrigger(source: "event", name: name, detail: "matches \(f.text)") }
+                if f.possibleKinds?.contains(kind) ?? true, f.matches(one, 0) { return IncidentTrigger(source: "event", name: name, detail: "matches \(f.text)") }
             case .unexplainedStop:
                 guard kind == .event, name == "STOP", let cause = unexplainedStop() else { continue }
                 return IncidentTrigger(source: "event", name: name, detail: "STOP not caused by a command (VM model: \(cause))")
