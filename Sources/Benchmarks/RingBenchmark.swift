@@ -68,8 +68,11 @@ public enum RingBenchmark {
                 let t = Int64((day - 1) * 86_400 + s + 1) * second
                 sink.data(t, 1, .client, Array(#"{"execute": "query-status", "id": \#(n)}"#.utf8) + [10])
                 sink.data(t + 400_000, 1, .qemu, Array(#"{"return": {"status": "running", "singlestep": false, "running": true}, "id": \#(n)}"#.utf8) + [13, 10])
-                // Never outrun the encoder (its input queue would drop chunks and count them).
-                if n % 1024 == 0 { while sink.queuedBytes > 4 << 20 { usleep(1000) } }
+                // Never outrun the encoder (its input queue would drop chunks and count them),
+                // and keep the backlog small: the queues keep the capacity of the largest
+                // backlog they held, which would show in the resident memory as steps that
+                // have nothing to do with the ring.
+                if n % 256 == 0 { while sink.queuedBytes > 256 << 10 { usleep(200) } }
             }
             while sink.queuedBytes > 0 { usleep(1000) }
             let st = sink.currentStats
