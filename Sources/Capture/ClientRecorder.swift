@@ -108,6 +108,8 @@ public final class ClientRecorder: CaptureRecorder {
 
     public func stop(by name: String) { control.requestStop(by: name) }
 
+    public func trigger(_ trigger: IncidentTrigger) { control.trigger(trigger, clock: context.clock) }
+
     public var progress: CaptureProgress? { control.progress(context.clock) }
 
     /// Runs until the session ends. Throws only when nothing could be recorded at all.
@@ -123,7 +125,7 @@ public final class ClientRecorder: CaptureRecorder {
             redacted: options.redact, labels: config.headerLabels)
         let sink: CaptureSink
         do {
-            sink = try CaptureSink(header: header, options: options, logger: context.logger)
+            sink = try CaptureSink(header: header, options: options.clocked(context.clock, since: t0), logger: context.logger)
         } catch {
             loop.execute { driver.value.abandon() }
             throw error
