@@ -33,7 +33,7 @@ final class ReplayCore {
     private var nextClient = 1
     private(set) var paused = false
     private(set) var speed: Double?
-    private var shared: Scheduler?
+    private(set) var shared: Scheduler?
     private var sharedWakeup = Wakeup()
     private var sharedPumping = false
     private var sharedAgain = false
@@ -53,6 +53,10 @@ final class ReplayCore {
     private var lingerWakeup = Wakeup()
     /// Reused for each read's bytes.
     private var input: [UInt8] = []
+    /// The control API's holds (Control/ReplayCore+Control.swift), applied to every timeline
+    /// and session, new ones included.
+    var holds: [ControlHold] = []
+    var nextHold = 1
     private var reportWaiters: [(after: Int, promise: EventLoopPromise<[SessionReport]>)] = []
     /// Completed when the server has closed its listener and every client.
     let done: EventLoopPromise<Void>
@@ -66,6 +70,7 @@ final class ReplayCore {
         self.loop = loop
         self.logger = logger
         speed = options.speed
+        paused = options.startPaused
         wallOffsetMicros = MonotonicClock.wallOffsetMicros(clock)
         lastInput = clock.now()
         done = loop.makePromise(of: Void.self)
@@ -88,6 +93,7 @@ final class ReplayCore {
         o.speed = speed
         let s = ServerSession(script: script, options: o, clock: clock, client: nextClient, peer: peer, ownTimeline: !options.shared)
         if paused { s.scheduler?.pause() }
+        applyHolds(to: s)
         let now = clock.now()
         let c = ReplayClient(number: nextClient, peer: peer, session: s, context: context, now: now)
         nextClient += 1
@@ -292,6 +298,7 @@ final class ReplayCore {
             let s = Scheduler(times: evs.map { script.events[$0].time }, spanStart: script.spanStart, spanEnd: script.spanEnd,
                               speed: speed, maxGap: options.maxGap, loop: options.loop, clock: clock)
             if paused { s.pause() }
+            applyHolds(to: s)
             s.start()
             shared = s
         }
@@ -342,7 +349,7 @@ final class ReplayCore {
     }
 
     /// Every timeline moved: each client's turn and the shared one run again at once.
-    private func pumpAll() {
+    func pumpAll() {
         for c in clients {
             c.wakeup.cancel()
             pump(c)
@@ -379,7 +386,7 @@ final class ReplayCore {
 
     // MARK: controls
 
-    private func eachTimeline(_ body: (Scheduler) -> Void) {
+    func eachTimeline(_ body: (Scheduler) -> Void) {
         if let s = shared { body(s) }
         for c in clients { if let s = c.session.scheduler { body(s) } }
     }

@@ -44,6 +44,8 @@ public final class ServerSession {
     /// Lines for the server's log (notes on held events), taken with `takeLogLines()`.
     private var logLines: [String] = []
     private var notedHold = false
+    /// Commands whose reply waits for the control API's `release` (docs/REPLAY.md, "Control API").
+    public internal(set) var replyHolds = ReplyHolds()
 
     /// Bytes waiting to be written to the client (`output[outputStart...]`).
     public private(set) var output: [UInt8] = []
@@ -127,12 +129,21 @@ public final class ServerSession {
         guard !closeAfterFlush else { return }
         parser.push(chunk) { item in
             guard !closeAfterFlush else { return }
-            switch item {
-            case .value(let v): request(v)
-            case .error(let desc): sendError(nil, "GenericError", desc)
-            case .overlong:
-                sendError(nil, "GenericError", "qmpreplay: message longer than \(options.inputLimit) bytes, not kept (QEMU takes up to 64 MiB)")
-            }
+            // The control API's reply holds (Control/ReplyHolds.swift): a held command and
+            // everything after it wait, in order, until released.
+            if replyHolds.holds(item, negotiated: negotiated) { return }
+            handle(item)
+        }
+    }
+
+    /// One item of client input, answered.
+    func handle(_ item: QMPInputParser.Item) {
+        guard !closeAfterFlush else { return }
+        switch item {
+        case .value(let v): request(v)
+        case .error(let desc): sendError(nil, "GenericError", desc)
+        case .overlong:
+            sendError(nil, "GenericError", "qmpreplay: message longer than \(options.inputLimit) bytes, not kept (QEMU takes up to 64 MiB)")
         }
     }
 

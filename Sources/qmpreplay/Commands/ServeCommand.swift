@@ -42,10 +42,14 @@ struct ServeCommand: ParsableCommand {
               qmpreplay serve rec.qmprec --listen tcp::4444 --speed 10 --max-gap 2s --loop
               qmpreplay serve rec.qmprec --listen /tmp/q.sock --strict --once --report report.json
               qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --shared --speed max --from -30s
+              qmpreplay serve rec.qmprec --listen /tmp/q.sock --paused --control /tmp/ctl.sock
+                (then: echo '{"cmd":"step","n":1}' | socat - UNIX-CONNECT:/tmp/ctl.sock)
 
             Exit status: 0 served until a signal (SIGINT/SIGTERM) or --once; 1 --strict found
             divergences; 2 unreadable recording or cannot listen; 64 bad command line (a time or
-            address that does not parse, a speed out of range). See docs/REPLAY.md for the manual.
+            address that does not parse, a speed out of range). A control request that fails is
+            answered with an error line, never an exit; {"cmd":"stop"} ends serve with 0. See
+            docs/REPLAY.md for the manual.
             """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
@@ -57,6 +61,9 @@ struct ServeCommand: ParsableCommand {
 
     @Flag(help: "Stop after the first client session.")
     var once = false
+
+    @Option(help: ArgumentHelp("Take control requests (pause, resume, step, burst, seek, speed, hold, release, status, stop; one JSON line each, docs/REPLAY.md \"Control API\") on this unix socket, or '-' for stdin (replies on stdout).", valueName: "path|-"))
+    var control: String?
 
     func run() throws {
         let o = serve.options
@@ -77,7 +84,26 @@ struct ServeCommand: ParsableCommand {
             server.stopBySignal()
         }
         do { try server.start(listen: ep, socketMode: o.socketMode) } catch { throw fail("\(error)") }
+        let controlServer = try startControl(server, recording: r, socketMode: o.socketMode)
+        defer { controlServer?.close() }
         let sessions = try followReports(server, file: reportFile, log: log, once: once)
         if o.strict && sessions.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
+    }
+
+    /// The control API on `--control`'s socket or on stdin and stdout.
+    private func startControl(_ server: ReplayServer, recording: Recording, socketMode: UInt32) throws -> ControlServer? {
+        guard let control else { return nil }
+        let ctl = ReplayControl(server: server, recording: recording)
+        do {
+            if control == "-" { return try ControlServer.standardIO(control: ctl) }
+            let ep = try parseEndpoint(control, option: "--control")
+            return try ControlServer.listen(ep, control: ctl, mode: socketMode)
+        } catch let e as ExitCode {
+            server.stop()
+            throw e
+        } catch {
+            server.stop()
+            throw fail("--control \(control): \(error)")
+        }
     }
 }
