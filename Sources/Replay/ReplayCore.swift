@@ -57,6 +57,8 @@ final class ReplayCore {
     /// and session, new ones included.
     var holds: [ControlHold] = []
     var nextHold = 1
+    /// `serve --record-missing`: the real QEMU that answers what the recording cannot.
+    var missing: MissingRecorder?
     private var reportWaiters: [(after: Int, promise: EventLoopPromise<[SessionReport]>)] = []
     /// Completed when the server has closed its listener and every client.
     let done: EventLoopPromise<Void>
@@ -94,6 +96,7 @@ final class ReplayCore {
         let s = ServerSession(script: script, options: o, clock: clock, client: nextClient, peer: peer, ownTimeline: !options.shared)
         if paused { s.scheduler?.pause() }
         applyHolds(to: s)
+        if let m = missing { s.passThrough = { m.answer($0, id: $1) } }
         let now = clock.now()
         let c = ReplayClient(number: nextClient, peer: peer, session: s, context: context, now: now)
         nextClient += 1

@@ -46,6 +46,9 @@ public final class ServerSession {
     private var notedHold = false
     /// Commands whose reply waits for the control API's `release` (docs/REPLAY.md, "Control API").
     public internal(set) var replyHolds = ReplyHolds()
+    /// `serve --record-missing`: a real QEMU's answer to a command no recorded call matches
+    /// (Live/MissingRecorder.swift); nil when it has none.
+    public var passThrough: ((JSONObject, JSONValue?) -> (reply: JSONObject, events: [[UInt8]])?)?
 
     /// Bytes waiting to be written to the client (`output[outputStart...]`).
     public private(set) var output: [UInt8] = []
@@ -241,6 +244,13 @@ public final class ServerSession {
                 // CommandNotFound is reworded.
                 sendError(id, "CommandNotFound", "Expecting capabilities negotiation with 'qmp_capabilities'")
             }
+            return
+        }
+        if passThrough != nil, cmd != "quit", script.candidates(name: cmd, arguments: args, mode: options.match).isEmpty,
+           let got = passThrough?(o, id) {
+            report.commandsUnmatched += 1
+            for e in got.events { appendLive(e) }
+            sendRecordedReply(got.reply, id: id)
             return
         }
         // qapi/qmp-dispatch.c: the command must exist, then allow out-of-band execution if asked.
@@ -520,6 +530,12 @@ public final class ServerSession {
         if firstLateness == nil { firstLateness = r.lateness }
         report.driftNanos = r.lateness - firstLateness!
         report.passes = r.pass + 1
+    }
+
+    /// An event a real QEMU raised (`passThrough`), as it wrote it.
+    private func appendLive(_ bytes: [UInt8]) {
+        output.append(contentsOf: bytes)
+        report.eventsSent += 1
     }
 
     private func appendEvent(_ k: Int, due: Int64) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Capture
 import Logging
 import Options
 import QMP
@@ -65,6 +66,16 @@ struct ServeCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Take control requests (pause, resume, step, burst, seek, speed, hold, release, status, stop; one JSON line each, docs/REPLAY.md \"Control API\") on this unix socket, or '-' for stdin (replies on stdout).", valueName: "path|-"))
     var control: String?
 
+    @Option(name: .customLong("record-missing"), help: ArgumentHelp("Pass commands the recording cannot answer to a real QEMU (--qemu) and write the recording with its answers added to this file when serve ends.", valueName: "file"),
+            completion: .file(extensions: ["qmprec"]))
+    var recordMissing: String?
+
+    @Option(help: ArgumentHelp("With --record-missing: the QEMU to start, as a shell would split it (-qmp is added). Default: qemu-system-x86_64 with a machine the recording suggests (see diff-qemu --print-command).", valueName: "cmdline"))
+    var qemu: String?
+
+    @Flag(help: "With --record-missing: replace an existing file.")
+    var force = false
+
     func run() throws {
         let o = serve.options
         let ep = try parseEndpoint(serve.listen, option: "--listen")
@@ -86,8 +97,37 @@ struct ServeCommand: ParsableCommand {
         do { try server.start(listen: ep, socketMode: o.socketMode) } catch { throw fail("\(error)") }
         let controlServer = try startControl(server, recording: r, socketMode: o.socketMode)
         defer { controlServer?.close() }
+        let missing = try startRecordMissing(server)
+        defer { missing?.stop() }
         let sessions = try followReports(server, file: reportFile, log: log, once: once)
+        if let m = missing, let out = recordMissing {
+            var redactor = Redactor()
+            let c = server.script.connection
+            let n: Int
+            do { n = try m.write(original: r, connection: c, to: out) { redactor.process($0, from: $1, connection: c) } } catch {
+                throw fail("--record-missing: \(error)")
+            }
+            log.notice("record-missing: \(n) command(s) answered by QEMU \(m.qemuVersion) added; wrote \(out)")
+        }
         if o.strict && sessions.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
+    }
+
+    /// `--record-missing`: the real QEMU that answers what the recording cannot.
+    private func startRecordMissing(_ server: ReplayServer) throws -> MissingRecorder? {
+        guard let out = recordMissing else {
+            if qemu != nil { server.stop(); throw fail("--qemu needs --record-missing (diff-qemu compares with a real QEMU)", code: Exit.usage) }
+            return nil
+        }
+        do {
+            try OutputGuard.check(out, force: force)
+            let cmd = try qemu.map { try QEMUCommandLine.parse($0) } ?? QEMUCommandLine.suggested(for: server.script)
+            let m = try MissingRecorder(argv: cmd.argv)
+            server.recordMissing(with: m)
+            return m
+        } catch {
+            server.stop()
+            throw fail("--record-missing: \(error)", code: error is OutputExistsError ? Exit.usage : Exit.unreadable)
+        }
     }
 
     /// The control API on `--control`'s socket or on stdin and stdout.
