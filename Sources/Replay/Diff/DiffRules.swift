@@ -19,10 +19,16 @@ public enum DifferenceKind: String, Sendable, CaseIterable, Comparable {
     /// An event no command of this connection raised (the guest, its firmware, a timer, another
     /// client): sending the recorded commands cannot make it happen again, or keep it away.
     case external
-    /// A value or event the guest's own driver produces (the balloon's size, a NIC's
-    /// filters), when the real QEMU's guest showed none of that activity: the recording has
-    /// the driver's events, the real QEMU raised none of them.
+    /// State the guest sets, when the real QEMU's guest did less of it than the recorded
+    /// one (the recording has more of the events that activity raises): the balloon's size
+    /// and a NIC's filters (set by the guest's drivers), the run state after a STOP the
+    /// guest caused (a panic, a starved watchdog, an I/O error with werror=stop), and what
+    /// `cont` brought after such a STOP.
     case guest
+    /// What the real QEMU did while a command ran that the recording has no reply for: the
+    /// recording ended there (QEMU was killed, the recorder stopped), so there is nothing
+    /// to compare it with.
+    case recordingEnded = "recording-ended"
     case unexplained
 
     public var explained: Bool { self != .unexplained }
@@ -54,28 +60,45 @@ public enum DiffRules {
     static let progressEvents: [String: Set<String>] = [
         "BLOCK_JOB_COMPLETED": ["offset", "len"], "BLOCK_JOB_CANCELLED": ["offset", "len"],
         "BLOCK_JOB_READY": ["offset", "len"], "BLOCK_JOB_ERROR": [], "MIGRATION_PASS": ["pass"],
+        // Throttled (one per second, the last value wins): which intermediate size is
+        // reported depends on where the guest's driver was when the window closed.
+        "BALLOON_CHANGE": ["actual"],
     ]
 
-    /// Guest-driven state: the event a guest driver's activity raises, and the command
-    /// whose reply reports that state.
-    static let guestDriven: [(event: String, command: String)] = [
-        ("BALLOON_CHANGE", "query-balloon"), ("NIC_RX_FILTER_CHANGED", "query-rx-filter"),
-    ]
-
-    /// The events whose guest activity the real QEMU did not show: recorded at least once,
-    /// raised there never.
-    public static func absentGuestActivity(recorded: [String], live: [String]) -> Set<String> {
-        Set(guestDriven.map(\.event).filter { e in recorded.contains(e) && !live.contains(e) })
+    /// What the real QEMU showed less of than the recording: event names with fewer
+    /// occurrences there, and whether a STOP raised outside any command (by the guest or a
+    /// device) is missing.
+    public struct Evidence: Sendable {
+        public var fewer: [String: Int] = [:]
+        public var externalStopMissing = false
+        public init() {}
     }
 
-    /// `explain`'s verdict, overridden for guest-driven replies and events when the guest
-    /// activity behind them is absent from the real QEMU (`absent`).
+    /// Replies whose members report state that an activity outside QMP sets: the event that
+    /// activity raises, the command, its members (empty: all of them), the kind.
+    static let stateSetOutside: [(event: String, command: String, members: Set<String>, kind: DifferenceKind, why: String)] = [
+        ("BALLOON_CHANGE", "query-balloon", [], .guest, "the guest's balloon driver sets it"),
+        ("NIC_RX_FILTER_CHANGED", "query-rx-filter", [], .guest, "the guest's NIC driver sets a NIC's filters and MAC"),
+        ("VNC_CONNECTED", "query-vnc", ["clients"], .external, "VNC clients of the recorded host connected"),
+    ]
+
+    /// `explain`'s verdict, or, for what it leaves unexplained, the state an activity outside
+    /// QMP sets when `evidence` shows the real QEMU had less of that activity.
     public static func explain(command: String?, event: String?, path: String, expected: JSONValue?, actual: JSONValue?,
-                               absent: Set<String>) -> (DifferenceKind, String) {
+                               evidence: Evidence) -> (DifferenceKind, String) {
         let v = explain(command: command, event: event, path: path, expected: expected, actual: actual)
         guard v.0 == .unexplained else { return v }
-        for g in guestDriven where absent.contains(g.event) && (command == g.command || event == g.event) {
-            return (.guest, "set by the guest's driver, which raised \(g.event) in the recording and never in this QEMU")
+        let parts = path.split(separator: ".").map { String($0.split(separator: "[").first ?? "") }
+        for r in stateSetOutside where evidence.fewer[r.event] != nil {
+            let member = parts.count > 1 ? parts[1] : ""
+            if command == r.command && (r.members.isEmpty || r.members.contains(member)) {
+                return (r.kind, "\(r.why): the recording has \(evidence.fewer[r.event]!) \(r.event) more than this QEMU raised")
+            }
+            if event == r.event { return (r.kind, "\(r.why); which one came first is the recorded guest's doing") }
+        }
+        if evidence.externalStopMissing, (command == "query-status" && ["status", "running"].contains(parts.last ?? ""))
+            || (command == "query-block" && parts.last == "io-status") {
+            return (.guest, "the recording's VM had been stopped by its guest or a device (a STOP no command raised); this one was not")
         }
         return v
     }
@@ -95,6 +118,10 @@ public enum DiffRules {
         if hostKeys.contains(last) { return (.hostSpecific, "'\(last)' names a detail of the host") }
         if let e = expected?.stringValue, let a = actual?.stringValue, hostPath(e) || hostPath(a) || fileKeys.contains(last) {
             return (.hostSpecific, "a file of the host" + (hostPath(e) ? " (\(e) was in the recording's temporary directory)" : ""))
+        }
+        if command == "query-block" && last == "writeback" {
+            // docs/QEMU-FACTS.md, "State a guest's drivers set".
+            return (.guest, "the guest's virtio-blk driver sets write caching")
         }
         if let c = command, progress[c]?.contains(last) == true {
             return (.timing, "how far asynchronous work had got when \(c) ran")

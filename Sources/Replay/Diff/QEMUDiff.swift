@@ -103,9 +103,9 @@ public enum QEMUDiff {
             let deadline = clock.now() + min(max(2 * tail, 1_000_000_000), options.maxWait)
             while !covers(live, all), clock.now() < deadline, closed == nil { _ = read(until: deadline, during: nil) }
         }
-        let absent = DiffRules.absentGuestActivity(recorded: script.events.map(\.name), live: live.compactMap { $0.json["event"]?.stringValue })
-        for p in pending { compare(&rep, p.0, line: p.1, name: p.2, p.3, p.4, command: p.5, event: nil, absent: absent) }
-        pairEvents(&rep, script: script, live: live, absent: absent)
+        let ev = evidence(script, live)
+        for p in pending { compare(&rep, p.0, line: p.1, name: p.2, p.3, p.4, command: p.5, event: nil, evidence: ev) }
+        pairEvents(&rep, script: script, live: live, evidence: ev)
         rep.items.sort { ($0.line ?? .max) < ($1.line ?? .max) }
         return rep
     }
@@ -128,7 +128,18 @@ public enum QEMUDiff {
     }
 
     /// The n-th recorded event of a name with the n-th live one; the rest are missing or extra.
-    private static func pairEvents(_ rep: inout QEMUDiffReport, script: ReplayScript, live: [LiveEvent], absent: Set<String>) {
+    /// What the real QEMU showed less of (`DiffRules.Evidence`).
+    static func evidence(_ script: ReplayScript, _ live: [LiveEvent]) -> DiffRules.Evidence {
+        var e = DiffRules.Evidence()
+        let have = counts(live.compactMap { $0.json["event"]?.stringValue })
+        for (name, n) in counts(script.events.map(\.name)) where have[name, default: 0] < n { e.fewer[name] = n - have[name, default: 0] }
+        let recordedStops = script.events.filter { $0.name == "STOP" && $0.gate == nil }.count
+        let liveStops = live.filter { $0.json["event"]?.stringValue == "STOP" && $0.during == nil }.count
+        e.externalStopMissing = recordedStops > liveStops
+        return e
+    }
+
+    private static func pairEvents(_ rep: inout QEMUDiffReport, script: ReplayScript, live: [LiveEvent], evidence: DiffRules.Evidence) {
         rep.eventsRecorded = script.events.count
         rep.eventsLive = live.count
         var used = Set<Int>()
@@ -136,13 +147,17 @@ public enum QEMUDiff {
             let recorded = (try? JSONParser.parse(e.bytes))?.objectValue ?? JSONObject()
             if let j = live.indices.first(where: { !used.contains($0) && live[$0].json["event"]?.stringValue == e.name }) {
                 used.insert(j)
-                compare(&rep, .event, line: e.line, name: e.name, recorded, live[j].json, command: nil, event: e.name, absent: absent)
+                compare(&rep, .event, line: e.line, name: e.name, recorded, live[j].json, command: nil, event: e.name, evidence: evidence)
                 continue
             }
             let d: QEMUDiffReport.Difference
-            if absent.contains(e.name) {
+            let during = e.gate.map { script.commands[$0].name }
+            if DiffRules.stateSetOutside.contains(where: { $0.event == e.name && $0.kind == .guest }) {
                 d = .init(path: "(event)", expected: .object(recorded), actual: nil, kind: .guest,
-                          reason: "raised by the guest's driver; this QEMU's guest showed none of that activity")
+                          reason: "raised by the guest's driver; this QEMU's guest did less of that")
+            } else if during == "cont" && evidence.externalStopMissing {
+                d = .init(path: "(event)", expected: .object(recorded), actual: nil, kind: .guest,
+                          reason: "recorded while cont resumed a VM its guest or a device had stopped; this VM was not stopped")
             } else if let g = e.gate {
                 let c = script.commands[g]
                 d = .init(path: "(event)", expected: .object(recorded), actual: nil, kind: .unexplained,
@@ -156,7 +171,11 @@ public enum QEMUDiff {
         for (j, l) in live.enumerated() where !used.contains(j) {
             let name = l.json["event"]?.stringValue ?? "?"
             let d: QEMUDiffReport.Difference
-            if let k = l.during {
+            if let k = l.during, script.commands[k].reply == nil {
+                let c = script.commands[k]
+                d = .init(path: "(event)", expected: nil, actual: .object(l.json), kind: .recordingEnded,
+                          reason: "raised while \(c.name) (\(script.path):\(c.line)) ran, which the recording has no reply for: it ended there")
+            } else if let k = l.during {
                 let c = script.commands[k]
                 d = .init(path: "(event)", expected: nil, actual: .object(l.json), kind: .unexplained,
                           reason: "raised by the real QEMU while \(c.name) (\(script.path):\(c.line)) ran; not in the recording")
@@ -169,9 +188,9 @@ public enum QEMUDiff {
     }
 
     private static func compare(_ rep: inout QEMUDiffReport, _ what: QEMUDiffReport.Item.What, line: Int?, name: String,
-                                _ recorded: JSONObject, _ live: JSONObject, command: String?, event: String?, absent: Set<String>) {
+                                _ recorded: JSONObject, _ live: JSONObject, command: String?, event: String?, evidence: DiffRules.Evidence) {
         let diffs = collapsed(JSONDiff.diff(expected: .object(recorded), actual: .object(live)), .object(recorded), .object(live)).map { d in
-            let (kind, why) = DiffRules.explain(command: command, event: event, path: d.path, expected: d.expected, actual: d.actual, absent: absent)
+            let (kind, why) = DiffRules.explain(command: command, event: event, path: d.path, expected: d.expected, actual: d.actual, evidence: evidence)
             return QEMUDiffReport.Difference(path: d.path, expected: d.expected, actual: d.actual, kind: kind, reason: why)
         }
         if !diffs.isEmpty { rep.items.append(.init(what: what, line: line, name: name, differences: diffs)) }
@@ -181,7 +200,11 @@ public enum QEMUDiff {
     static let arrayLimit = 4
 
     static func collapsed(_ diffs: [JSONDiff.Difference], _ recorded: JSONValue, _ live: JSONValue) -> [JSONDiff.Difference] {
-        func arrayPath(_ p: String) -> String? { p.range(of: "[", options: .backwards).map { String(p[..<$0.lowerBound]) } }
+        // Element-level differences only (`tags[7]`), not members inside elements (`return[2].io-status`).
+        func arrayPath(_ p: String) -> String? {
+            guard p.hasSuffix("]") else { return nil }
+            return p.range(of: "[", options: .backwards).map { String(p[..<$0.lowerBound]) }
+        }
         var perArray: [String: Int] = [:]
         for d in diffs { if let a = arrayPath(d.path) { perArray[a, default: 0] += 1 } }
         var out: [JSONDiff.Difference] = []

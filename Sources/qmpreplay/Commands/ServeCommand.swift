@@ -94,11 +94,12 @@ struct ServeCommand: ParsableCommand {
             log.info("stopping on \(name)")
             server.stopBySignal()
         }
+        // The real QEMU of --record-missing is ready before the first client can connect.
+        let missing = try startRecordMissing(server)
+        defer { missing?.stop() }
         do { try server.start(listen: ep, socketMode: o.socketMode) } catch { throw fail("\(error)") }
         let controlServer = try startControl(server, recording: r, socketMode: o.socketMode)
         defer { controlServer?.close() }
-        let missing = try startRecordMissing(server)
-        defer { missing?.stop() }
         let sessions = try followReports(server, file: reportFile, log: log, once: once)
         if let m = missing, let out = recordMissing {
             var redactor = Redactor()
