@@ -51,6 +51,8 @@ public enum DiffRules {
     static let progress: [String: Set<String>] = [
         "query-block-jobs": ["offset", "len", "busy", "speed", "status", "ready", "paused", "io-status"],
         "query-jobs": ["current-progress", "total-progress", "status"],
+        // How far the guest's driver had got towards the balloon target when asked.
+        "query-balloon": ["actual"],
         "query-migrate": ["total-time", "setup-time", "downtime", "expected-downtime", "transferred", "remaining", "total",
                           "duplicate", "skipped", "normal", "normal-bytes", "dirty-pages-rate", "mbps", "dirty-sync-count",
                           "postcopy-requests", "page-size", "multifd-bytes", "pages-per-second", "precopy-bytes",
