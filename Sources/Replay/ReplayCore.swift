@@ -59,6 +59,9 @@ final class ReplayCore {
     var nextHold = 1
     /// `serve --record-missing`: the real QEMU that answers what the recording cannot.
     var missing: MissingRecorder?
+    /// The control API's pending `wait`s.
+    var waiters: [ControlWaiter] = []
+    var nextWaiter = 1
     private var reportWaiters: [(after: Int, promise: EventLoopPromise<[SessionReport]>)] = []
     /// Completed when the server has closed its listener and every client.
     let done: EventLoopPromise<Void>
@@ -129,6 +132,7 @@ final class ReplayCore {
         lastInput = now
         pump(c)
         if options.shared { pumpShared() }
+        checkWaiters()
         if c.session.failedFast && !failedFast {
             failedFast = true
             logger.notice("strict divergence with --fail-fast: \(c.session.report.divergences.last?.message ?? "")",
@@ -215,6 +219,7 @@ final class ReplayCore {
         }
         armStallCheck(c)
         armLinger()
+        checkWaiters()
     }
 
     /// Hands queued bytes to the channel, up to `maxInFlight`, and flushes once.
@@ -324,6 +329,7 @@ final class ReplayCore {
         } while more && rounds < 8
         sharedPumping = false
         for c in clients where !checkLimits(c) { armStallCheck(c) }
+        checkWaiters()
         guard !stopping, let d = s.nextDeadline() else { return }
         if more {
             sharedWakeup.arm(at: clock.now(), clock: clock, loop: loop) { self.sharedWakeup.fired(); self.pumpShared() }

@@ -37,6 +37,9 @@ class Control:
 
     def __call__(self, cmd: str, **members) -> dict:
         self.sock.sendall(json.dumps({"cmd": cmd, **members}).encode() + b"\n")
+        return self.read()
+
+    def read(self) -> dict:
         while b"\n" not in self.buf:
             chunk = self.sock.recv(65536)
             assert chunk, "the control socket closed"
@@ -93,9 +96,8 @@ def test_step_events_one_by_one_and_check_the_client_between_them(serve, qemu_qm
         ctl("speed", speed="max")
         assert ctl("resume")["ok"]
         assert (await asyncio.wait_for(qmp.events.get(), 5))["data"]["actual"] == want[5][1]
-        st = ctl("status")
-        while not st["held"]:          # the hold is reached within the loop's turn after resume
-            st = ctl("status")
+        st = ctl("wait", until="held", timeout=5)   # answered when the timeline reaches the hold
+        assert st["ok"], st
         assert st["clients"][0]["held_by"] == h["hold"] and st["next_record"] == want[6][0]
         assert qmp.events.empty()
         r = ctl("release", hold=h["hold"])
@@ -120,9 +122,10 @@ def test_hold_before_a_reply_then_release(serve, qemu_qmp_available, tmp_path):
         ctl = Control(str(tmp_path / "ctl.sock"))
         h = ctl("hold", before_reply="stop")["hold"]
         task = asyncio.ensure_future(qmp.execute("stop"))
-        while not ctl("status")["held"]:
-            await asyncio.sleep(0.01)   # until the command has reached the server
-        await asyncio.sleep(0)
+        # The wait is answered when the command has reached the server and is held; the
+        # client's reader runs meanwhile (the request goes out on another thread).
+        st = await asyncio.get_running_loop().run_in_executor(None, lambda: ctl("wait", until="held", timeout=5))
+        assert st["ok"], st
         assert not task.done() and qmp.events.empty()
         assert ctl("status")["clients"][0]["held_by"] == h
         ctl("release")
@@ -135,6 +138,10 @@ def test_hold_before_a_reply_then_release(serve, qemu_qmp_available, tmp_path):
     assert not bad["ok"] and bad["error"] == "not-found" and "not an event" in bad["message"]
     assert ctl("fly") == {"ok": False, "error": "unknown-command",
                           "message": ctl("fly")["message"]}
+    # Nothing holds now: a wait times out, and the requests after it are answered in order.
+    ctl.sock.sendall(b'{"cmd":"wait","until":"held","timeout":0.2,"id":1}\n{"cmd":"status","id":2}\n')
+    first, second = ctl.read(), ctl.read()
+    assert first["id"] == 1 and first["error"] == "timeout" and second["id"] == 2 and second["ok"]
 
 
 def test_control_on_stdin_and_stop(tmp_path):

@@ -136,4 +136,33 @@ struct ControlTests {
         #expect(p.nextDeadline() == clock.now())
         #expect(p.next()?.item == 0 && p.next() == nil && p.paused)
     }
+
+    @Test func waitAnswersWhenTheConditionHoldsAndTimesOutOtherwise() throws {
+        let (h, c, ctl) = try Self.pausedReplay(clockOnly: false)
+        let replies = Replies()
+        ctl.handle(line: #"{"cmd":"hold","before_reply":"stop"}"#) { replies.add($0) }
+        ctl.handle(line: #"{"cmd":"wait","until":"held","id":"w"}"#) { replies.add($0) }
+        #expect(replies.count == 1, "the wait is not answered before the hold holds")
+        try c.send(#"{"execute":"stop","id":1}"#)
+        #expect(replies.count == 2)
+        let w = try #require(try JSONParser.parse(replies.last).objectValue)
+        #expect(w["ok"] == .bool(true) && w["id"] == .string("w") && w["held"] == .bool(true))
+        ctl.handle(line: #"{"cmd":"wait","until":"negotiated"}"#) { replies.add($0) }
+        #expect(replies.count == 3, "already true: answered at once")
+        _ = try ctl.perform(.release(nil))
+        ctl.handle(line: #"{"cmd":"wait","until":"held","timeout":2}"#) { replies.add($0) }
+        h.advance(1_999_999_999)
+        #expect(replies.count == 3)
+        h.advance(1)
+        let t = try #require(try JSONParser.parse(replies.last).objectValue)
+        #expect(t["ok"] == .bool(false) && t["error"] == .string("timeout"))
+    }
+}
+
+/// Replies collected from `ReplayControl.handle(line:reply:)` (called on the test's loop).
+final class Replies: @unchecked Sendable {
+    private(set) var lines: [String] = []
+    func add(_ s: String) { lines.append(s) }
+    var count: Int { lines.count }
+    var last: String { lines.last ?? "" }
 }

@@ -22,9 +22,19 @@ public enum ControlRequest: Sendable, Equatable {
     case release(Int?)
     /// Stop the server (clients get SHUTDOWN, as on SIGTERM); `serve` then exits.
     case stop
+    /// Answer once the condition holds (or fail with `timeout` after so many ns).
+    case wait(WaitCondition, timeout: Int64)
+
+    /// What `wait` waits for.
+    public enum WaitCondition: String, Sendable, CaseIterable {
+        /// Some hold is holding a timeline or a reply.
+        case held
+        /// A client has negotiated (its timeline has started).
+        case negotiated
+    }
 
     /// The requests' names, for errors and help.
-    public static let names = ["status", "pause", "resume", "step", "burst", "seek", "speed", "hold", "release", "stop"]
+    public static let names = ["status", "pause", "resume", "step", "burst", "seek", "speed", "hold", "release", "wait", "stop"]
 
     /// A request line and its tag (`id`, any JSON value, echoed in the reply).
     public static func parse(line: String) throws(ControlError) -> (ControlRequest, tag: JSONValue?) {
@@ -47,7 +57,7 @@ public enum ControlRequest: Sendable, Equatable {
         }
         let allowed: [String: Set<String>] = [
             "step": ["n"], "burst": ["n"], "seek": ["to"], "speed": ["speed"],
-            "hold": ["before_event", "before_reply"], "release": ["hold"],
+            "hold": ["before_event", "before_reply"], "release": ["hold"], "wait": ["until", "timeout"],
         ]
         guard names.contains(cmd) else {
             throw ControlError(.unknownCommand, "unknown cmd '\(cmd)'; the commands are \(names.joined(separator: ", "))")
@@ -60,6 +70,17 @@ public enum ControlRequest: Sendable, Equatable {
         case "pause": return .pause
         case "resume": return .resume
         case "stop": return .stop
+        case "wait":
+            let conds = WaitCondition.allCases.map(\.rawValue).joined(separator: ", ")
+            guard let u = o["until"]?.stringValue, let c = WaitCondition(rawValue: u) else {
+                throw ControlError(.badRequest, "wait needs \"until\": one of \(conds)")
+            }
+            var secs = 10.0
+            if let t = o["timeout"] {
+                guard let v = t.doubleValue, v > 0, v <= 600 else { throw ControlError(.badRequest, "wait: timeout is seconds, more than 0 and at most 600") }
+                secs = v
+            }
+            return .wait(c, timeout: Int64(secs * 1e9))
         case "step": return .step(try count(o))
         case "burst": return .burst(try count(o))
         case "seek":
@@ -120,6 +141,8 @@ public struct ControlError: Error, Sendable, CustomStringConvertible {
         case notFound = "not-found"
         /// The server has stopped.
         case stopped
+        /// A `wait` whose condition did not come true in time.
+        case timeout
     }
 
     public var code: Code

@@ -36,13 +36,22 @@ public final class ControlServer: Sendable {
 
     /// Reads requests from stdin and writes replies to stdout (`serve --control -`). Stdin
     /// must be a pipe, a socket or a terminal (swift-nio reads only those without blocking).
-    public static func standardIO(control: ReplayControl) throws -> ControlServer {
-        let ch = try NIOPipeBootstrap(group: control.server.loop)
+    public static func standardIO(control: ReplayControl) throws(ControlError) -> ControlServer {
+        var st = stat()
+        if fstat(0, &st) == 0, (st.st_mode & S_IFMT) == S_IFREG || (st.st_mode & S_IFMT) == S_IFDIR {
+            throw ControlError(.badRequest, "stdin is a file: the control API reads a pipe, a socket or a terminal (use --control PATH for a socket)")
+        }
+        do { return ControlServer(channel: try pipe(control)) } catch {
+            throw ControlError(.badRequest, "stdin cannot be read as a stream (\(error)): give a pipe, a socket or a terminal, or --control PATH")
+        }
+    }
+
+    private static func pipe(_ control: ReplayControl) throws -> Channel {
+        try NIOPipeBootstrap(group: control.server.loop)
             .channelInitializer { ch in
                 ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(ControlLineHandler(control: control)) }
             }
             .takingOwnershipOfDescriptors(input: dup(0), output: dup(1)).wait()
-        return ControlServer(channel: ch)
     }
 
     /// Stops listening (or reading stdin); returns when closed.
@@ -52,13 +61,19 @@ public final class ControlServer: Sendable {
     }
 }
 
-/// Splits a control connection's bytes into lines and answers each (see `ControlServer`).
+/// Splits a control connection's bytes into lines and answers each (see `ControlServer`), in
+/// order: a `wait` holds the requests after it until it is answered.
 final class ControlLineHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let control: ReplayControl
     private var pending: [UInt8] = []
+    /// Requests not answered yet, in order ("" stands for one that was too long).
+    private var queued: [String] = []
+    /// A request is being answered (a `wait` may take a while).
+    private var busy = false
+    private var answering = false
     /// A peer sending an endless line is cut off here (requests are a few dozen bytes).
     static let lineLimit = 1 << 20
 
@@ -67,20 +82,44 @@ final class ControlLineHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buf = unwrapInboundIn(data)
         buf.withUnsafeReadableBytes { pending.append(contentsOf: $0) }
-        var replies: [UInt8] = []
         while let nl = pending.firstIndex(of: 0x0A) {
             let line = String(decoding: pending[..<nl], as: UTF8.self)
             pending.removeSubrange(...nl)
-            guard line.contains(where: { !$0.isWhitespace }) else { continue }
-            replies += Array(control.handle(line: line).utf8) + [0x0A]
+            if line.contains(where: { !$0.isWhitespace }) { queued.append(line) }
         }
         if pending.count > ControlLineHandler.lineLimit {
             pending.removeAll()
-            replies += Array(ControlReply.json(ControlError(.badRequest, "request longer than \(ControlLineHandler.lineLimit) bytes")).utf8) + [0x0A]
+            queued.append("")
         }
-        guard !replies.isEmpty else { return }
-        var out = context.channel.allocator.buffer(capacity: replies.count)
-        out.writeBytes(replies)
+        answer(context)
+    }
+
+    private func answer(_ context: ChannelHandlerContext) {
+        answering = true
+        defer { answering = false }
+        while !busy, !queued.isEmpty {
+            let line = queued.removeFirst()
+            guard !line.isEmpty else {
+                send(ControlReply.json(ControlError(.badRequest, "request longer than \(ControlLineHandler.lineLimit) bytes")), context)
+                continue
+            }
+            busy = true
+            let me = NIOLoopBound(self, eventLoop: context.eventLoop)
+            let ctx = NIOLoopBound(context, eventLoop: context.eventLoop)
+            // Called on the loop: at once for most requests, later for a `wait`.
+            control.handle(line: line) { reply in
+                let h = me.value
+                h.busy = false
+                h.send(reply, ctx.value)
+                if !h.answering { h.answer(ctx.value) }
+            }
+        }
+    }
+
+    private func send(_ reply: String, _ context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: reply.utf8.count + 1)
+        out.writeString(reply)
+        out.writeInteger(UInt8(0x0A))
         context.writeAndFlush(NIOAny(out), promise: nil)
     }
 

@@ -51,13 +51,34 @@ public struct ReplayControl: Sendable {
         case .hold(let target): out.hold = try server.hold(target)
         case .release(let id): out.releasedHolds = try server.release(id)
         case .stop: server.stopBySignal()
+        case .wait(let c, let t):
+            guard server.wait(until: c, timeout: t) else { throw ControlError(.timeout, ControlReply.timeoutMessage(c, t)) }
         }
         out.status = server.controlStatus()
         return out
     }
 
-    /// One request line in, one reply line out (without its newline): what the control
-    /// socket and `--control -` exchange.
+    /// One request line, answered through `reply` (without its newline): at once, or for
+    /// `wait` when its condition holds or its time is up. On the server's loop (the control
+    /// socket's handler) nothing blocks.
+    public func handle(line: String, reply: @escaping @Sendable (String) -> Void) {
+        guard case .success(let (.wait(c, t), tag)) = Swift.Result(catching: { try ControlRequest.parse(line: line) }) else {
+            return reply(handle(line: line))
+        }
+        let server = self.server
+        server.whenHolds(c, timeout: t) { ok in
+            if ok {
+                reply(ControlReply.json(Result(request: .wait(c, timeout: t), status: server.controlStatus()), tag: tag))
+            } else {
+                var e = ControlError(.timeout, ControlReply.timeoutMessage(c, t))
+                e.tag = tag
+                reply(ControlReply.json(e))
+            }
+        }
+    }
+
+    /// One request line in, one reply line out (without its newline). A `wait` blocks the
+    /// calling thread (never call it on the server's loop: `handle(line:reply:)` does not block).
     public func handle(line: String) -> String {
         var tag: JSONValue?
         do {
@@ -86,6 +107,10 @@ public enum ControlReply {
         if let us = r.seekMicros { o["seek_us"] = .int(us) }
         for m in status(r.status).members { o[m.key] = m.value }
         return JSONValue.object(o).serialized(.compact)
+    }
+
+    static func timeoutMessage(_ c: ControlRequest.WaitCondition, _ ns: Int64) -> String {
+        "not \(c.rawValue) within \(DurationFormat.short(ns))"
     }
 
     public static func json(_ e: ControlError) -> String {
@@ -155,6 +180,23 @@ extension ReplayServer {
             do throws(ControlError) { return .success(try core.release(id)) } catch { return .failure(error) }
         }
         return try r.get()
+    }
+
+    /// Blocks until `condition` holds (true) or `timeout` ns passed (false). Not on the loop.
+    public func wait(until condition: ControlRequest.WaitCondition, timeout: Int64) -> Bool {
+        guard !loop.inEventLoop else { return false }
+        let p = loop.makePromise(of: Bool.self)
+        whenHolds(condition, timeout: timeout) { p.succeed($0) }
+        return (try? p.futureResult.wait()) ?? false
+    }
+
+    /// Calls `done` on the loop once `condition` holds (true) or after `timeout` ns (false).
+    func whenHolds(_ condition: ControlRequest.WaitCondition, timeout: Int64, _ done: @escaping @Sendable (Bool) -> Void) {
+        let ok: Bool = onLoop(false) { core in
+            core.wait(until: condition, timeout: timeout, done)
+            return true
+        }
+        if !ok { done(false) }
     }
 
     /// The status with every client and hold.

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// The control API's moves on the server's loop (docs/REPLAY.md, "Control API"): step,
 /// burst, holds and the detailed status. Pause, resume, speed and seek are the core's own
 /// controls (ReplayCore.swift); all of them re-anchor the timelines (`Scheduler`).
@@ -96,4 +98,46 @@ extension ReplayCore {
         }
         return ControlStatus(replay: status(), clients: cs, holds: hs)
     }
+
+    /// Calls `done(true)` once `condition` holds (at once if it does), or `done(false)` after
+    /// `timeout` ns.
+    func wait(until condition: ControlRequest.WaitCondition, timeout: Int64, _ done: @escaping (Bool) -> Void) {
+        if holds(condition) { return done(true) }
+        let id = nextWaiter
+        nextWaiter += 1
+        let task = loop.assumeIsolated().scheduleTask(in: .nanoseconds(timeout)) {
+            guard let k = self.waiters.firstIndex(where: { $0.id == id }) else { return }
+            let w = self.waiters.remove(at: k)
+            w.done(false)
+        }
+        waiters.append(ControlWaiter(id: id, condition: condition, done: done, timeout: task))
+    }
+
+    private func holds(_ c: ControlRequest.WaitCondition) -> Bool {
+        switch c {
+        case .held: return controlStatus().held
+        case .negotiated: return clients.contains { $0.session.negotiated }
+        }
+    }
+
+    /// After anything that can make a condition true (input, a turn): answers the waiters
+    /// whose condition holds. Nothing to do, and nothing computed, when none waits.
+    func checkWaiters() {
+        guard !waiters.isEmpty else { return }
+        let ready = waiters.filter { holds($0.condition) }
+        guard !ready.isEmpty else { return }
+        waiters.removeAll { w in ready.contains { $0.id == w.id } }
+        for w in ready {
+            w.timeout.cancel()
+            w.done(true)
+        }
+    }
+}
+
+/// A control API `wait` not yet answered.
+struct ControlWaiter {
+    var id: Int
+    var condition: ControlRequest.WaitCondition
+    var done: (Bool) -> Void
+    var timeout: Scheduled<Void>
 }
