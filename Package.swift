@@ -48,6 +48,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
+        .target(name: "Fleet", dependencies: ["QMP", "Recording", "Transport"]),
         .target(name: "Benchmarks", dependencies: [
             "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport",
             .product(name: "Logging", package: "swift-log"),
@@ -71,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "qmpreplay",
             dependencies: [
-                "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "Analysis", "Shell", "ShellTerminal", "Options", "Benchmarks",
+                "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "Analysis", "Shell", "ShellTerminal", "Options", "Benchmarks", "Fleet",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -105,6 +106,7 @@ let package = Package(
         .testTarget(name: "AnalysisTests", dependencies: ["Analysis", "Recording", "Synth", "QMP", "TestSupport"]),
         .testTarget(name: "ShellTests", dependencies: ["Shell", "Recording", "QMP", "Options", "TestSupport"]),
         .testTarget(name: "OptionsTests", dependencies: ["Options", "Replay", "Recording", "Transport"]),
+        .testTarget(name: "FleetTests", dependencies: ["Fleet"]),
         .testTarget(name: "CLITests", dependencies: ["Recording", "QMP", "TestSupport", "qmpreplay"]),
     ]
 )

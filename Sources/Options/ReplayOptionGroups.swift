@@ -98,6 +98,8 @@ public struct ServeOptions: ParsableArguments {
 
     @OptionGroup public var span: TimeSpanOptions
 
+    @OptionGroup(title: "Adversarial replay (docs/TESTING-CLIENTS.md)") public var adversary: AdversaryOptions
+
     @Flag(help: "One timeline for all clients (late joiners get events from now on).")
     public var shared = false
 
@@ -138,6 +140,9 @@ public struct ServeOptions: ParsableArguments {
         o.maxClients = max(1, maxClients)
         o.realtime = realtime
         o.startPaused = paused
+        // Checked by validate(); here only read.
+        o.chaos = try? adversary.chaosSettings()
+        o.faults = (try? adversary.faultRules()) ?? []
         return o
     }
 

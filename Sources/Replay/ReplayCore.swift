@@ -226,7 +226,9 @@ final class ReplayCore {
     private func feed(_ c: ReplayClient) {
         var wrote = false
         while !c.ended && c.inFlight < ReplayClient.maxInFlight && c.unfed > 0 {
-            let n = min(c.unfed, ReplayClient.writeChunk, ReplayClient.maxInFlight - c.inFlight)
+            // A chaos cut or a delayed reply (docs/TESTING-CLIENTS.md) may hold the rest back.
+            let n = min(c.unfed, ReplayClient.writeChunk, ReplayClient.maxInFlight - c.inFlight, c.session.writeAllowance(inFlight: c.inFlight))
+            guard n > 0 else { break }
             let buf = copyUnfed(c, n)
             c.inFlight += n
             let p = loop.makePromise(of: Void.self)

@@ -91,6 +91,11 @@ public struct ReplayOptions: Sendable {
     /// work at once instead of waiting for the next scheduler tick on a loaded machine. Off by
     /// default: at max speed the thread can keep a core busy.
     public var realtime = false
+    /// Adversarial delivery (docs/TESTING-CLIENTS.md): events at the points a schedule
+    /// chooses instead of on the recorded clock; nil: the recorded order.
+    public var chaos: ChaosSettings?
+    /// Fault rules combined with the recording (docs/TESTING-CLIENTS.md, "Fault rules").
+    public var faults: [FaultRule] = []
 
     public init() {}
 
@@ -115,6 +120,19 @@ public struct ReplayOptions: Sendable {
         if failFast && !strict { throw ReplayError.usage("--fail-fast needs --strict") }
         if clientBufferLimit < 4096 { throw ReplayError.usage("--client-buffer must be at least 4 KiB") }
         if stallTimeout <= 0 { throw ReplayError.usage("--stall-timeout must be positive") }
+        if let c = chaos {
+            if shared { throw ReplayError.usage("--chaos gives each client its own schedule; it cannot be combined with --shared") }
+            if let st = c.stall, st <= 0 || st >= stallTimeout {
+                throw ReplayError.usage("--chaos-stall must be positive and shorter than --stall-timeout (\(DurationFormat.short(stallTimeout)))")
+            }
+            if c.splits < 0 || c.splits > 10_000 { throw ReplayError.usage("--chaos-splits must be between 0 and 10000") }
+            if c.idle <= 0 { throw ReplayError.usage("--chaos-idle must be positive") }
+        }
+        for r in faults {
+            if case .delay(let d) = r.action, d >= stallTimeout {
+                throw ReplayError.usage("\(r.source): a delay of \(DurationFormat.short(d)) is not shorter than --stall-timeout (\(DurationFormat.short(stallTimeout))), which would drop the client")
+            }
+        }
     }
 }
 

@@ -63,6 +63,8 @@ public final class ReplayServer: Sendable {
     public init(script: ReplayScript, options: ReplayOptions, clock: ReplayClock = MonotonicClock(),
                 group: EventLoopGroup = EventLoops.shared, logger: Logger = Logger(label: "qmpreplay.replay")) throws {
         try options.validate()
+        // A schedule given outright must fit the recording (one slot per event, in order).
+        if let given = options.chaos?.schedule { try ChaosPlan(script: script).check(given) }
         self.script = script
         self.options = options
         loop = group.next()

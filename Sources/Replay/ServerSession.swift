@@ -44,6 +44,15 @@ public final class ServerSession {
     /// Lines for the server's log (notes on held events), taken with `takeLogLines()`.
     private var logLines: [String] = []
     private var notedHold = false
+    /// The adversarial schedule this client gets (docs/TESTING-CLIENTS.md); nil: the recorded order.
+    public let chaosSchedule: ChaosSchedule?
+    private var chaos: ChaosDelivery?
+    /// Pauses in the output: a chaos schedule's cuts and delayed replies.
+    private var pacer: OutputPacer
+    private var faults: FaultBook
+    /// Under a chaos schedule, after a recorded `quit`: the recorded SHUTDOWN, if the
+    /// schedule has not sent it by the end of `quit`'s slots.
+    private var shutdownOwed: Int?
     /// Commands whose reply waits for the control API's `release` (docs/REPLAY.md, "Control API").
     public internal(set) var replyHolds = ReplyHolds()
     /// `serve --record-missing`: a real QEMU's answer to a command no recorded call matches
@@ -64,7 +73,20 @@ public final class ServerSession {
         wallOffsetMicros = MonotonicClock.wallOffsetMicros(clock)
         report = SessionReport(client: client, peer: peer, connectedAtMicros: WallClock.nowMicros())
         report.strict = options.strict
-        if ownTimeline && !options.shared {
+        if let c = options.chaos {
+            let plan = ChaosPlan(script: script)
+            let schedule = c.schedule(for: plan)
+            chaos = ChaosDelivery(plan: plan, schedule: schedule, idle: c.idle, now: clock.now())
+            chaosSchedule = schedule
+            report.chaos = schedule.json
+        } else {
+            chaos = nil
+            chaosSchedule = nil
+        }
+        pacer = OutputPacer(cuts: chaosSchedule?.cuts ?? [])
+        faults = FaultBook(rules: options.faults)
+        // A chaos schedule, not the clock, says when events go.
+        if ownTimeline && !options.shared && options.chaos == nil {
             scheduler = Scheduler(
                 times: script.clockTimes, barriers: script.clockBarriers, gates: script.clockGates,
                 holdLimit: script.release == .clock ? nil : options.holdPatience,
@@ -115,6 +137,22 @@ public final class ServerSession {
         }
     }
 
+    /// How many queued bytes may be handed to the socket now, `inFlight` of them being handed
+    /// already: the whole queue, except where a chaos cut or a delayed reply pauses the stream.
+    public func writeAllowance(inFlight: Int) -> Int {
+        guard !pacer.isEmpty else { return .max }
+        return pacer.allowance(handed: report.bytesSent + inFlight, now: clock.now())
+    }
+
+    /// One write as the server would make it now (what `writeAllowance` lets through), marked
+    /// written: how tests see the byte schedule.
+    public func takeWritable() -> [UInt8] {
+        let n = min(pendingOutputCount, writeAllowance(inFlight: 0))
+        let o = Array(output[outputStart..<(outputStart + n)])
+        consumeOutput(n)
+        return o
+    }
+
     /// Calls `body` with the queued bytes (for `send`); returns what it returns.
     public func withPendingOutput<T>(_ body: (UnsafeRawBufferPointer) -> T) -> T {
         output.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[outputStart...])) }
@@ -130,6 +168,7 @@ public final class ServerSession {
     /// Feeds client bytes in chunks of any size; replies (and events released by them) are queued.
     public func receive<C: Collection>(_ chunk: C) where C.Element == UInt8 {
         guard !closeAfterFlush else { return }
+        if chaos != nil { chaos!.lastInput = clock.now() }
         parser.push(chunk) { item in
             guard !closeAfterFlush else { return }
             // The control API's reply holds (Control/ReplyHolds.swift): a held command and
@@ -155,6 +194,7 @@ public final class ServerSession {
     public func finish(reason: String) {
         report.closeReason = report.closeReason.isEmpty ? reason : report.closeReason
         report.durationNanos = clock.now() - startedAt
+        reportFaults()
         if let s = scheduler { report.passes = s.pass + 1 }
         if options.strict && !failedFast && strictNext < script.commands.count {
             let missing = script.commands[strictNext...]
@@ -181,22 +221,67 @@ public final class ServerSession {
     /// A SHUTDOWN event as QEMU writes it, stamped now: `{"timestamp": {...}, "event":
     /// "SHUTDOWN", "data": {"guest": false, "reason": REASON}}` and CR LF.
     public static func shutdownEvent(reason: String, guest: Bool = false, nowMicros: Int64 = WallClock.nowMicros()) -> [UInt8] {
-        var ts = JSONObject()
-        ts["seconds"] = .int(nowMicros / 1_000_000)
-        ts["microseconds"] = .int(nowMicros % 1_000_000)
         var data = JSONObject()
         data["guest"] = .bool(guest)
         data["reason"] = .string(reason)
+        return madeEvent("SHUTDOWN", data: data, nowMicros: nowMicros)
+    }
+
+    /// An event qmpreplay makes (not recorded), as QEMU writes one, stamped now:
+    /// `{"timestamp": {...}, "event": NAME, "data": DATA}` and CR LF (docs/QEMU-FACTS.md, "Event").
+    public static func madeEvent(_ name: String, data: JSONObject?, nowMicros: Int64 = WallClock.nowMicros()) -> [UInt8] {
+        var ts = JSONObject()
+        ts["seconds"] = .int(nowMicros / 1_000_000)
+        ts["microseconds"] = .int(nowMicros % 1_000_000)
         var o = JSONObject()
-        o["event"] = .string("SHUTDOWN")
+        o["event"] = .string(name)
         o["timestamp"] = .object(ts)
-        o["data"] = .object(data)
+        if let data { o["data"] = .object(data) }
         return QEMUJSONWriter.bytes(.object(o), qdictOrder: true) + [0x0D, 0x0A]
+    }
+
+    /// One parsed request; under a chaos schedule, with the events of the slots before and
+    /// after its reply (docs/QEMU-FACTS.md, "Where events can fall").
+    private func request(_ value: JSONValue) {
+        guard chaos != nil else { return handle(value) }
+        let received = report.commandsReceived
+        let mark = output.count
+        handle(value)
+        // Only commands answered once negotiation has begun are requests of the schedule.
+        guard negotiated, report.commandsReceived > received else { return }
+        let n = chaos!.beginRequest()
+        let now = clock.now()
+        let before = chaos!.take(upTo: .init(request: n, afterReply: false))
+        if !before.isEmpty {
+            output.insert(contentsOf: before.flatMap { chaosEventBytes($0, now) }, at: mark)
+            report.eventsSent += before.count
+            report.eventsWithReplies += before.count
+        }
+        for k in chaos!.take(upTo: .init(request: n, afterReply: true)) { appendEvent(k, due: now) }
+        if let e = shutdownOwed {
+            shutdownOwed = nil
+            if !chaos!.sent(e) { chaos!.markSent(e); appendEvent(e, due: now) }
+        }
+    }
+
+    /// A client that stopped sending requests while events remain: after the idle time it gets
+    /// the next slot's events (it may be waiting for one of them).
+    private func releaseIdle() {
+        guard negotiated, !closeAfterFlush, let d = chaos?.idleDeadline() else { return }
+        let now = clock.now()
+        guard now >= d else { return }
+        for k in chaos!.takeNextSlot() { appendEvent(k, due: now) }
+        chaos!.lastInput = now
+    }
+
+    private func chaosEventBytes(_ k: Int, _ now: Int64) -> [UInt8] {
+        options.retime ? ServerSession.retimed(script, k, due: now, speed: options.speed, wallOffsetMicros: wallOffsetMicros)
+                       : script.eventBytes[k]
     }
 
     /// One parsed request, checked as QEMU's dispatcher checks it (docs/QEMU-FACTS.md,
     /// "Command"): the members in QEMU's dictionary order, then the command.
-    private func request(_ value: JSONValue) {
+    private func handle(_ value: JSONValue) {
         guard case .object(let o) = value else {
             sendError(nil, "GenericError", "QMP input must be a JSON object")
             return
@@ -246,12 +331,62 @@ public final class ServerSession {
             }
             return
         }
-        if passThrough != nil, cmd != "quit", script.candidates(name: cmd, arguments: args, mode: options.match).isEmpty,
-           let got = passThrough?(o, id) {
-            report.commandsUnmatched += 1
-            for e in got.events { appendLive(e) }
-            sendRecordedReply(got.reply, id: id)
-            return
+        guard !faults.isEmpty else { return dispatch(cmd, args, id: id, execKey: execKey) }
+        injectFaults(cmd, args, id: id, execKey: execKey)
+    }
+
+    /// The fault rules for this call (docs/TESTING-CLIENTS.md, "Fault rules"): a delay pauses
+    /// the output from the reply on, an answering rule replaces the recorded reply (or closes
+    /// the connection), and events follow the reply.
+    private func injectFaults(_ cmd: String, _ args: JSONObject?, id: JSONValue?, execKey: String?) {
+        let f = faults.consult(cmd, args)
+        if let d = f.delay { pacer.pause(at: report.bytesSent + pendingOutputCount, for: d) }
+        switch f.answer {
+        case .error(let cls, let text)?:
+            report.commandsMatched += 1
+            sendError(id, cls, text, protocolError: false)
+        case .reply(let value)?:
+            report.commandsMatched += 1
+            sendReturn(value, id: id)
+        case .close?:
+            report.closeReason = "fault rule \(options.faults[f.answeredBy!].source) closed the connection"
+            closeAfterFlush = true
+        default:
+            dispatch(cmd, args, id: id, execKey: execKey)
+        }
+        for e in f.events {
+            output.append(contentsOf: ServerSession.madeEvent(e.name, data: e.data))
+            report.eventsSent += 1
+        }
+    }
+
+    /// The fault rules' firings, into the report; under `--strict` a rule that never fired is
+    /// a divergence (the test did not exercise what it meant to).
+    private func reportFaults() {
+        guard !faults.isEmpty else { return }
+        report.faults = faults.rules.indices.map { i in
+            SessionReport.FaultFiring(rule: faults.rules[i].text, source: faults.rules[i].source, fired: faults.fired[i])
+        }
+        guard options.strict else { return }
+        for f in report.faults where f.fired == 0 && !report.divergences.contains(where: { $0.message.hasPrefix("fault rule \(f.source) ") }) {
+            report.divergences.append(Divergence(
+                kind: .ruleNeverFired, sequence: 0, received: nil, expected: nil, expectedLine: nil, diff: [],
+                message: "fault rule \(f.source) (\(f.rule)) never fired"))
+        }
+    }
+
+    /// A command past negotiation: QEMU's dispatcher checks, then the recorded answer.
+    private func dispatch(_ cmd: String, _ args: JSONObject?, id: JSONValue?, execKey: String?) {
+        if passThrough != nil, cmd != "quit", script.candidates(name: cmd, arguments: args, mode: options.match).isEmpty {
+            var request = JSONObject()
+            request["execute"] = .string(cmd)
+            if let a = args { request["arguments"] = .object(a) }
+            if let got = passThrough?(request, id) {
+                report.commandsUnmatched += 1
+                for e in got.events { appendLive(e) }
+                sendRecordedReply(got.reply, id: id)
+                return
+            }
         }
         // qapi/qmp-dispatch.c: the command must exist, then allow out-of-band execution if asked.
         // With `--unmatched empty` and no schema, "never recorded" is only a guess: answer it.
@@ -352,7 +487,7 @@ public final class ServerSession {
         if n >= cands.count { report.commandsRepeated += 1 }
         let cmd = script.commands[k]
         var sentItems: [Int] = []
-        if consumed.insert(k).inserted {
+        if chaos == nil && consumed.insert(k).inserted {
             // docs/QEMU-FACTS.md, "Ordering without oob": events raised while a command runs are
             // written before its reply (unless the clock already sent them to a client that was
             // not following the recorded commands).
@@ -383,7 +518,12 @@ public final class ServerSession {
     /// recording had none, one is made.
     private func quitRecorded(_ k: Int) {
         let quit = script.commands[k]
-        if !quit.gatedEvents.contains(where: { script.events[$0].name == "SHUTDOWN" }) {
+        if chaos != nil {
+            // The schedule places the recorded SHUTDOWN; `request` sends it after the slots
+            // of `quit` if the schedule has not (QEMU always writes it before closing).
+            shutdownOwed = script.events.firstIndex { $0.name == "SHUTDOWN" && $0.record > quit.record }
+            if shutdownOwed == nil { output.append(contentsOf: ServerSession.shutdownEvent(reason: "host-qmp-quit")); report.eventsSent += 1 }
+        } else if !quit.gatedEvents.contains(where: { script.events[$0].name == "SHUTDOWN" }) {
             if let e = script.events.firstIndex(where: { $0.name == "SHUTDOWN" && $0.record > quit.record }) {
                 appendEvent(e, due: clock.now())
             } else {
@@ -466,6 +606,7 @@ public final class ServerSession {
     /// Releases the events of this session's own timeline that are due now. At max speed only
     /// while less than `watermark` bytes are queued, so a fast replay follows the reader.
     public func releaseDue(watermark: Int = 256 << 10) {
+        if chaos != nil { return releaseIdle() }
         guard let s = scheduler, negotiated, !closeAfterFlush else { return }
         let wasHolding = s.holding
         if s.speed == nil {
@@ -511,8 +652,11 @@ public final class ServerSession {
 
     /// When this session's timeline next wants to run; nil when it waits for nothing timed.
     public var nextDeadline: Int64? {
-        guard negotiated else { return nil }
-        return scheduler?.nextDeadline()
+        let paused = pacer.isEmpty ? nil : pacer.deadline(now: clock.now())
+        guard negotiated else { return paused }
+        let own = chaos != nil ? chaos!.idleDeadline() : scheduler?.nextDeadline()
+        guard let p = paused else { return own }
+        return min(p, own ?? p)
     }
 
     /// A shared timeline's release, already formatted (`bytes`); ignored before negotiation

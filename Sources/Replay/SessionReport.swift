@@ -13,6 +13,8 @@ public struct Divergence: Sendable, CustomStringConvertible {
         case outOfOrder = "out-of-order"
         /// The session ended before the client sent these recorded commands.
         case missing
+        /// A fault rule never fired in the session (`--strict` with fault rules).
+        case ruleNeverFired = "rule-never-fired"
     }
 
     public var kind: Kind
@@ -74,6 +76,17 @@ public struct SessionReport: Sendable, CustomStringConvertible {
     public var passes = 1
     /// Things the client should know about this session, e.g. why events were held back.
     public var notes: [String] = []
+    /// The chaos schedule the client got (`ChaosSchedule.json`), when it got one.
+    public var chaos: JSONValue?
+    /// How often each fault rule fired, in rule order.
+    public var faults: [FaultFiring] = []
+
+    /// One fault rule's firings in a session.
+    public struct FaultFiring: Sendable, Hashable {
+        public var rule: String
+        public var source: String
+        public var fired: Int
+    }
 
     public init(client: Int, peer: String, connectedAtMicros: Int64) {
         self.client = client; self.peer = peer; self.connectedAtMicros = connectedAtMicros
@@ -119,6 +132,12 @@ public struct SessionReport: Sendable, CustomStringConvertible {
         o["close_reason"] = .string(closeReason)
         o["dropped"] = dropped.map { .string($0) } ?? .null
         if !notes.isEmpty { o["notes"] = .array(notes.map { .string($0) }) }
+        if let c = chaos { o["chaos"] = c }
+        if !faults.isEmpty {
+            o["faults"] = .array(faults.map { f in
+                .object(JSONObject(["rule": .string(f.rule), "source": .string(f.source), "fired": .int(f.fired)]))
+            })
+        }
         if strict {
             o["strict"] = .object(JSONObject([
                 "ok": .bool(divergences.isEmpty),
@@ -142,6 +161,9 @@ public struct SessionReport: Sendable, CustomStringConvertible {
         if commandsRepeated > 0 { s += " (\(commandsRepeated) repeated)" }
         s += ", \(commandsUnmatched) unmatched"
         if protocolErrors > 0 { s += ", \(protocolErrors) protocol errors" }
+        if !faults.isEmpty {
+            s += "; fault rules fired: " + faults.map { "\($0.source) \($0.fired == 0 ? "never" : "\($0.fired)x")" }.joined(separator: ", ")
+        }
         if strict { s += divergences.isEmpty ? "; strict: ok" : "; strict: \(divergences.count) divergence(s)" }
         if !notes.isEmpty { s += "; " + notes.joined(separator: "; ") }
         return s

@@ -30,7 +30,7 @@ enum SynthIntent: Sendable {
 enum SynthClientOp: Sendable, CaseIterable {
     case queryStatus, queryBalloon, setBalloon, queryBlockJobs, queryRxAll, queryRxNamed, queryRxBad
     case queryCpus, stop, reset, powerdown, quit, startJob, pauseJob, cancelMissingJob
-    case deviceDel, deviceAdd, changeMedium, unknownCommand, wakeupEarly, disconnect
+    case deviceDel, deviceAdd, changeMedium, unknownCommand, wakeupEarly, disconnect, migrate
 }
 
 extension SynthEngine {
@@ -45,6 +45,7 @@ extension SynthEngine {
         case .rxFilter: return seconds(1, 10)
         case .lifecycle: return seconds(1, 8)
         case .blockJobs: return seconds(0.5, 4)
+        case .migration: return seconds(1, 6)
         }
     }
 
@@ -71,6 +72,8 @@ extension SynthEngine {
             ]
         case .blockJobs:
             return [(.queryBlockJobs, 10), (.queryStatus, 2), (.startJob, 2.5), (.pauseJob, 0.25), (.cancelMissingJob, 0.08)]
+        case .migration:
+            return [(.queryStatus, 8), (.queryBalloon, 1), (.migrate, 1.5)]
         }
     }
 
@@ -86,6 +89,7 @@ extension SynthEngine {
         case .deviceAdd: return !vm.hotplugAttached && !vm.hotplugPending
         case .queryRxNamed: return vm.nics.contains { $0.name != nil }
         case .wakeupEarly: return vm.run != .suspended
+        case .migrate: return vm.running && calm && !vm.migrating
         default: return true
         }
     }
@@ -128,6 +132,7 @@ extension SynthEngine {
             fail("CommandNotFound", "The command query-cpus has not been found", id)
         case .wakeupEarly: systemWakeup()
         case .disconnect: disconnectClient()
+        case .migrate: migrate()
         }
     }
 
@@ -231,7 +236,10 @@ extension SynthEngine {
         case .shutdown, .guestPanicked:
             let id = send("cont")
             fail("GenericError", "Resetting the Virtual Machine is required", id)
-        case .running, .suspended:
+        case .finishMigrate:
+            let id = send("cont")
+            fail("GenericError", "Migration is not finalized yet", id)
+        case .running, .suspended, .postmigrate:
             break
         }
     }
@@ -307,6 +315,10 @@ extension SynthEngine {
         vm.rtc.lastUpdate = now
         throttles = []
         connectClient()
+        if profile == .migration {
+            advance(us(200, 3_000))
+            enableMigrationEvents()
+        }
         if profile == .balloonFlood || profile == .mixed {
             advance(us(200, 3_000))
             queryBalloon()

@@ -24,6 +24,7 @@ enum SynthAction: Sendable {
     case display(epoch: Int)
     case displayEnd(session: Int, epoch: Int)
     case job(serial: Int, epoch: Int)
+    case migration(SynthMigrationStep, epoch: Int)
 }
 
 /// A time-ordered queue of actions (a binary heap); ties keep insertion order, so the
@@ -174,6 +175,8 @@ struct SynthEngine: Sendable {
             if live(e) { endDisplaySession(serial: s) }
         case .job(let serial, let e):
             if live(e) { jobTick(serial: serial) }
+        case .migration(let step, let e):
+            if live(e) { migrationStep(step) }
         }
     }
 

@@ -39,6 +39,8 @@ extension SynthEngine {
             schedule(in: seconds(3, 12), .intent(.setBalloon, epoch: e))
         case .blockJobs:
             schedule(in: seconds(1, 5), .intent(.startJob, epoch: e))
+        case .migration:
+            schedule(in: seconds(60, 600), .rtcWrite(epoch: e, once: false))
         }
         if profile == .mixed {
             for i in vm.nics.indices { schedule(in: seconds(30, 400), .rxChange(nic: i, epoch: e)) }

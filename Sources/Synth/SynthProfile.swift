@@ -23,6 +23,10 @@ public enum SynthProfile: String, CaseIterable, Sendable {
     /// Block jobs: JOB_STATUS_CHANGE walks and BLOCK_JOB_* with len/offset; some cancelled,
     /// some failing, `query-block-jobs` polls.
     case blockJobs = "block-jobs"
+    /// Outgoing migrations from the source's monitor: `migrate`, MIGRATION setup/active,
+    /// MIGRATION_PASS, the switch-over's STOP, then completed (the source is then ended) or
+    /// failed (RESUME); `query-status` polls see `finish-migrate` and `postmigrate`.
+    case migration
 
     /// Mixed into the seed so that profiles sharing a seed are unrelated streams.
     var salt: UInt64 {
@@ -33,6 +37,7 @@ public enum SynthProfile: String, CaseIterable, Sendable {
         case .rxFilter: return 0x7278_6669_6C74_0004
         case .lifecycle: return 0x6C69_6665_6379_0005
         case .blockJobs: return 0x626C_6F63_6B6A_0006
+        case .migration: return 0x6D69_6772_6174_0007
         }
     }
 }

@@ -3,7 +3,8 @@ import Recording
 
 /// QEMU's RunState, as `query-status` reports it.
 enum SynthRunState: String, Sendable {
-    case prelaunch, running, paused, shutdown, watchdog, suspended
+    case prelaunch, running, paused, shutdown, watchdog, suspended, postmigrate
+    case finishMigrate = "finish-migrate"
     case guestPanicked = "guest-panicked"
     case ioError = "io-error"
 
@@ -55,6 +56,8 @@ struct SynthVM: Sendable {
     /// The hot-pluggable disk `virtio-disk2`: attached, or unplug requested and not yet acknowledged.
     var hotplugAttached = true
     var hotplugPending = false
+    /// An outgoing migration is under way (SynthMigration).
+    var migrating = false
     /// The guest agent's virtio-serial port (VSERPORT_CHANGE).
     var agentPortOpen = false
     /// A shutdown the guest has been asked for is under way: the client leaves it alone.

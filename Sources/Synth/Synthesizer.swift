@@ -15,6 +15,10 @@ public struct Synthesizer: Sequence, Sendable {
     public let profile: SynthProfile
     /// Wall-clock time of t=0 (microseconds since the epoch); QEMU's event timestamps follow from it.
     public let startMicros: Int64
+    /// The header's host, and labels after `profile` and `seed` (a synthetic fleet names
+    /// its hosts and VMs here; docs/FLEET.md).
+    public var host = "synth"
+    public var labels: [(key: String, value: String)] = []
 
     public init(seed: UInt64, profile: SynthProfile, startMicros: Int64 = 1_763_632_800_000_000) {
         self.seed = seed
@@ -22,13 +26,13 @@ public struct Synthesizer: Sequence, Sendable {
         self.startMicros = startMicros
     }
 
-    /// The header of the recordings `write` produces: fixed host and recorder, labels
-    /// `profile` and `seed`, so that nothing about the machine running it leaks in.
+    /// The header of the recordings `write` produces: host `synth` unless given, labels
+    /// `profile` and `seed` (then any given), so that nothing about the machine running it leaks in.
     public var header: RecordingHeader {
         RecordingHeader(
             startMicros: startMicros, source: "synth:\(profile.rawValue)", mode: .synthetic,
-            recorder: RecordingHeader.recorderName, host: "synth", qemuVersion: "7.2.0", redacted: false,
-            labels: [(key: "profile", value: profile.rawValue), (key: "seed", value: String(seed))])
+            recorder: RecordingHeader.recorderName, host: host, qemuVersion: "7.2.0", redacted: false,
+            labels: [(key: "profile", value: profile.rawValue), (key: "seed", value: String(seed))] + labels)
     }
 
     /// Writes a complete recording (header mode .synthetic with labels profile/seed, records,

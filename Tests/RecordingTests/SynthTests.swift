@@ -25,6 +25,7 @@ private enum SynthFixture {
     static let rxFilter = generate(.rxFilter)
     static let lifecycle = generate(.lifecycle)
     static let blockJobs = generate(.blockJobs)
+    static let migration = generate(.migration)
 
     static func generate(_ p: SynthProfile) -> [SynthTestRecord] {
         Array(Synthesizer(seed: seed, profile: p).prefix(count))
@@ -38,6 +39,7 @@ private enum SynthFixture {
         case .rxFilter: return rxFilter
         case .lifecycle: return lifecycle
         case .blockJobs: return blockJobs
+        case .migration: return migration
         }
     }
 }
@@ -239,6 +241,38 @@ struct SynthTests {
         let warnings = findings.filter { $0.severity == .warning }
         #expect(errors.isEmpty, "\(errors.prefix(5))")
         #expect(warnings.isEmpty, "\(warnings.prefix(5))")
+    }
+
+    /// A 7.2 source's outgoing migration (docs/QEMU-FACTS.md, "Migration"): setup, active,
+    /// passes, the switch-over's STOP while still active, then completed (and the source is
+    /// ended: SHUTDOWN host-signal) or failed (RESUME); never a STOP without the status active.
+    @Test func migrationFollowsTheSourceSequence() {
+        let events = SynthFixture.migration.compactMap(synthEvent).filter { $0.name.hasPrefix("MIGRATION") || ["STOP", "RESUME", "SHUTDOWN"].contains($0.name) }
+        var status = "none", completed = 0, failed = 0, stops = 0
+        var afterFinish: String?
+        for e in events {
+            if let expected = afterFinish {
+                #expect(e.name == expected, "after MIGRATION \(status): \(e.name)")
+                afterFinish = nil
+            }
+            switch e.name {
+            case "MIGRATION":
+                let next = e.data?["status"]?.stringValue ?? "?"
+                let allowed = ["none": ["setup"], "setup": ["active"], "active": ["completed", "failed"], "completed": ["setup"], "failed": ["setup"]]
+                #expect(allowed[status, default: []].contains(next), "\(status) -> \(next)")
+                status = next
+                if next == "completed" { completed += 1; afterFinish = "SHUTDOWN" }
+                if next == "failed" { failed += 1; afterFinish = "RESUME" }
+            case "STOP":
+                #expect(status == "active")
+                stops += 1
+            case "MIGRATION_PASS":
+                #expect(status == "active")
+            default: break
+            }
+        }
+        #expect(completed > 0 && failed > 0)
+        #expect(stops == completed + failed || stops == completed + failed + 1)
     }
 
     @Test func mixedCoversEveryCatalogEvent() {

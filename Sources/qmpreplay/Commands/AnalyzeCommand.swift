@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Fleet
 import Options
 import QMP
 import Recording
@@ -19,6 +20,7 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Run an analysis over a recording (balloon, rtc, nic-rx-filter, runstate, ..., triage).",
         usage: HelpText.usage("""
             qmpreplay analyze NAME FILE [--from T] [--to T] [--format table|json|csv] [--svg FILE] [--chart]
+            qmpreplay analyze NAME FILE|DIR|PATTERN... [--format jsonl|table] [--jobs N]
             qmpreplay analyze --list
             """),
         discussion: HelpText.format("""
@@ -36,13 +38,21 @@ struct AnalyzeCommand: ParsableCommand {
             --from and --to take the time syntax of 'qmpreplay --help': -2s, 12.5s, @160 (a
             record, as triage lists them; #160 works too when quoted).
 
+            Several recordings (files, directories searched for *.qmprec and *.qmprec.gz,
+            quoted patterns): each is analysed on its own, on every core (--jobs), and gives one
+            JSON line (--format jsonl, the default then) naming its file, host, VM and time span
+            with the analysis's JSON document as "result" (docs/FLEET.md; DuckDB and Spark read
+            it as it is), or one table line; a damaged file is one error line and the run goes on.
+
             Examples:
               qmpreplay analyze triage rec.qmprec
+              qmpreplay analyze triage /var/log/qmp/ > fleet.jsonl
               qmpreplay analyze runstate rec.qmprec --from @13 --to -1s
               qmpreplay analyze balloon rec.qmprec --svg balloon.svg
 
             Exit status: 0 success (also when a series has no data to plot: a warning says so
-            and no SVG or chart is made); 2 unreadable recording or unwritable --svg file; 64
+            and no SVG or chart is made); 2 unreadable recording (with several: any of them, after
+            all were read) or unwritable --svg file; 64
             bad command line (unknown analysis, a time that does not parse, --to before --from,
             --svg or --chart for an analysis that is not a series).
             """))
@@ -53,7 +63,7 @@ struct AnalyzeCommand: ParsableCommand {
         return Analyses.names.map { "  " + $0.padding(width) + " " + (Analyses.summary(of: $0) ?? "") }.joined(separator: "\n")
     }
 
-    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, csv }
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, csv, jsonl }
 
     @Flag(help: "List the analyses and exit.")
     var list = false
@@ -62,13 +72,16 @@ struct AnalyzeCommand: ParsableCommand {
               completion: .list(Analyses.names))
     var name: String?
 
-    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
-    var file: String?
+    @Argument(help: "The recording (.qmprec or .qmprec.gz); several, directories or patterns for one JSON line each.",
+              completion: .file(extensions: ["qmprec", "gz"]))
+    var files: [String] = []
 
     @OptionGroup var span: TimeSpanOptions
 
-    @Option(help: "Output format: table, json or csv.")
-    var format: Format = .table
+    @Option(help: "Output format: table, json or csv; jsonl (one line per recording, the default for several).")
+    var format: Format?
+
+    @OptionGroup var fleet: FleetOptions
 
     @Option(help: "Also write an SVG plot to this file (balloon, rtc, runstate; triage: the incident's timeline).", completion: .file(extensions: ["svg"]))
     var svg: String?
@@ -87,7 +100,11 @@ struct AnalyzeCommand: ParsableCommand {
         guard Analyses.summary(of: name) != nil else {
             throw fail("analyze: unknown analysis '\(name)'\(Suggestions.didYouMean(name, among: Analyses.names)) (analyses: \(Analyses.names.joined(separator: ", ")))", code: Exit.usage)
         }
-        guard let file else { throw fail("analyze: missing the recording (qmpreplay analyze \(name) FILE)", code: Exit.usage) }
+        guard let file = files.first else { throw fail("analyze: missing the recording (qmpreplay analyze \(name) FILE)", code: Exit.usage) }
+        if FleetRun.isFleet(files, jsonl: format == .jsonl) {
+            return try runFleet(name)
+        }
+        let format = self.format ?? .table
         let r = try openRecording(file, strict: false)
         let resolved = try resolveSpan(span, in: r)
         if (svg != nil || chart), PlotSeries.about(name) == nil {
@@ -128,8 +145,29 @@ struct AnalyzeCommand: ParsableCommand {
             out.line()
         case .csv: out.write(report.csv())
         case .table: out.write(report.table(colors: out.colors, width: terminalColumns() ?? 0))
+        case .jsonl: break
         }
         out.flush()
+    }
+
+    /// One analysis over many recordings (docs/FLEET.md): one JSON or table line each.
+    private func runFleet(_ name: String) throws {
+        guard svg == nil, !chart else { throw fail("analyze: --svg and --chart take one recording (several give one JSON line each)", code: Exit.usage) }
+        let lineFormat: FleetRun.Format
+        switch format ?? .jsonl {
+        case .jsonl: lineFormat = .jsonl
+        case .table: lineFormat = .table
+        case .json, .csv: throw fail("analyze: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)
+        }
+        let span = self.span.span
+        try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs).run(files) { _, r in
+            let resolved = try span.resolve(in: r)
+            let report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end)
+            var counts: [FindingSeverity: Int] = [:]
+            for f in report.findings { counts[f.severity, default: 0] += 1 }
+            let summary = FindingSeverity.allCases.map { plural(counts[$0] ?? 0, $0 == .info ? "note" : $0.rawValue) }.joined(separator: ", ")
+            return FleetAnswer(result: report.json, summary: summary)
+        }
     }
 }
 

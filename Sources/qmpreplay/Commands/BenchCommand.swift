@@ -16,9 +16,9 @@ import Darwin
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy, the shell, replay and analyses.",
+        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy, the shell, replay, analyses and fleets.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self, BenchFleetCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
 }
 

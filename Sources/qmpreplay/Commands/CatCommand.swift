@@ -1,5 +1,6 @@
 import Analysis
 import ArgumentParser
+import Fleet
 import Options
 import QMP
 import Recording
@@ -12,6 +13,7 @@ struct CatCommand: ParsableCommand {
         usage: HelpText.usage("""
             qmpreplay cat FILE [--from T] [--to T] [--event NAME]... [--command NAME]... [--kind KIND]... \
             [--connection N] [--direction qemu|client] [--format pretty|jsonl|raw] [--strict]
+            qmpreplay cat FILE|DIR|PATTERN... [same options; --format pretty|jsonl]
             """),
         discussion: HelpText.format("""
             Formats:
@@ -36,14 +38,21 @@ struct CatCommand: ParsableCommand {
             When nothing is printed, a warning on standard error says why (the span is past the
             end, or no record has that event or command name, with the closest names).
 
-            Exit status: 0 success, also when nothing matched; 2 unreadable recording; 64 bad
-            command line (a time that does not parse, --to before --from, an unknown kind).
+            Several recordings (files, folders searched for *.qmprec and *.qmprec.gz, patterns) are
+            printed one after the other, the selection applied to each: pretty under a line
+            "==> FILE <==", jsonl with "file" as the first member of each line (docs/FLEET.md). An
+            unreadable one is reported on standard error and skipped (exit 2 at the end).
+
+            Exit status: 0 success, also when nothing matched; 2 unreadable recording (any of
+            several); 64 bad command line (a time that does not parse, --to before --from, an
+            unknown kind, --format raw with several recordings).
             """))
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case pretty, jsonl, raw }
 
-    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
-    var file: String
+    @Argument(help: "The recording (.qmprec or .qmprec.gz); several, folders or patterns are printed one after the other.",
+              completion: .file(extensions: ["qmprec", "gz"]))
+    var files: [String]
 
     @OptionGroup var span: TimeSpanOptions
 
@@ -76,7 +85,43 @@ struct CatCommand: ParsableCommand {
     }
 
     func run() throws {
-        let r = try openRecording(file, strict: strict)
+        guard FleetRun.isFleet(files, jsonl: false) else {
+            let r = try openRecording(files[0], strict: strict)
+            try printSelection(r, file: files[0], prefix: nil)
+            return
+        }
+        guard format != .raw else {
+            throw fail("cat: --format raw takes one recording (it prints bytes without records to tell files apart)", code: Exit.usage)
+        }
+        let inputs = FleetInputs.expand(files)
+        var unreadable = !inputs.problems.isEmpty
+        for p in inputs.problems { warn("\(p.path): \(p.message)") }
+        let out = Output.stdout
+        for file in inputs.files {
+            let r: Recording
+            do {
+                r = try Recording(path: file, options: RecordingOptions(strict: strict, requireRecording: true))
+            } catch {
+                warn(error.description)
+                unreadable = true
+                continue
+            }
+            if format == .pretty { out.line(Style(out).bold("==> \(file) <==")) }
+            do {
+                try printSelection(r, file: file, quiet: true, prefix: format == .jsonl ? Array("{\"file\":\(JSONValue.string(file).serialized()),".utf8) : nil)
+            } catch let e as ExitCode {
+                // A span that does not fit this recording: said, and the next one is printed.
+                unreadable = unreadable || e.rawValue == Exit.unreadable
+            }
+        }
+        out.flush()
+        if unreadable { throw ExitCode(Exit.unreadable) }
+    }
+
+    /// Prints one recording's selection; `prefix` replaces each jsonl line's opening brace
+    /// (several recordings: the line says which file it came from). `quiet`: no warning that
+    /// a name or the span matched nothing here (in a fleet, most files lack most names).
+    private func printSelection(_ r: Recording, file: String, quiet: Bool = false, prefix: [UInt8]?) throws {
         let records = try resolveSpan(span, in: r).records
         let lo = records.lowerBound, hi = records.upperBound
         let eventGlobs = events.map(Glob.init)
@@ -91,12 +136,12 @@ struct CatCommand: ParsableCommand {
             if commandGlobs.contains(where: { $0.matches(name) }) { commandIDs.insert(UInt16(id)) }
         }
         // A name or pattern no record carries: said once, with the closest names.
-        var explained = false
-        for p in events where !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
+        var explained = quiet
+        for p in events where !quiet && !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
             warn("--event \(p): no event of that name in \(file)" + nameHint(p, known: Suggestions.eventNames(in: r), here: eventNamesHere(r)))
             explained = true
         }
-        for p in commands where !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
+        for p in commands where !quiet && !r.names.enumerated().contains(where: { $0.offset > 0 && Glob(p).matches($0.element) }) {
             warn("--command \(p): no command of that name in \(file)" + nameHint(p, known: Suggestions.commandNames(in: r), here: Suggestions.commandNames(in: r)))
             explained = true
         }
@@ -124,7 +169,7 @@ struct CatCommand: ParsableCommand {
             }
             guard selected else { continue }
             do {
-                try emit(r, i, out: out, style: style)
+                try emit(r, i, out: out, style: style, prefix: prefix)
                 printed += 1
             } catch {
                 decodeErrors += 1
@@ -133,7 +178,7 @@ struct CatCommand: ParsableCommand {
         }
         out.flush()
         if decodeErrors > 0 { warn("\(plural(decodeErrors, "record")) could not be decoded and \(decodeErrors == 1 ? "was" : "were") skipped") }
-        if printed == 0 && decodeErrors == 0 && !explained { explainNothing(r, lo: lo, hi: hi) }
+        if printed == 0 && decodeErrors == 0 && !explained { explainNothing(r, file: file, lo: lo, hi: hi) }
         for p in r.problems where p.badLine { warn("\(file): \(p.description)") }
     }
 
@@ -152,7 +197,7 @@ struct CatCommand: ParsableCommand {
     }
 
     /// Nothing was printed: say why on standard error (the exit status stays 0).
-    private func explainNothing(_ r: Recording, lo: Int, hi: Int) {
+    private func explainNothing(_ r: Recording, file: String, lo: Int, hi: Int) {
         if r.isEmpty { warn("\(file) has no records"); return }
         let last = "@\(r.count - 1) at \(DurationFormat.clock(r.time(r.count - 1)))"
         if lo >= r.count {
@@ -185,10 +230,16 @@ struct CatCommand: ParsableCommand {
         return false
     }
 
-    private func emit(_ r: Recording, _ i: Int, out: Output, style: Style) throws(RecordDecodeError) {
+    private func emit(_ r: Recording, _ i: Int, out: Output, style: Style, prefix: [UInt8]?) throws(RecordDecodeError) {
         switch format {
         case .jsonl:
-            out.write(bytes: r.lineBytes(i))
+            let line = r.lineBytes(i)
+            if let prefix, line.first == UInt8(ascii: "{") {
+                out.write(bytes: prefix)
+                out.write(bytes: line.dropFirst())
+            } else {
+                out.write(bytes: line)
+            }
             out.write("\n")
         case .raw:
             if let bytes = try r.rawBytes(i) { out.write(bytes: bytes) }

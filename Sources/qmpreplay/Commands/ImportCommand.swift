@@ -279,7 +279,7 @@ struct ImportCommand: ParsableCommand {
     private func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }
 }
 
-private extension String {
+extension String {
     /// Every occurrence of `target` replaced (without Foundation).
     func replacingAll(_ target: String, with replacement: String) -> String {
         guard !target.isEmpty else { return self }

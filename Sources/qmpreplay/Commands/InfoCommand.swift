@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fleet
 import QMP
 import Recording
 
@@ -6,7 +7,10 @@ struct InfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
         abstract: "Summarise a recording: header, duration, counts, connections, QEMU clock skew, warnings.",
-        usage: HelpText.usage("qmpreplay info FILE [--schema FILE] [--json] [--strict]"),
+        usage: HelpText.usage("""
+            qmpreplay info FILE [--schema FILE] [--json] [--strict]
+            qmpreplay info FILE|DIR|PATTERN... [--format jsonl|table] [--jobs N]
+            """),
         discussion: HelpText.format("""
             Counts records by direction and kind, events by name, commands by name and errors by
             class; lists connections; compares QEMU's event timestamps with the receive times
@@ -17,15 +21,29 @@ struct InfoCommand: ParsableCommand {
             reply or a recording holding one; docs/CATALOG.md). --json output is described in
             docs/JSON.md.
 
-            Exit status: 0 read (even with warnings); 2 unreadable (or any bad line with --strict);
+            Several recordings (files, directories searched for *.qmprec and *.qmprec.gz, quoted
+            patterns) give one line each, read on every core: JSON Lines by default (file, host,
+            VM, time span, and the --json document as "result"; docs/FLEET.md), or a table line
+            with --format table. A damaged file is one error line; the run goes on.
+
+            Exit status: 0 read (even with warnings); 2 unreadable (or any bad line with --strict;
+            with several recordings: any of them, after all were read);
             64 bad command line.
             """))
 
-    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
-    var file: String
+    @Argument(help: "The recording (.qmprec or .qmprec.gz); several, directories or patterns for one line each.",
+              completion: .file(extensions: ["qmprec", "gz"]))
+    var files: [String]
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case table, json, jsonl }
+
+    @Option(help: "Output format: table or json (as --json); jsonl (one line per recording, the default for several).")
+    var format: Format?
+
+    @OptionGroup var fleet: FleetOptions
 
     @Flag(help: "Treat any bad line as an error.")
     var strict = false
@@ -35,6 +53,11 @@ struct InfoCommand: ParsableCommand {
     var schema: String?
 
     func run() throws {
+        if FleetRun.isFleet(files, jsonl: format == .jsonl) {
+            return try runFleet()
+        }
+        let file = files[0]
+        let json = self.json || format == .json
         let r = try openRecording(file, strict: strict)
         var s = RecordingSummary(r)
         s.schema = try schemaChoice(for: r, file: schema)
@@ -46,6 +69,25 @@ struct InfoCommand: ParsableCommand {
         }
         InfoCommand.printTable(s, to: out)
         out.flush()
+    }
+
+    /// `info` over many recordings (docs/FLEET.md): one JSON or table line each.
+    private func runFleet() throws {
+        let lineFormat: FleetRun.Format
+        switch format ?? (json ? .json : .jsonl) {
+        case .jsonl: lineFormat = .jsonl
+        case .table: lineFormat = .table
+        case .json: throw fail("info: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)
+        }
+        let override = try schema.map { file in
+            do { return try RecordingSchema.load(file: file) } catch { throw fail("--schema: \(error)") }
+        }
+        try FleetRun(command: "info", format: lineFormat, strict: strict, jobs: fleet.jobs).run(files) { _, r in
+            var s = RecordingSummary(r)
+            s.schema = RecordingSchema.choose(for: r, override: override)
+            let damage = s.problems.isEmpty ? "" : ", " + plural(s.problems.count, "problem")
+            return FleetAnswer(result: s.json, summary: "\(plural(s.records, "record")), \(plural(s.connections.count, "connection"))\(damage)")
+        }
     }
 
     static func printTable(_ s: RecordingSummary, to out: Output) {

@@ -43,8 +43,17 @@ struct ServeCommand: ParsableCommand {
               qmpreplay serve rec.qmprec --listen tcp::4444 --speed 10 --max-gap 2s --loop
               qmpreplay serve rec.qmprec --listen /tmp/q.sock --strict --once --report report.json
               qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --shared --speed max --from -30s
+              qmpreplay serve rec.qmprec --listen /tmp/q.sock --chaos 42 --chaos-stall 300ms
+              qmpreplay serve rec.qmprec --listen /tmp/q.sock --fault 'migrate close' --strict
               qmpreplay serve rec.qmprec --listen /tmp/q.sock --paused --control /tmp/ctl.sock
                 (then: echo '{"cmd":"step","n":1}' | socat - UNIX-CONNECT:/tmp/ctl.sock)
+
+            With --chaos SEED every client gets the events at adversarial points chosen from
+            the seed (between a command and its reply, between qmp_capabilities and its reply,
+            in bursts, split across reads, after a stall); the schedule is printed and written
+            to the report, and --chaos-schedule replays one exactly. --fault and --faults add
+            errors, delays, closes, events and state changes to the recording; with --strict a
+            rule that never fired is a divergence. See docs/TESTING-CLIENTS.md.
 
             Exit status: 0 served until a signal (SIGINT/SIGTERM) or --once; 1 --strict found
             divergences; 2 unreadable recording or cannot listen; 64 bad command line (a time or
@@ -89,6 +98,7 @@ struct ServeCommand: ParsableCommand {
         }
         let reportFile = ReportFile(path: output.report, file: file, target: ep.description, options: o, script: server.script)
         if let n = server.script.connectionNotice(chosen: o.connection) { warn(n) }
+        if let c = o.chaos { announceChaos(c, script: server.script) }
         if server.script.greetingSynthesized { warn("\(file): no greeting recorded on connection \(server.script.connection); sending a QEMU \(r.header?.qemuVersion ?? "7.2.0")-like one") }
         Signals.onStop { name in
             log.info("stopping on \(name)")
@@ -147,4 +157,15 @@ struct ServeCommand: ParsableCommand {
             throw fail("--control \(control): \(error)")
         }
     }
+}
+
+/// Prints the chaos schedule every client will get (the same for all: it follows from the
+/// seed and the recording), with what it changes, so a failing run can be replayed exactly.
+func announceChaos(_ c: ChaosSettings, script: ReplayScript) {
+    let plan = ChaosPlan(script: script)
+    let s = c.schedule(for: plan)
+    let from = s.seed.map { "seed \($0)" } ?? "given schedule"
+    Output.stderr.line("qmpreplay: chaos (\(from)): --chaos-schedule '\(s)'")
+    for l in plan.explain(s) { Output.stderr.line("  \(l)") }
+    Output.stderr.flush()
 }

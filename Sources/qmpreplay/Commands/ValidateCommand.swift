@@ -1,4 +1,5 @@
 import ArgumentParser
+import Fleet
 import QMP
 import Recording
 
@@ -6,7 +7,10 @@ struct ValidateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "validate",
         abstract: "Check a recording against QMP's rules, QEMU's schema and the event catalog.",
-        usage: HelpText.usage("qmpreplay validate FILE [--schema FILE] [--json] [--verbose] [--strict]"),
+        usage: HelpText.usage("""
+            qmpreplay validate FILE [--schema FILE] [--json] [--verbose] [--strict]
+            qmpreplay validate FILE|DIR|PATTERN... [--format jsonl|table] [--jobs N]
+            """),
         discussion: HelpText.format("""
             Checks against the QEMU schema that applies (the recording's own query-qmp-schema
             reply, else the schema shipped for the QEMU version in its greeting, else only the seed
@@ -27,14 +31,28 @@ struct ValidateCommand: ParsableCommand {
             left unanswered at a disconnect) is shown with --verbose and never fails validation.
             --json output is described in docs/JSON.md.
 
-            Exit status: 0 clean; 1 findings; 2 unreadable; 64 bad command line.
+            Several recordings (files, directories searched for *.qmprec and *.qmprec.gz, quoted
+            patterns) are checked on every core and give one line each: JSON Lines by default (file,
+            host, VM, time span, and the --json document as "result"; docs/FLEET.md), or a table
+            line with --format table. A damaged file is one error line; the run goes on.
+
+            Exit status: 0 clean; 1 findings; 2 unreadable (with several: any of them, after all
+            were read; else 1 when any had findings); 64 bad command line.
             """))
 
-    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
-    var file: String
+    @Argument(help: "The recording (.qmprec or .qmprec.gz); several, directories or patterns for one line each.",
+              completion: .file(extensions: ["qmprec", "gz"]))
+    var files: [String]
 
     @Flag(help: "Print JSON instead of text.")
     var json = false
+
+    enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, jsonl, table }
+
+    @Option(help: "Output format: text or json (as --json); jsonl or table (one line per recording, jsonl the default for several).")
+    var format: Format?
+
+    @OptionGroup var fleet: FleetOptions
 
     @Flag(name: .shortAndLong, help: "Also print notes (info findings).")
     var verbose = false
@@ -47,6 +65,11 @@ struct ValidateCommand: ParsableCommand {
     var schema: String?
 
     func run() throws {
+        if FleetRun.isFleet(files, jsonl: format == .jsonl) {
+            return try runFleet()
+        }
+        let file = files[0]
+        let json = self.json || format == .json
         let r = try openRecording(file, strict: strict)
         let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
@@ -79,5 +102,28 @@ struct ValidateCommand: ParsableCommand {
         }
         out.flush()
         if !failing.isEmpty { throw ExitCode(Exit.findings) }
+    }
+
+    /// `validate` over many recordings (docs/FLEET.md): one JSON or table line each.
+    private func runFleet() throws {
+        let lineFormat: FleetRun.Format
+        switch format ?? (json ? .json : .jsonl) {
+        case .jsonl: lineFormat = .jsonl
+        case .table, .text: lineFormat = .table
+        case .json: throw fail("validate: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)
+        }
+        let override = try schema.map { file in
+            do { return try RecordingSchema.load(file: file) } catch { throw fail("--schema: \(error)") }
+        }
+        try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs).run(files) { path, r in
+            let choice = RecordingSchema.choose(for: r, override: override)
+            let findings = RecordingValidation.run(r, schema: choice)
+            let errors = findings.filter { $0.severity == .error }.count
+            let warnings = findings.filter { $0.severity == .warning }.count
+            let notes = findings.filter { $0.severity == .info }.count
+            return FleetAnswer(result: RecordingValidation.json(findings, path: path, schema: choice),
+                               summary: "\(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note"))",
+                               status: errors + warnings > 0 ? Exit.findings : Exit.ok)
+        }
     }
 }

@@ -145,10 +145,10 @@ struct Progress {
     let label: String
     let total: Int
     let enabled = Output.stderr.isTerminal
-    func update(_ done: Int) {
+    func update(_ done: Int, note: String? = nil) {
         guard enabled, total > 0 else { return }
         let pct = Int(Double(done) / Double(total) * 100)
-        Output.stderr.write("\r\(label): \(done)/\(total) (\(pct)%)")
+        Output.stderr.write("\r\(label): \(done)/\(total) (\(pct)%)" + (note.map { ", " + $0 } ?? "") + "\u{1B}[K")
         Output.stderr.flush()
     }
     func finish() {

@@ -1,9 +1,8 @@
-import Recording
-import QMP
-/// The synthesizer's random numbers: SplitMix64 (Steele, Lea and Flood, 2014).
+/// Seeded random numbers: SplitMix64 (Steele, Lea and Flood, 2014), for the synthesizer and
+/// for replay's chaos schedules.
 ///
 /// Our own generator rather than the system one, so that a seed gives the same recording
-/// on every machine and every Swift version. Only integer arithmetic and exactly rounded
+/// (or the same chaos schedule) on every machine and every Swift version. Only integer arithmetic and exactly rounded
 /// double operations are used (no `log`/`exp`, whose last bits differ between C libraries).
 ///
 /// Example: `var r = SplitMix64(seed: 42); r.int64(10...20)`.
@@ -21,27 +20,27 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
     }
 
     /// Uniform in `0..<n` (multiply-shift; the bias is below 2^-32 for the ranges used here).
-    mutating func below(_ n: UInt64) -> UInt64 {
+    public mutating func below(_ n: UInt64) -> UInt64 {
         n == 0 ? 0 : next().multipliedFullWidth(by: n).high
     }
 
-    mutating func int64(_ r: ClosedRange<Int64>) -> Int64 {
+    public mutating func int64(_ r: ClosedRange<Int64>) -> Int64 {
         let span = UInt64(bitPattern: r.upperBound &- r.lowerBound) &+ 1
         if span == 0 { return Int64(bitPattern: next()) }
         return r.lowerBound &+ Int64(bitPattern: below(span))
     }
 
-    mutating func int(_ r: ClosedRange<Int>) -> Int { Int(int64(Int64(r.lowerBound)...Int64(r.upperBound))) }
+    public mutating func int(_ r: ClosedRange<Int>) -> Int { Int(int64(Int64(r.lowerBound)...Int64(r.upperBound))) }
 
     /// Uniform in [0, 1).
-    mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
+    public mutating func unit() -> Double { Double(next() >> 11) * 0x1p-53 }
 
-    mutating func chance(_ p: Double) -> Bool { unit() < p }
+    public mutating func chance(_ p: Double) -> Bool { unit() < p }
 
-    mutating func pick<T>(_ items: [T]) -> T { items[Int(below(UInt64(items.count)))] }
+    public mutating func pick<T>(_ items: [T]) -> T { items[Int(below(UInt64(items.count)))] }
 
     /// An index chosen with the given (non-negative) weights; the last index when all are zero.
-    mutating func weighted(_ weights: [Double]) -> Int {
+    public mutating func weighted(_ weights: [Double]) -> Int {
         var total = 0.0
         for w in weights { total += w }
         guard total > 0 else { return weights.count - 1 }
