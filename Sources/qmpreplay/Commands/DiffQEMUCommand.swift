@@ -19,19 +19,25 @@ struct DiffQEMUCommand: ParsableCommand {
 
             Each difference is explained or not: timestamp (when QEMU raised an event), id,
             version (another QEMU build), host-specific (a path in the recording's temporary
-            directory, a port, a host thread id), timing (how far a job or migration had got
-            when the command ran), external (an event no command of this connection raised:
-            the guest, firmware, a timer; sending commands cannot replay it). The rest is
-            unexplained. docs/DIFF-QEMU.md has the rules.
+            directory, a port, a host thread id), timing (how far a job, a migration or the
+            balloon had got when the command ran), external (an event no command of this
+            connection raised: the guest, firmware, a timer), guest (state the guest's drivers
+            set, or a run state its guest caused, when this QEMU's guest did less of it),
+            recording-ended (what followed a command the recording has no reply for). The rest
+            is unexplained. docs/DIFF-QEMU.md has the rules; --verbose lists the explained ones.
 
             Examples:
               qmpreplay diff-qemu Recordings/lifecycle-qemu.qmprec
-              qmpreplay diff-qemu rec.qmprec --qemu 'qemu-system-x86_64 -machine q35 -accel tcg -nodefaults -m 256M'
-              qmpreplay diff-qemu rec.qmprec --json | jq '.items[] | select(.differences[].kind == "unexplained")'
+              qmpreplay diff-qemu rec.qmprec --print-command
+              qmpreplay diff-qemu rec.qmprec --qemu 'qemu-system-x86_64 -machine q35 -m 256M'
+              qmpreplay diff-qemu rec.qmprec --json | jq '.unexplained, .explained'
 
             Exit status: 0 no unexplained difference; 1 unexplained differences; 2 unreadable
             recording, or QEMU could not be started; 64 bad command line.
             """))
+
+    static let defaultMaxWait = DurationValue(nanoseconds: QEMUDiff.Options().maxWait)
+    static let defaultReplyTimeout = DurationValue(nanoseconds: QEMUDiff.Options().replyTimeout)
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String
@@ -42,13 +48,13 @@ struct DiffQEMUCommand: ParsableCommand {
     @Option(help: "The recorded connection to compare (default: the first with a greeting).")
     var connection: UInt32?
 
-    @Option(name: .customLong("max-wait"), help: ArgumentHelp("Longest wait for the recorded events before a command.", valueName: "duration"),
+    @Option(name: .customLong("max-wait"), help: ArgumentHelp("Longest wait for the recorded events before a command.", valueName: "duration", default: DiffQEMUCommand.defaultMaxWait),
             transform: DurationValue.parse)
-    var maxWait = DurationValue(nanoseconds: QEMUDiff.Options().maxWait)
+    var maxWait = defaultMaxWait
 
-    @Option(name: .customLong("reply-timeout"), help: ArgumentHelp("Longest wait for a reply.", valueName: "duration"),
+    @Option(name: .customLong("reply-timeout"), help: ArgumentHelp("Longest wait for a reply.", valueName: "duration", default: DiffQEMUCommand.defaultReplyTimeout),
             transform: DurationValue.parse)
-    var replyTimeout = DurationValue(nanoseconds: QEMUDiff.Options().replyTimeout)
+    var replyTimeout = defaultReplyTimeout
 
     @Flag(help: "Print JSON (docs/DIFF-QEMU.md) instead of text.")
     var json = false
