@@ -180,3 +180,30 @@ def test_record_missing_adds_what_the_recording_lacks(tmp_path, qemu_available, 
     p = subprocess.run([qmpreplay_binary(), "serve", str(REC / "lifecycle-qemu.qmprec"), "--listen", str(tmp_path / "x.sock"),
                         "--record-missing", str(out)], capture_output=True, timeout=30)
     assert p.returncode == 64 and b"--force" in p.stderr
+
+
+def test_record_missing_keeps_the_events_a_command_raised(tmp_path, qemu_available, qemu_qmp_available):
+    """`stop`, which quirky-ids.qmprec never shows: the real QEMU's STOP reaches the client
+    before the reply, and the new recording has command, STOP and reply in that order, so
+    serving it sends the STOP with the reply, as QEMU does."""
+    from qemu.qmp import QMPClient
+
+    out = tmp_path / "stop.qmprec"
+
+    async def stop(path: str) -> str:
+        qmp = QMPClient("record-missing-events")
+        await qmp.connect(path)
+        assert await qmp.execute("stop") == {}
+        ev = await asyncio.wait_for(qmp.events.get(), 5)
+        await qmp.disconnect()
+        return ev["event"]
+
+    for args in (("quirky-ids.qmprec", "--record-missing", str(out)), (str(out),)):
+        srv = Server(*args)
+        try:
+            assert asyncio.run(stop(srv.path)) == "STOP"
+        finally:
+            assert srv.stop() == 0
+            shutil.rmtree(srv.dir, ignore_errors=True)
+    added = [json.loads(line) for line in out.read_text().splitlines()][-5:]
+    assert [(r.get("k"), r.get("n")) for r in added[:3]] == [("command", "stop"), ("event", "STOP"), ("return", None)]
