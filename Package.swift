@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "Analysis", dependencies: ["QMP", "Recording"]),
         .target(name: "Fleet", dependencies: ["QMP", "Recording", "Transport"]),
         .target(name: "Benchmarks", dependencies: [
-            "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport",
+            "QMP", "Recording", "Synth", "Transport", "Capture", "Replay", "TestSupport", "Shell",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The option grammar shared by the CLI and the shell: value types, option groups.

@@ -41,6 +41,11 @@ final class ClientDriver: ConnectionOwner {
     private var session: ClientRecorder.Session
     private var nextID = 1
     private var reason = ""
+    /// Commands injected with `inject`, waiting for their replies, by id.
+    private var injected: [String: @Sendable (Result<QMPMessage, SocketError>) -> Void] = [:]
+    private var nextInjected = 1
+    /// Injected before negotiation completed: sent once it has.
+    private var injectLater: [(RecorderCommand, @Sendable (Result<QMPMessage, SocketError>) -> Void)] = []
 
     // Before the file exists: what QEMU sent, and how the connection ended if it did.
     private var early: [(Int64, [UInt8])] = []
@@ -249,6 +254,7 @@ final class ClientDriver: ConnectionOwner {
             }
             sink.data(t, conn, .qemu, bytes)
             session.feed(bytes)
+            deliverInjectedReplies()
             drive()
         default:
             break
@@ -291,6 +297,7 @@ final class ClientDriver: ConnectionOwner {
     /// QEMU closed the recorded connection (or it was reset).
     private func qemuGone(at t: Int64, error: Error?) {
         pollTimer?.cancel()
+        failInjected("QEMU closed the connection before replying")
         if pendingOpen == nil, let sink {
             let why: String
             if let error {
@@ -316,6 +323,47 @@ final class ClientDriver: ConnectionOwner {
             phase = .reconnecting
             retryLater()
         }
+    }
+
+    // MARK: Injected commands
+
+    /// Sends `command` now, recorded as the client's, whatever the recorder has in flight:
+    /// QEMU answers commands in the order it reads them (docs/QEMU-FACTS.md, "Wire
+    /// protocol"), and the recorder tells the replies apart by id.
+    func inject(_ command: RecorderCommand, reply: @escaping @Sendable (Result<QMPMessage, SocketError>) -> Void) {
+        if phase == .recording, pendingOpen == nil, channel != nil, !session.negotiated {
+            injectLater.append((command, reply))
+            return
+        }
+        guard phase == .recording, pendingOpen == nil, let sink, let ch = channel, session.negotiated else {
+            reply(.failure(SocketError(endpoint: config.endpoint.description, reason: "not connected to QEMU", errno: 0)))
+            return
+        }
+        let id = ClientRecorder.Session.injectedPrefix + "\(nextInjected)"
+        nextInjected += 1
+        injected[id] = reply
+        let bytes = command.bytes(id: id)
+        ch.writeAndFlush(ByteBuffer(bytes: bytes), promise: nil)
+        sink.data(now(), conn, .client, bytes)
+    }
+
+    private func deliverInjectedReplies() {
+        if session.negotiated && !injectLater.isEmpty {
+            let later = injectLater
+            injectLater = []
+            for (c, r) in later { inject(c, reply: r) }
+        }
+        guard !session.injectedReplies.isEmpty else { return }
+        for (id, m) in session.injectedReplies { injected.removeValue(forKey: id)?(.success(m)) }
+        session.injectedReplies = []
+    }
+
+    /// The connection is gone: injected commands will not be answered.
+    private func failInjected(_ why: String) {
+        let waiting = Array(injected.values) + injectLater.map(\.1)
+        injected = [:]
+        injectLater = []
+        for r in waiting { r(.failure(SocketError(endpoint: config.endpoint.description, reason: why, errno: 0))) }
     }
 
     // MARK: The session
@@ -367,6 +415,7 @@ final class ClientDriver: ConnectionOwner {
 
     private func finish(_ reason: String) {
         guard phase != .finished else { return }
+        failInjected("the recording ended before QEMU replied")
         phase = .finished
         cancelTimers()
         channel?.close(promise: nil)

@@ -110,6 +110,22 @@ public final class ClientRecorder: CaptureRecorder {
 
     public func trigger(_ trigger: IncidentTrigger) { control.trigger(trigger, clock: context.clock) }
 
+    /// The driver, once `run()` has started it: where `send` goes.
+    private let started = Guarded<(loop: EventLoop, driver: NIOLoopBound<ClientDriver>)?>(nil)
+
+    /// Sends a command of the caller's own (the live shell's `send`) on the recorded
+    /// connection, recorded like any client command, with an id of the recorder's
+    /// (`qmpreplay-shell-N`); `reply` gets QEMU's reply (a return or an error message), or
+    /// an error when there is no connection to QEMU or it went away first. Callable from
+    /// any thread; `reply` runs on the recorder's event loop.
+    public func send(_ command: RecorderCommand, reply: @escaping @Sendable (Result<QMPMessage, SocketError>) -> Void) {
+        guard let (loop, driver) = started.withLock({ $0 }) else {
+            reply(.failure(SocketError(endpoint: config.endpoint.description, reason: "not connected to QEMU yet", errno: 0)))
+            return
+        }
+        loop.execute { driver.value.inject(command, reply: reply) }
+    }
+
     public var progress: CaptureProgress? { control.progress(context.clock) }
 
     /// Runs until the session ends. Throws only when nothing could be recorded at all.
@@ -131,6 +147,8 @@ public final class ClientRecorder: CaptureRecorder {
             throw error
         }
         control.recording(into: sink, since: t0)
+        started.withLock { $0 = (loop, driver) }
+        defer { started.withLock { $0 = nil } }
         let done = try loop.submit { driver.value.record(into: sink) }.wait()
         let reason = (try? done.wait()) ?? "error"
         let lost = (try? loop.submit { driver.value.lostConnections }.wait()) ?? 0
@@ -152,6 +170,11 @@ public final class ClientRecorder: CaptureRecorder {
         var queue: [RecorderCommand] = []
         var nextPoll: [Int64]
         var sawShutdown = false
+        /// Replies to commands injected with `send` (ids starting `injectedPrefix`), in the
+        /// order they came, for the driver to hand over.
+        var injectedReplies: [(id: String, reply: QMPMessage)] = []
+
+        static let injectedPrefix = "qmpreplay-shell-"
 
         init(config: ClientModeConfig) {
             self.config = config
@@ -171,6 +194,10 @@ public final class ClientRecorder: CaptureRecorder {
                     inflight = nil
                 case .error(let e) where e.id?.stringValue == inflight && inflight != nil:
                     inflight = nil
+                case .return(let r) where r.id?.stringValue?.hasPrefix(Session.injectedPrefix) == true:
+                    injectedReplies.append((r.id!.stringValue!, m))
+                case .error(let e) where e.id?.stringValue?.hasPrefix(Session.injectedPrefix) == true:
+                    injectedReplies.append((e.id!.stringValue!, m))
                 case .event(let e) where e.name == "SHUTDOWN":
                     sawShutdown = true
                 default:

@@ -16,6 +16,9 @@ public struct Completer {
     let schema: QAPISchema?
     /// `describe`'s words: the schema's commands and events and the seed catalog's events.
     let describeNames: [String]
+    /// The live session's schema for `send` (QEMU's own query-qmp-schema reply, once
+    /// recorded), asked at each Tab: it may arrive after the completer was made.
+    public var sendSchema: (() -> QAPISchema?)?
 
     public static let analysisNames = Analyses.names
     static let filterWords = ["event", "command", "kind", "from", "conn", "time", "has", "and", "or", "not", "off",
@@ -62,11 +65,22 @@ public struct Completer {
             if words.count == 1 { return .words(ShellSession.settings) }
             return words[1].hasPrefix("show-") ? .words(["all"]) : .words(["on", "off"])
         case "replay": return .words(["start", "pause", "resume", "speed", "seek", "stop", "status"])
+        case "send": return .words(sendCandidates(words))
         default: return .words([])
         }
     }
 
     // MARK: From the schema
+
+    /// `send`: command names, then the command's argument names as `name=` (nested ones
+    /// dotted, as qmp-shell takes them).
+    func sendCandidates(_ words: [String]) -> [String] {
+        let schema = sendSchema?() ?? self.schema
+        guard words.count >= 2 else { return schema?.commandNames ?? commandNames }
+        guard let schema, let info = schema.command(words[1]) else { return [] }
+        let given = Set(words.dropFirst(2).compactMap { $0.split(separator: "=", maxSplits: 1).first.map(String.init) })
+        return schema.memberPaths(of: info.argType, prefix: "").map { String($0.dropFirst()) }.filter { !given.contains($0) }.map { $0 + "=" }
+    }
 
     /// Names, paths and words for a filter; enum values right after `==`/`!=`.
     func filterCandidates(_ words: [String], before: String) -> [String] {

@@ -253,6 +253,10 @@ extension ShellSession {
     public func stopBackgroundWork() {
         backgroundReplay?.server.stop()
         backgroundReplay = nil
+        if let live, !live.finished {
+            live.stop()
+            refresh()
+        }
     }
 
     /// A line for the prompt loop: news from the background replay since the last command.

@@ -28,10 +28,11 @@ public enum Interrupt {
 /// (readline on a terminal, a pipe, `-c`). One cursor over the recording, an optional
 /// view filter, bookmarks, and a cached state tracker.
 public final class ShellSession {
-    public let recording: Recording
+    /// The recording; a live session replaces it with the grown file (`refresh`, ShellLive.swift).
+    public internal(set) var recording: Recording
     public let out: ShellOutput
     /// The current record (0..<count); 0 for an empty recording.
-    public private(set) var cursor = 0
+    public internal(set) var cursor = 0
     public private(set) var filter: FilterExpression?
     public private(set) var marks: MarkStore
     /// Long answers go through a pager when they are taller than the terminal (interactive
@@ -50,11 +51,24 @@ public final class ShellSession {
     /// Field paths seen in the recording (sampled) and documented by the catalog, for
     /// "did you mean" on filter paths.
     private lazy var knownPaths: Set<String> = FilterHints.knownPaths(in: recording)
-    private lazy var tracker = StateTracker(recording: recording)
+    lazy var tracker = StateTracker(recording: recording)
     /// The schema `describe` and completion use (docs/CATALOG.md, "Layers"), found on first use.
-    public private(set) lazy var schema: SchemaChoice = RecordingSchema.choose(for: recording)
+    public internal(set) lazy var schema: SchemaChoice = RecordingSchema.choose(for: recording)
     /// The server started by `replay start` (ShellReplay.swift), while it runs.
     var backgroundReplay: ShellReplay?
+    /// A live session (ShellLive.swift): the recorder talking to QEMU (`--connect`), nil
+    /// when following a file another process writes (`--follow`) or reading a finished one.
+    public internal(set) var live: LiveRecorder?
+    /// The recording may still grow: `refresh` looks for new records.
+    public internal(set) var growing = false
+    /// The cursor moves with the live end, printing new records through the filter.
+    public internal(set) var following = false
+    /// `watch FILTER`: records matching it are printed as they arrive, followed or not.
+    public internal(set) var watchFilter: FilterExpression?
+    /// The session was live once (the prompt keeps saying `ended` after the end).
+    var wasLive = false
+    /// A query-qmp-schema was sent and its reply may not be in yet (ShellLive.swift).
+    var schemaAwaited = false
 
     public init(recording: Recording, out: ShellOutput) throws(ShellError) {
         self.recording = recording
@@ -65,12 +79,15 @@ public final class ShellSession {
     // MARK: Prompt
 
     /// `[#1234 +00:12:05.250 STOP] qmp> `
+    /// Live: `[#1234 +00:12:05.250 STOP] live> ` while following, `[#1200 ...] +34 qmp> `
+    /// (records past the cursor) while staying, `ended` once the recording is finished.
     public var prompt: String {
-        guard !recording.isEmpty else { return "[empty] qmp> " }
+        let marker = liveMarker
+        guard !recording.isEmpty else { return "[empty] \(marker.isEmpty ? "" : marker + " ")qmp> " }
         let what = recording.name(cursor) ?? recording.kind(cursor).rawValue
         var p = "[#\(cursor) \(DurationFormat.clock(recording.time(cursor))) \(what)]"
         if filter != nil { p += "*" }
-        return p + " qmp> "
+        return p + (marker.isEmpty ? "" : " " + marker) + " qmp> "
     }
 
     // MARK: Dispatch
@@ -116,6 +133,12 @@ public final class ShellSession {
               details: ShellSession.replayUsage + "\nstart takes the options of 'qmpreplay serve' (--listen, --speed, --from, --to, --loop, --max-gap, --clock-only, --shared, --strict, ...; 'replay start --help' lists them); without --listen it serves on a unix socket in $XDG_RUNTIME_DIR or /tmp, and --here starts the timeline at the cursor. The server runs while you keep investigating; quitting the shell stops it."),
         .init(name: "describe", aliases: ["desc"], usage: "describe [NAME]", summary: "a command's or event's members and types, from QEMU's schema",
               details: "NAME: a command (blockdev-mirror) or event (BLOCK_IO_ERROR) of the schema that applies to this recording (its own query-qmp-schema reply, else the one shipped for its QEMU version, else only the seed catalog; without NAME, which one and why). Prints arguments and return type, or event data, one member a line with its type ('?' marks an optional member, [deprecated] a feature, a union's members under 'when TAG is VALUE'), and what the seed catalog adds (summary, follow-ups, throttling, remarks). Tab completes names, and in filters argument and data paths and enum values from the schema."),
+        .init(name: "send", aliases: [], usage: "send COMMAND [key=value ...] | send {JSON}", summary: "live: send a command to QEMU; the reply is shown and recorded",
+              details: "Only in a live session (qmpreplay shell --connect ADDR -o FILE). qmp-shell's argument syntax: key=value pairs, a.b=1 for nested objects, integers, true/false, JSON values ({...} or [...]); anything else is a string as typed. Or a whole JSON object {\"execute\": ..., \"arguments\": {...}} (its id is replaced by the recorder's). The command, its reply and whatever QEMU says meanwhile are recorded like any client command. Tab completes command names and argument names from QEMU's query-qmp-schema. Ctrl-C stops waiting for the reply."),
+        .init(name: "follow", aliases: [], usage: "follow [on | off]", summary: "live: move with the live end, printing new records (like tail -f)",
+              details: "On a recording that grows (shell --connect or --follow): follow (or follow on) moves the cursor to the last record and keeps it there, printing each new record that passes the filter as it arrives; the prompt says 'live'. follow off, or any move (next, prev, seek, first), stays where the cursor is while the end moves on; the prompt then shows how many records are past the cursor ('+34'). 'last' keeps following on."),
+        .init(name: "watch", aliases: [], usage: "watch [FILTER | off]", summary: "live: print records matching FILTER as they arrive",
+              details: "e.g. watch event BALLOON_CHANGE or event RTC_CHANGE. Matching records are printed as they arrive whether the cursor follows or not (the filter syntax is the one of 'filter'). watch alone shows the watch; watch off ends it."),
         .init(name: "set", aliases: [], usage: "set [OPTION VALUE]", summary: "shell options (set alone lists them)",
               details: "pager on|off: output taller than the terminal goes through $PAGER (default less -FRX; on by default, only on a terminal). color on|off: override terminal detection. show-lines N|all, show-items N|all, show-depth N|all, show-string N|all: how much of a large message 'show' prints (lines in all, items per array or object, nesting levels, characters per string)."),
         .init(name: "help", aliases: ["h", "?"], usage: "help [COMMAND]", summary: "this list, or one command in detail", details: ""),
@@ -142,14 +165,17 @@ public final class ShellSession {
         case "next", "prev":
             try move(rest, forward: spec.name == "next")
             lastMove = trimmed
+            stay()
             landed()
         case "seek":
             try seek(rest, findings: word == "goto" || word == "g")
             lastMove = nil
+            stay()
             landed()
         case "first", "last":
             try edge(first: spec.name == "first")
             lastMove = nil
+            if spec.name == "first" { stay() }
             landed()
         case "list": try list(rest)
         case "filter": try setFilter(rest)
@@ -163,6 +189,9 @@ public final class ShellSession {
         case "plot": try plot(rest)
         case "triage": try triage(rest)
         case "replay": try replayCommand(rest)
+        case "send": try send(rest)
+        case "follow": try follow(rest)
+        case "watch": try watch(rest)
         case "set": try set(rest)
         case "describe": try describe(rest)
         case "help": try help(rest)
@@ -199,7 +228,7 @@ public final class ShellSession {
     // MARK: Styling
 
     private var colors: Bool { colorOverride ?? out.colors }
-    private func paint(_ code: String, _ s: String) -> String { colors ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
+    func paint(_ code: String, _ s: String) -> String { colors ? "\u{1B}[\(code)m\(s)\u{1B}[0m" : s }
     private func kindColor(_ k: RecordKind) -> String {
         switch k {
         case .event: return "35"
@@ -247,7 +276,7 @@ public final class ShellSession {
         return i
     }
 
-    private func visible(_ i: Int) -> Bool { filter?.matches(recording, i) ?? true }
+    func visible(_ i: Int) -> Bool { filter?.matches(recording, i) ?? true }
 
     // MARK: Commands
 

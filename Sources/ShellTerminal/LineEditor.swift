@@ -54,6 +54,81 @@ public final class LineEditor {
         return (line, false)
     }
 
+    // MARK: Live input (readline's callback interface)
+
+    /// What one `readAvailable()` produced.
+    public enum LiveInput { case line(String), eof }
+
+    nonisolated(unsafe) static var completed: LiveInput?
+
+    /// Starts reading a line without blocking: the caller polls standard input and calls
+    /// `readAvailable()` when it is readable, so that it can print between keystrokes.
+    public func beginLine(prompt: String) {
+        LineEditor.completed = nil
+        rl_callback_handler_install(prompt) { p in
+            if let p {
+                let line = String(cString: p)
+                free(p)
+                if !line.trimmed().isEmpty {
+                    let last = history_length > 0 ? history_get(history_base + history_length - 1).map { String(cString: $0.pointee.line) } : nil
+                    if last != line { add_history(line) }
+                }
+                LineEditor.completed = .line(line)
+            } else {
+                LineEditor.completed = .eof
+            }
+            // The command runs with the terminal as usual; `beginLine` installs the next prompt.
+            rl_callback_handler_remove()
+        }
+    }
+
+    /// Feeds readline the bytes waiting on standard input; a finished line (or Ctrl-D) is
+    /// returned, nil while the line is still being typed.
+    public func readAvailable() -> LiveInput? {
+        rl_callback_read_char()
+        if LineEditor.interruptedLine {
+            LineEditor.interruptedLine = false
+            LineEditor.completed = nil
+            return .line("")
+        }
+        defer { LineEditor.completed = nil }
+        return LineEditor.completed
+    }
+
+    /// Ctrl-C at the prompt: the line typed so far is dropped, a fresh prompt shown.
+    public func cancelLine(prompt: String) {
+        rl_replace_line("", 0)
+        rl_callback_handler_remove()
+        fputs("^C\n", stdout)
+        fflush(stdout)
+        beginLine(prompt: prompt)
+    }
+
+    /// Prints above the line being typed: the prompt and the line are taken off the screen,
+    /// `write` prints (and flushes), then the prompt (`prompt`, it may have changed) and the
+    /// line come back with the cursor where it was.
+    public func printAbove(prompt: String, _ write: () -> Void) {
+        let point = rl_point
+        let saved = rl_line_buffer.map { String(cString: $0) } ?? ""
+        rl_set_prompt("")
+        rl_replace_line("", 0)
+        rl_redisplay()
+        write()
+        rl_set_prompt(prompt)
+        rl_replace_line(saved, 0)
+        rl_point = point
+        rl_redisplay()
+    }
+
+    /// The prompt changed (the cursor followed the live end): redrawn in place.
+    public func setPrompt(_ prompt: String) {
+        rl_set_prompt(prompt)
+        rl_redisplay()
+    }
+
+    /// Leaves the callback interface (the terminal back as it was).
+    public func endLine() { rl_callback_handler_remove() }
+
     public func saveHistory() {
         _ = write_history(historyPath)
         _ = history_truncate_file(historyPath, 2000)
@@ -95,6 +170,8 @@ public final class LineEditor {
         case .words(let words):
             rl_attempted_completion_over = 1
             candidates = words.filter { $0.hasPrefix(word) }.sorted()
+            // `send`'s argument names end in '=': the value follows without a space.
+            rl_completion_append_character = !candidates.isEmpty && candidates.allSatisfy { $0.hasSuffix("=") } ? 0 : 32
             if candidates.isEmpty { return nil }
             return rl_completion_matches(text) { _, state in
                 let i = Int(state)

@@ -29,7 +29,7 @@ public final class ShellRunner {
             var it = commands.makeIterator()
             return runScript(next: { it.next() }, commandLine: commands, keepGoing: keepGoing)
         }
-        if isatty(0) == 1 && isatty(1) == 1 { return runInteractive() }
+        if isatty(0) == 1 && isatty(1) == 1 { return session.growing ? runLive() : runInteractive() }
         // Each line runs as it arrives (not after end of input), so a program can drive the
         // shell through a pipe: send `replay speed 10`, read the answer, send the next.
         return runScript(next: { Swift.readLine(strippingNewline: true) }, commandLine: nil, keepGoing: keepGoing)
@@ -41,9 +41,13 @@ public final class ShellRunner {
     private func runScript(next: () -> String?, commandLine: [String]?, keepGoing: Bool) -> Int32 {
         var failures = 0
         var n = 0
+        // A growing recording is taken in before each command (a pipe sees new records between
+        // commands, not while it waits for the next line).
+        session.refresh()
         while let line = next() {
             n += 1
             Interrupt.clear()
+            session.refresh()
             do {
                 try session.execute(line)
             } catch {
@@ -70,6 +74,7 @@ public final class ShellRunner {
         }
         output.flush()
         session.stopBackgroundWork()
+        output.flush()
         return failures > 0 ? 1 : 0
     }
 
@@ -83,12 +88,87 @@ public final class ShellRunner {
         }
     }
 
-    private func runInteractive() -> Int32 {
+    private func makeEditor() -> LineEditor {
         let history = getenv("QMPREPLAY_HISTORY").map { String(cString: $0) }
             ?? ((getenv("HOME").map { String(cString: $0) } ?? ".") + "/.qmpreplay_history")
         let s = session
-        let completer = Completer(recording: session.recording, schema: session.schema.schema, marks: { [unowned s] in s.marks.marks.map(\.name) })
-        let editor = LineEditor(completer: completer, historyPath: history)
+        var completer = Completer(recording: session.recording, schema: session.schema.schema, marks: { [unowned s] in s.marks.marks.map(\.name) })
+        completer.sendSchema = { [unowned s] in s.schema.schema }
+        return LineEditor(completer: completer, historyPath: history)
+    }
+
+    /// Runs one typed line; errors are printed, the shell goes on.
+    private func runTyped(_ line: String) {
+        output.paging = session.pager
+        do {
+            try session.executeOrRepeat(line)
+        } catch {
+            let e = output.colors ? "\u{1B}[31merror:\u{1B}[0m" : "error:"
+            output.write("\(e) \(error.message)\n")
+        }
+        if Interrupt.pending { Interrupt.clear() }
+        if let notice = session.backgroundNotice { output.write(notice + "\n") }
+        output.flush()
+        output.paging = false
+    }
+
+    /// The live shell on a terminal: readline's callback interface, so that the records
+    /// arriving while a line is being typed print above it (the line and the cursor are put
+    /// back). It waits on the terminal and on the recording's file (inotify): a record
+    /// appended is printed as soon as the writer puts it in the file.
+    private func runLive() -> Int32 {
+        let editor = makeEditor()
+        defer { editor.saveHistory() }
+        let wait = LiveWait(path: session.recording.path)
+        let n = session.recording.count
+        let how = session.live != nil ? "recording \(session.recording.path) from \(session.recording.header?.source ?? "QEMU")"
+            : "following \(session.recording.path)"
+        output.write("qmpreplay shell (live): \(how), \(n) record\(n == 1 ? "" : "s") so far. The cursor follows the live end ('follow off' stays); "
+            + (session.live != nil ? "'send CMD key=value' talks to QEMU; " : "") + "'help' lists commands; Ctrl-D leaves.\n")
+        output.flush()
+        var prompt = session.prompt
+        editor.beginLine(prompt: prompt)
+        while !session.quitRequested {
+            let (typed, interrupted) = wait.next(input: 0)
+            if interrupted || Interrupt.pending {
+                Interrupt.clear()
+                editor.cancelLine(prompt: session.prompt)
+                continue
+            }
+            if typed {
+                switch editor.readAvailable() {
+                case .eof?:
+                    output.write("\n")
+                    output.flush()
+                    session.stopBackgroundWork()
+                    output.flush()
+                    return 0
+                case .line(let line)?:
+                    runTyped(line)
+                    if session.quitRequested { break }
+                    prompt = session.prompt
+                    editor.beginLine(prompt: prompt)
+                    continue
+                case nil:
+                    break
+                }
+            }
+            if session.refresh() {
+                prompt = session.prompt
+                editor.printAbove(prompt: prompt) { output.flush() }
+            } else if session.prompt != prompt {
+                prompt = session.prompt
+                editor.setPrompt(prompt)
+            }
+        }
+        editor.endLine()
+        session.stopBackgroundWork()
+        output.flush()
+        return 0
+    }
+
+    private func runInteractive() -> Int32 {
+        let editor = makeEditor()
         defer { editor.saveHistory() }
         let n = session.recording.count
         output.write("qmpreplay shell: \(session.recording.path), \(n) record\(n == 1 ? "" : "s"). 'help' lists commands; Tab completes; Enter repeats next/prev; Ctrl-D leaves.\n")
@@ -101,16 +181,7 @@ public final class ShellRunner {
                 break
             }
             if interrupted { continue }
-            output.paging = session.pager
-            do {
-                try session.executeOrRepeat(line)
-            } catch {
-                let e = output.colors ? "\u{1B}[31merror:\u{1B}[0m" : "error:"
-                output.write("\(e) \(error.message)\n")
-            }
-            if Interrupt.pending { Interrupt.clear() }
-            if let notice = session.backgroundNotice { output.write(notice + "\n") }
-            output.flush()
+            runTyped(line)
         }
         session.stopBackgroundWork()
         output.flush()

@@ -271,15 +271,15 @@ struct ParallelIndexTests {
         #expect(one.conns == two.conns)
         #expect(one.kindDir == two.kindDir)
         #expect(one.nameIDs.map { one.names[Int($0)] } == two.nameIDs.map { two.names[Int($0)] })
-        #expect(one.problems == two.problems)
+        #expect(one.allProblems == two.allProblems)
         #expect(one.header == two.header)
         #expect(one.trailer == two.trailer)
         if damaged {
-            #expect(one.problems.contains { $0.message.contains("not valid JSON") })
-            #expect(one.problems.contains { $0.message.contains("time goes backwards") })
-            #expect(one.problems.contains { $0.message.contains("after the trailer") })
+            #expect(one.allProblems.contains { $0.message.contains("not valid JSON") })
+            #expect(one.allProblems.contains { $0.message.contains("time goes backwards") })
+            #expect(one.allProblems.contains { $0.message.contains("after the trailer") })
         } else {
-            #expect(one.problems.isEmpty)
+            #expect(one.allProblems.isEmpty)
         }
     }
 }

@@ -143,7 +143,13 @@ public final class FastQMPPeer: @unchecked Sendable {
                     }
                     Sockets.writeAll(fd, burst)
                 }
-                out += ret
+                // A command with an id gets it back, as from QEMU (the live shell's recorder
+                // pairs its replies by id); the benchmarks' commands carry none.
+                if line.firstRange(of: Array("\"id\"".utf8)) != nil, let id = (try? JSONParser.parse(line))?["id"] {
+                    out += Array(#"{"return": {}, "id": "#.utf8) + id.serializedBytes() + [0x7D, 13, 10]
+                } else {
+                    out += ret
+                }
                 line.removeAll(keepingCapacity: true)
             }
             if !out.isEmpty { Sockets.writeAll(fd, out) }

@@ -242,6 +242,10 @@ public struct ModelFold: Sendable {
 
     public init(recording: Recording) { model = VMModel(recording: recording) }
 
+    /// Reads from `recording` from now on: the same file grown (`Recording.extended()`),
+    /// whose records keep their numbers, so the fold goes on where it stopped.
+    public mutating func rebind(to recording: Recording) { model.recording = recording }
+
     /// Applies record `i` (records must come in order).
     public mutating func apply(_ i: Int, _ selection: ModelSelection) {
         Self.step(&driver, &model, i, selection.selection)

@@ -83,7 +83,7 @@ public struct VMModel: Sendable {
     /// unrecorded client re-armed it, or the dedup failed).
     public private(set) var lastRxEventFoundArmed = true
     /// The recording the inputs come from (to read a close's `by`, a query's arguments).
-    let recording: Recording?
+    var recording: Recording?
     var runCommands: [RunCommand] = []
     var trigger: Trigger?
     var expectations: [Expectation] = []

@@ -32,6 +32,15 @@ struct IndexBuilder {
     var nameTable = NameTable()
     var firstTrailerLine: Int?
     var lastLine = 0
+    /// Remarks about the file as a whole (no header, no trailer, counts), made by `finish`
+    /// and made again after an extension; `problems` holds those about single lines.
+    var remarks: [ReadProblem] = []
+    /// The byte offset just past the last newline-terminated line scanned, and that line's
+    /// number: where an extension resumes (a torn last line is scanned again once complete).
+    var completeEnd = 0
+    var completeLines = 0
+    /// Records whose times went backwards (clamped), counted across extensions.
+    var backwards = 0
     /// Line 1 starts like a header (`{"qmprec"`), even when it could not be read: a
     /// recording whose header was damaged, not some other file.
     var headerLineSeen = false
@@ -95,13 +104,47 @@ struct IndexBuilder {
         if let t = o.trailer { trailer = t }
         if firstTrailerLine == nil { firstTrailerLine = o.firstTrailerLine }
         lastLine = o.lastLine
+        if o.completeLines > 0 {
+            completeEnd = o.completeEnd
+            completeLines = o.completeLines
+        }
     }
 
-    /// Whole-file checks, after all lines are in.
-    mutating func finish() {
-        var lastTime: Int64 = 0
-        var backwards = 0
-        for i in 0..<times.count {
+    /// Indexes the complete lines `bytes` holds past `completeEnd` (the same file, grown).
+    /// What was read from an unterminated last line is dropped first and read again, so a
+    /// torn line is indexed once it is whole; a line still without newline is left for the
+    /// next extension. Only the new records are clamped and checked; the whole-file remarks
+    /// are made again.
+    mutating func extend(_ bytes: FileBytes) {
+        guard let raw = bytes.base else { return }
+        let base = raw.assumingMemoryBound(to: UInt8.self)
+        let n = bytes.count
+        // At most the last record lies past `completeEnd` (an unterminated last line).
+        var kept = offsets.count
+        while kept > 0 && offsets[kept - 1] >= UInt64(completeEnd) { kept -= 1 }
+        if kept < offsets.count {
+            offsets.removeSubrange(kept...)
+            times.removeSubrange(kept...)
+            lines.removeSubrange(kept...)
+            conns.removeSubrange(kept...)
+            nameIDs.removeSubrange(kept...)
+            kindDir.removeSubrange(kept...)
+        }
+        problems.removeAll { $0.line > completeLines }
+        if let t = firstTrailerLine, t > completeLines { firstTrailerLine = nil; trailer = nil }
+        // Only whole lines: up to the last newline.
+        var end = n
+        while end > completeEnd && base[end - 1] != 0x0A { end -= 1 }
+        if end > completeEnd {
+            scan(base, from: completeEnd, to: end, lineBase: completeLines, firstChunk: completeEnd == 0)
+        }
+        finish(from: kept)
+    }
+
+    /// Whole-file checks, after all lines are in (`from`: the first record not checked yet).
+    mutating func finish(from start: Int = 0) {
+        var lastTime: Int64 = start > 0 ? times[start - 1] : 0
+        for i in start..<times.count {
             let t = times[i]
             if t < lastTime {
                 if backwards == 0 {
@@ -113,22 +156,29 @@ struct IndexBuilder {
                 lastTime = t
             }
         }
-        if backwards > 1 { problem(0, "time went backwards at \(backwards) records", badLine: false) }
-        problems.sort { ($0.line == 0 ? Int.max : $0.line) < ($1.line == 0 ? Int.max : $1.line) }
+        remarks = []
+        func remark(_ line: Int, _ message: String) { remarks.append(ReadProblem(line: line, message: message, badLine: false)) }
+        if backwards > 1 { remark(0, "time went backwards at \(backwards) records") }
+        problems.sort { $0.line < $1.line }
         if header == nil && !problems.contains(where: { $0.line == 1 }) {
-            problem(1, "no header line: reading records without metadata", badLine: false)
+            remark(1, "no header line: reading records without metadata")
         }
         if let t = trailer {
             if let tl = firstTrailerLine {
                 let after = lines.reduce(0) { $0 + (Int($1) > tl ? 1 : 0) }
-                if after > 0 { problem(0, "\(after) records after the trailer", badLine: false) }
+                if after > 0 { remark(0, "\(after) records after the trailer") }
             }
             if t.records != times.count {
-                problem(0, "trailer counts \(t.records) records but \(times.count) were read", badLine: false)
+                remark(0, "trailer counts \(t.records) records but \(times.count) were read")
             }
         } else if !times.isEmpty || lastLine > 0 {
-            problem(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)", badLine: false)
+            remark(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)")
         }
+    }
+
+    /// Line problems and whole-file remarks, in line order (whole-file ones last).
+    var allProblems: [ReadProblem] {
+        (problems + remarks).sorted { ($0.line == 0 ? Int.max : $0.line) < ($1.line == 0 ? Int.max : $1.line) }
     }
 
 
@@ -157,6 +207,10 @@ struct IndexBuilder {
             let complete = nl != nil
             var lineEnd = end
             if lineEnd > pos && base[lineEnd - 1] == 0x0D { lineEnd -= 1 }  // tolerate CRLF files
+            if complete {
+                completeEnd = end + 1
+                completeLines = lineNo
+            }
 
             if firstChunk, lineNo == 1, lineEnd - pos > 10, Recording.startsWith(base + pos, lineEnd - pos, "{\"qmprec\"") {
                 headerLineSeen = true

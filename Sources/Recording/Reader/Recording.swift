@@ -62,6 +62,8 @@ public final class Recording: @unchecked Sendable {
     private let nameIDs: [UInt16]
     private let kindDir: [UInt8]
     private let nameTable: NameTable
+    /// The builder's state, kept so that `extended()` resumes where it stopped.
+    private let builder: IndexBuilder
 
     /// Files larger than this are indexed by two threads (one per half), merged exactly.
     nonisolated(unsafe) static var parallelThreshold = 16 << 20
@@ -78,13 +80,17 @@ public final class Recording: @unchecked Sendable {
         try self.init(bytes: bytes, path: path, options: options)
     }
 
-    public init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
+    public convenience init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
+        try self.init(bytes: bytes, path: path, builder: IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold), options: options)
+    }
+
+    private init(bytes: FileBytes, path: String, builder b: IndexBuilder, options: RecordingOptions) throws(RecordingOpenError) {
         self.path = path
         self.bytes = bytes
-        let b = IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold)
+        builder = b
         header = b.header
         trailer = b.trailer
-        problems = b.problems
+        problems = b.allProblems
         names = b.names
         offsets = b.offsets
         times = b.times
@@ -105,6 +111,42 @@ public final class Recording: @unchecked Sendable {
             throw RecordingOpenError(path: path, reason: "line \(bad.line): \(bad.message) (--strict)")
         }
     }
+
+    // MARK: Growing files
+
+    /// The recording as its file is now, when another writer (`record`, the live shell's
+    /// recorder) appended to it since this one was opened: the same records, numbered the
+    /// same, plus those of the complete lines added since (a line still being written is
+    /// left for the next call; the trailer appears once written). Returns `self` when the
+    /// file did not grow. Only the new bytes are scanned; the index itself is copied (27
+    /// bytes a record, a memcpy) because a `Recording` never changes once made, so readers
+    /// holding this one are not disturbed. A file that shrank or was replaced is opened
+    /// afresh. `.gz` files are read whole, never extended.
+    public func extended(options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) -> Recording {
+        var st = stat()
+        guard stat(path, &st) == 0 else { throw RecordingOpenError(path: path, reason: String(cString: strerror(errno))) }
+        let size = Int(st.st_size)
+        if size == bytes.count || (st.st_mode & S_IFMT) != S_IFREG { return self }
+        let grown = try FileBytes(path: path)
+        guard grown.count > bytes.count, !path.hasSuffix(".gz"), Recording.samePrefix(bytes, grown, from: builder.completeEnd) else {
+            return try Recording(bytes: grown, path: path, options: options)
+        }
+        var b = builder
+        b.extend(grown)
+        return try Recording(bytes: grown, path: path, builder: b, options: options)
+    }
+
+    /// Whether the bytes already indexed are still there (the file was appended to, not
+    /// rewritten): the last 64 indexed bytes are compared, a cheap guard against a
+    /// recorder that replaced the file with `--force`.
+    private static func samePrefix(_ old: FileBytes, _ new: FileBytes, from end: Int) -> Bool {
+        guard end > 0, let a = old.base, let b = new.base else { return true }
+        let n = min(64, end)
+        return memcmp(a + (end - n), b + (end - n), n) == 0
+    }
+
+    /// Bytes indexed so far: the end of the last complete line.
+    public var indexedBytes: Int { builder.completeEnd }
 
     // MARK: Index accessors (O(1))
 

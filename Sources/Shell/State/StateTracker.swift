@@ -16,11 +16,11 @@ import Recording
 /// Not thread-safe: it caches checkpoints and its position; use one tracker per thread
 /// (or guard it with a lock).
 public final class StateTracker {
-    public let recording: Recording
+    public private(set) var recording: Recording
     /// Records between two checkpoints.
     public let checkpointInterval: Int
 
-    private let selection: ModelSelection
+    private var selection: ModelSelection
     /// `checkpoints[k]` is the fold before record `k * checkpointInterval`.
     private var checkpoints: [ModelFold]
     /// Where the last call ended: the fold after `cursorNext` records.
@@ -35,6 +35,18 @@ public final class StateTracker {
         selection = ModelSelection(recording: recording)
         checkpoints = [ModelFold(recording: recording)]
         cursor = ModelFold(recording: recording)
+    }
+
+    /// Goes on over `grown`, the same recording extended (`Recording.extended()`): the
+    /// checkpoints and the last position stay (the records they folded are unchanged), so
+    /// `state` at the live end folds only the records that arrived since. The selection is
+    /// made again, because new records may carry names the old index did not have.
+    public func extend(to grown: Recording) {
+        guard grown !== recording else { return }
+        recording = grown
+        selection = ModelSelection(recording: grown)
+        for k in checkpoints.indices { checkpoints[k].rebind(to: grown) }
+        cursor.rebind(to: grown)
     }
 
     /// Checkpoints built so far (the first is the empty state).

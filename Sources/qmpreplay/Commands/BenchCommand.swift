@@ -1,6 +1,7 @@
 import ArgumentParser
 import Benchmarks
 import Capture
+import Options
 import QMP
 import Recording
 import Shell
@@ -16,10 +17,21 @@ import Darwin
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy and dashcam ring, the shell, replay, analyses and fleets.",
+        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy and dashcam ring, the shell (and the live shell), replay, analyses and fleets.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self, BenchRingCommand.self, BenchFleetCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self, BenchRingCommand.self, BenchFleetCommand.self, BenchLiveCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
+}
+
+/// A benchmark's figures: one `name  value` line each, or the object as JSON.
+func printFigures(_ o: JSONObject, json: Bool) {
+    let out = Output.stdout
+    if json {
+        out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
+    } else {
+        for m in o.members { out.line(m.key.padding(24) + (m.value.stringValue ?? m.value.serialized())) }
+    }
+    out.flush()
 }
 
 /// The seeded synthetic recording a benchmark runs on, made once and kept in /tmp.
@@ -183,13 +195,63 @@ struct BenchProxyCommand: ParsableCommand {
         o["throughput_seconds"] = .number(JSONNumber(text: DurationFormat.fixed(r.seconds, 3)))
         o["messages_per_second"] = .int(Int(r.messagesPerSecond))
         o["records_recorded"] = .int(r.recorded)
-        let out = Output.stdout
-        if json {
-            out.line(JSONValue.object(o).serialized(.pretty(indent: 2)))
-        } else {
-            for m in o.members { out.line(m.key.padding(24) + (m.value.stringValue ?? m.value.serialized())) }
+        printFigures(o, json: json)
+    }
+}
+
+struct BenchLiveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "live",
+        abstract: "Measure the live shell: from a message arriving at the recorder to its record printed at a following cursor.",
+        discussion: """
+            The shell records (as 'shell --connect' does) and follows its own file as the terminal
+            loop does; one message a --interval arrives from QEMU (--connect unix:PATH: replies to
+            query-status) or from an in-process fast peer (an event and a reply each time). The
+            latency of each is the time from its receive time in the file to the moment the
+            session has printed it. --backlog N first fills the recording with N events (fast
+            peer only), so that extending a large index is part of the figure. Target: p99 at
+            or below 50 ms (docs/SHELL.md, "Live").
+            """)
+
+    @Option(help: "A real QEMU's QMP socket; default: the in-process fast peer.")
+    var connect: String?
+
+    @Option(help: "Messages measured (one per --interval).")
+    var samples: Int = 200
+
+    static let defaultInterval = DurationValue(nanoseconds: 20_000_000)
+    @Option(help: ArgumentHelp("Time between two messages.", valueName: "duration", default: defaultInterval), transform: DurationValue.parse)
+    var interval = defaultInterval
+
+    @Option(help: "Events recorded before measuring (fast peer only).")
+    var backlog: Int = 0
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func run() throws {
+        let dir = BenchScratch.make("live")
+        defer { BenchScratch.remove(dir) }
+        let up: Endpoint?
+        do { up = try connect.map { try Endpoint(parsing: $0) } } catch { throw fail("\(error)", code: Exit.usage) }
+        let r: LiveShellBenchmark.Result
+        do {
+            r = try LiveShellBenchmark.run(upstream: up, samples: max(1, samples), intervalNanos: interval.nanoseconds, backlog: max(0, backlog), workDir: dir)
+        } catch {
+            throw fail("live benchmark failed: \(error)")
         }
-        out.flush()
+        func ms(_ ns: Int64) -> JSONValue { .number(JSONNumber(text: DurationFormat.fixed(Double(ns) / 1e6, 2))) }
+        var o = JSONObject()
+        o["upstream"] = .string(r.upstream)
+        o["messages"] = .int(r.latencies.count)
+        o["backlog_records"] = .int(r.backlog)
+        o["records"] = .int(r.records)
+        o["latency_p50_ms"] = ms(r.percentile(0.5))
+        o["latency_p90_ms"] = ms(r.percentile(0.9))
+        o["latency_p99_ms"] = ms(r.percentile(0.99))
+        o["latency_max_ms"] = ms(r.percentile(1))
+        o["target_ms"] = .int(50)
+        printFigures(o, json: json)
     }
 }
 

@@ -11,10 +11,15 @@ class MonitorPool:
     monitor (QEMU serves one client per monitor), so that one proxy can serve several
     clients at once, each with its own real QEMU session. A connection that finds every
     monitor taken waits for one to be let go (as it would in QEMU's listen backlog): the
-    proxy's version probe, for one, frees its monitor only after it has closed."""
+    proxy's version probe, for one, frees its monitor only after it has closed.
 
-    def __init__(self, path: str, monitors: list[str], wait: float = 10.0):
+    With ``keep_bytes`` it is also a tap: ``sessions`` gets, per connection, the bytes each
+    side sent (``client``, ``qemu``) and an event set once both directions closed."""
+
+    def __init__(self, path: str, monitors: list[str], wait: float = 10.0, keep_bytes: bool = False):
         self.path = path
+        self.keep_bytes = keep_bytes
+        self.sessions: list[dict] = []
         self.free = list(monitors)
         self.wait = wait
         self.cond = threading.Condition()
@@ -40,13 +45,19 @@ class MonitorPool:
         u = socket.socket(socket.AF_UNIX)
         u.connect(mon)
         state = {"open": 2}
+        kept = {"client": bytearray(), "qemu": bytearray(), "done": threading.Event()}
+        if self.keep_bytes:
+            with self.cond:
+                self.sessions.append(kept)
 
-        def pump(a, b):
+        def pump(a, b, into):
             try:
                 while True:
                     d = a.recv(65536)
                     if not d:
                         break
+                    if self.keep_bytes:
+                        into.extend(d)
                     b.sendall(d)
             except OSError:
                 pass
@@ -61,10 +72,11 @@ class MonitorPool:
                     a.close()
                     b.close()
                     self.free.append(mon)
+                    kept["done"].set()
                     self.cond.notify()
 
-        threading.Thread(target=pump, args=(c, u), daemon=True).start()
-        threading.Thread(target=pump, args=(u, c), daemon=True).start()
+        threading.Thread(target=pump, args=(c, u, kept["client"]), daemon=True).start()
+        threading.Thread(target=pump, args=(u, c, kept["qemu"]), daemon=True).start()
 
     def close(self) -> None:
         self.sock.close()
