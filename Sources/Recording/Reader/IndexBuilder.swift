@@ -39,7 +39,7 @@ struct IndexBuilder {
     static func build(_ bytes: FileBytes, parallelThreshold: Int) -> IndexBuilder {
         var b = IndexBuilder()
         guard let raw = bytes.base, bytes.count > 0 else {
-            b.problem(0, "empty file: no header and no records", badLine: false)
+            b.problem(0, "empty file: no header and no records", badLine: false, code: "empty-file")
             return b
         }
         let base = raw.assumingMemoryBound(to: UInt8.self)
@@ -105,7 +105,7 @@ struct IndexBuilder {
             let t = times[i]
             if t < lastTime {
                 if backwards == 0 {
-                    problem(Int(lines[i]), "time goes backwards (\(t) ns after \(lastTime) ns); times clamped for seeking", badLine: false)
+                    problem(Int(lines[i]), "time goes backwards (\(t) ns after \(lastTime) ns); times clamped for seeking", badLine: false, code: "time-backwards")
                 }
                 backwards += 1
                 times[i] = lastTime
@@ -113,27 +113,27 @@ struct IndexBuilder {
                 lastTime = t
             }
         }
-        if backwards > 1 { problem(0, "time went backwards at \(backwards) records", badLine: false) }
+        if backwards > 1 { problem(0, "time went backwards at \(backwards) records", badLine: false, code: "time-backwards") }
         problems.sort { ($0.line == 0 ? Int.max : $0.line) < ($1.line == 0 ? Int.max : $1.line) }
         if header == nil && !problems.contains(where: { $0.line == 1 }) {
-            problem(1, "no header line: reading records without metadata", badLine: false)
+            problem(1, "no header line: reading records without metadata", badLine: false, code: "no-header")
         }
         if let t = trailer {
             if let tl = firstTrailerLine {
                 let after = lines.reduce(0) { $0 + (Int($1) > tl ? 1 : 0) }
-                if after > 0 { problem(0, "\(after) records after the trailer", badLine: false) }
+                if after > 0 { problem(0, "\(after) records after the trailer (line \(tl))", badLine: false, code: "after-trailer") }
             }
             if t.records != times.count {
-                problem(0, "trailer counts \(t.records) records but \(times.count) were read", badLine: false)
+                problem(0, "trailer counts \(t.records) records but \(times.count) were read", badLine: false, code: "trailer-count")
             }
         } else if !times.isEmpty || lastLine > 0 {
-            problem(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)", badLine: false)
+            problem(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)", badLine: false, code: "no-trailer")
         }
     }
 
 
-    mutating func problem(_ line: Int, _ message: String, badLine: Bool = true) {
-        problems.append(ReadProblem(line: line, message: message, badLine: badLine))
+    mutating func problem(_ line: Int, _ message: String, badLine: Bool = true, code: String? = nil) {
+        problems.append(ReadProblem(line: line, message: message, badLine: badLine, code: code ?? (badLine ? "bad-line" : "file")))
     }
 
     /// Scans the lines in `from..<to` (line numbers start after `lineBase`). Only the first
@@ -161,11 +161,12 @@ struct IndexBuilder {
             if firstChunk, lineNo == 1, lineEnd - pos > 10, Recording.startsWith(base + pos, lineEnd - pos, "{\"qmprec\"") {
                 headerLineSeen = true
                 readHeader(base, pos, lineEnd)
+                if !complete { problem(1, "last line has no newline", badLine: false, code: "no-newline") }
                 pos = end + 1
                 continue
             }
             if lineEnd == pos {
-                if complete || lineNo == 1 { problem(lineNo, "empty line") }
+                if complete || lineNo == 1 { problem(lineNo, "empty line", code: "empty-line") }
                 pos = end + 1
                 continue
             }
@@ -175,10 +176,10 @@ struct IndexBuilder {
                 // A last line without newline: accept it only if it is whole JSON.
                 ok = (try? JSONParser.parse(UnsafeBufferPointer(start: base + pos, count: lineEnd - pos))) != nil
                 if !ok {
-                    problem(lineNo, "last line is incomplete (\(lineEnd - pos) bytes, torn write?); ignored")
+                    problem(lineNo, "last line is incomplete (\(lineEnd - pos) bytes, torn write?); ignored", code: "torn-line")
                     break
                 }
-                problem(lineNo, "last line has no newline", badLine: false)
+                problem(lineNo, "last line has no newline", badLine: false, code: "no-newline")
             }
             if !ok {
                 if !slowScan(base, pos, lineEnd, lineNo: lineNo, complete: complete, &entry) {
@@ -216,13 +217,13 @@ struct IndexBuilder {
             if let h = RecordingHeader(json: v) {
                 header = h
                 if h.version > RecordingHeader.currentVersion {
-                    problem(1, "format version \(h.version) is newer than this reader's \(RecordingHeader.currentVersion); reading what it understands", badLine: false)
+                    problem(1, "format version \(h.version) is newer than this reader's \(RecordingHeader.currentVersion); reading what it understands", badLine: false, code: "newer-version")
                 }
             } else {
-                problem(1, "header is not a qmprec header")
+                problem(1, "header is not a qmprec header", code: "bad-header")
             }
         } catch {
-            problem(1, "header is not valid JSON: \(error)")
+            problem(1, "header is not valid JSON: \(error)", code: "bad-header")
         }
     }
 
@@ -316,7 +317,7 @@ struct IndexBuilder {
         do {
             v = try JSONParser.parse(UnsafeBufferPointer(start: p + s, count: e - s))
         } catch {
-            problem(lineNo, complete ? "not valid JSON (\(error)); skipped" : "last line is incomplete (\(e - s) bytes, torn write?); ignored")
+            problem(lineNo, complete ? "not valid JSON (\(error)); skipped" : "last line is incomplete (\(e - s) bytes, torn write?); ignored", code: complete ? "not-json" : "torn-line")
             return false
         }
         guard let o = v.objectValue else {
@@ -324,7 +325,7 @@ struct IndexBuilder {
             return false
         }
         if o["qmprec"] != nil {
-            problem(lineNo, "a header line in the middle of the recording; skipped")
+            problem(lineNo, "a header line in the middle of the recording; skipped", code: "header-in-middle")
             return false
         }
         guard let t = o["t"]?.int64Value else {

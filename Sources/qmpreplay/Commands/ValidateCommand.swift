@@ -30,23 +30,13 @@ struct ValidateCommand: ParsableCommand {
             Exit status: 0 clean; 1 findings; 2 unreadable; 64 bad command line.
             """))
 
-    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
-    var file: String
-
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
-
-    @Flag(name: .shortAndLong, help: "Also print notes (info findings).")
-    var verbose = false
+    @OptionGroup var check: CheckOptions
 
     @Flag(help: "Treat any bad line as an error (exit 2).")
     var strict = false
 
-    @Option(help: ArgumentHelp("Check against this schema: a query-qmp-schema reply (JSON, may be gzipped) or a recording that holds one.", valueName: "FILE"),
-            completion: .file())
-    var schema: String?
-
     func run() throws {
+        let (file, json, verbose, schema) = (check.file, check.json, check.verbose, check.schema)
         let r = try openRecording(file, strict: strict)
         let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
@@ -60,16 +50,7 @@ struct ValidateCommand: ParsableCommand {
             let st = Style(out)
             if verbose { out.line(st.dim("\(file): checked against \(choice.summary): \(choice.reason)")) }
             for f in findings where verbose || f.severity >= .warning {
-                let loc = f.line.map { "\(file):\($0)" } ?? file
-                let sev: String
-                switch f.severity {
-                case .error: sev = st.red("error")
-                case .warning: sev = st.yellow("warning")
-                case .info: sev = st.dim("note")
-                }
-                // @N: the record number as --from/--to take it unquoted.
-                let rec = f.record.map { " (@\($0))" } ?? ""
-                out.line("\(loc): \(sev): \(f.message)\(rec) [\(f.code)]")
+                out.line(findingLine(f, file: file, style: st))
             }
             let errors = findings.filter { $0.severity == .error }.count
             let warnings = findings.filter { $0.severity == .warning }.count

@@ -1,0 +1,17 @@
+import ArgumentParser
+
+/// What `validate` and `doctor` both take: the recording, --json, --verbose and --schema.
+struct CheckOptions: ParsableArguments {
+    @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
+    var file: String
+
+    @Flag(help: "Print JSON instead of text.")
+    var json = false
+
+    @Flag(name: .shortAndLong, help: "Also print notes (info findings).")
+    var verbose = false
+
+    @Option(help: ArgumentHelp("Check against this schema: a query-qmp-schema reply (JSON, may be gzipped) or a recording that holds one.", valueName: "FILE"),
+            completion: .file())
+    var schema: String?
+}
