@@ -33,7 +33,7 @@ struct QMPReplay: ParsableCommand {
             Colours are used only on a terminal and never when NO_COLOR is set.
             """),
         version: QMPReplayVersion.string,
-        subcommands: [InfoCommand.self, CatCommand.self, ValidateCommand.self, DoctorCommand.self, RecoverCommand.self, ShellCommand.self, ServeCommand.self, ReplayCommand.self, AnalyzeCommand.self, RecordCommand.self, ImportCommand.self, SynthCommand.self, BenchCommand.self]
+        subcommands: [InfoCommand.self, CatCommand.self, ValidateCommand.self, DoctorCommand.self, RecoverCommand.self, SliceCommand.self, MergeCommand.self, ShellCommand.self, ServeCommand.self, ReplayCommand.self, AnalyzeCommand.self, RecordCommand.self, ImportCommand.self, SynthCommand.self, BenchCommand.self]
     )
 
     /// ArgumentParser's `main`, with its errors in the one style of every other error

@@ -119,7 +119,7 @@ public enum RecordingDoctor {
         if crlf > 0 && lf > 0 {
             // Name the first line of the rarer style: that is where the file changed hands.
             let (fewer, first, style) = crlf <= lf ? (crlf, firstCRLF!, "CR LF") : (lf, firstLF!, "LF")
-            out.append(Finding(.warning, "mixed-line-ends", "mixed line ends: \(crlf) lines end in CR LF and \(lf) in LF; the first of the \(fewer) \(style) line\(fewer == 1 ? "" : "s") is here (edited or concatenated on another system?)", line: first))
+            out.append(Finding(.warning, "mixed-line-ends", "mixed line ends: \(crlf) line\(crlf == 1 ? "" : "s") end\(crlf == 1 ? "s" : "") in CR LF and \(lf) in LF; the first of the \(fewer) \(style) line\(fewer == 1 ? "" : "s") is here (edited or concatenated on another system?)", line: first))
         }
         return out
     }

@@ -32,12 +32,8 @@ public enum RecordingExport {
             }
             try w.finish(reason: "complete")
             return Result(records: w.records, redactions: w.redactions)
-        } catch let e as RecordingWriteError {
-            throw Failure(description: e.description)
-        } catch let e as RecordDecodeError {
-            throw Failure(description: "cannot export: \(e.description)")
         } catch {
-            throw Failure(description: "\(error)")
+            throw Failure(description: RedactingWriter.describe(error, doing: "export"))
         }
     }
 }

@@ -38,4 +38,14 @@ public final class RedactingWriter {
 
     /// Stops without a trailer (the file is removed by the caller).
     public func abandon() { writer.abandon() }
+
+    /// One line for what stopped a copy of records (`export`, `merge`): the write error
+    /// naming the output, or the record that could not be decoded naming its line.
+    public static func describe(_ error: any Error, doing what: String) -> String {
+        switch error {
+        case let e as RecordingWriteError: return e.description
+        case let e as RecordDecodeError: return "cannot \(what): \(e.description)"
+        default: return "\(error)"
+        }
+    }
 }
