@@ -37,11 +37,24 @@ public enum RecordingRecovery {
         public var to: Int64
     }
 
-    /// What a recovery found, before anything is written.
+    /// A record kept: where its bytes are in the damaged file, and its time.
+    public struct Kept: Sendable, Hashable {
+        /// The line of the damaged file (1-based).
+        public var line: Int
+        /// Its bytes in the damaged file (one record line, without line end).
+        public var range: Range<Int>
+        /// The time to write: the record's own, or the one it was given to keep order.
+        public var time: Int64
+    }
+
+    /// What a recovery found, before anything is written. Holds positions, not decoded
+    /// records, so that a large file costs little more than its own size to recover.
     public struct Plan: Sendable {
+        /// The damaged file's bytes (the kept records are read from them again when written).
+        public var bytes: FileBytes
         public var header: RecordingHeader?
-        /// The records kept, in file order, each with the line it came from.
-        public var records: [Record] = []
+        /// The records kept, in file order.
+        public var records: [Kept] = []
         public var dropped: [Dropped] = []
         /// Trailer lines found (the output gets one new trailer).
         public var oldTrailers: [RecordingTrailer] = []
@@ -71,7 +84,7 @@ public enum RecordingRecovery {
 
     /// Reads `bytes` (the damaged file named `path`) into a plan.
     public static func plan(_ bytes: FileBytes, path: String) -> Plan {
-        var plan = Plan()
+        var plan = Plan(bytes: bytes)
         guard let raw = bytes.base, bytes.count > 0 else { return plan }
         let p = raw.assumingMemoryBound(to: UInt8.self)
         let n = bytes.count
@@ -111,7 +124,7 @@ public enum RecordingRecovery {
             }
             pos = end + 1
         }
-        var kept: [(piece: Int, at: Int, record: Record)] = []
+        var kept: [(piece: Int, kept: Kept)] = []
         let refused = read(pieces, from: p, path: path, into: &kept, trailers: &plan.oldTrailers)
         // Second chance: cut each refused piece at every `{"t":` after its start.
         var parts: [Piece] = []
@@ -135,20 +148,16 @@ public enum RecordingRecovery {
             }
         }
         if !parts.isEmpty {
-            var second: [(piece: Int, at: Int, record: Record)] = []
+            var second: [(piece: Int, kept: Kept)] = []
             let refusedParts = read(parts, from: p, path: path, into: &second, trailers: &plan.oldTrailers)
-            for s in second { kept.append((partOf[s.piece], parts[s.piece].range.lowerBound, s.record)) }
+            for s in second { kept.append((partOf[s.piece], s.kept)) }
             for (k, reason) in refusedParts {
                 let part = parts[k]
                 plan.dropped.append(Dropped(line: part.line, offset: part.range.lowerBound, bytes: part.range.count, reason: reason))
             }
         }
-        kept.sort { ($0.piece, $0.at) < ($1.piece, $1.at) }
-        plan.records = kept.map { k in
-            var r = k.record
-            r.line = pieces[k.piece].line
-            return r
-        }
+        kept.sort { ($0.piece, $0.kept.range.lowerBound) < ($1.piece, $1.kept.range.lowerBound) }
+        plan.records = kept.map(\.kept)
         plan.dropped.sort { ($0.offset, $0.line) < ($1.offset, $1.line) }
         plan.adjustedTimes = settleTimes(&plan.records)
         return plan
@@ -159,7 +168,7 @@ public enum RecordingRecovery {
     /// damaged into a jump, or a hand-edited file) takes the time of the kept record before
     /// it. Raising every later record to a damaged time instead would rewrite them all.
     /// Returns the changes (line, old time, new time).
-    static func settleTimes(_ records: inout [Record]) -> [TimeChange] {
+    static func settleTimes(_ records: inout [Kept]) -> [TimeChange] {
         let keep = longestNonDecreasing(records.map(\.time))
         var changes: [TimeChange] = []
         var last: Int64 = 0
@@ -198,7 +207,7 @@ public enum RecordingRecovery {
     /// (with the piece's index and start) and returns the refused pieces with the reader's reason.
     static func read(
         _ pieces: [Piece], from p: UnsafePointer<UInt8>, path: String,
-        into kept: inout [(piece: Int, at: Int, record: Record)], trailers: inout [RecordingTrailer]
+        into kept: inout [(piece: Int, kept: Kept)], trailers: inout [RecordingTrailer]
     ) -> [(Int, String)] {
         guard !pieces.isEmpty else { return [] }
         var buffer: [UInt8] = []
@@ -216,10 +225,9 @@ public enum RecordingRecovery {
             let k = r.line(i) - 1
             isRecord.insert(k)
             do {
-                var rec = try r.record(at: i)
+                let rec = try r.record(at: i)
                 // The index clamps times that go backwards; the plan settles them itself.
-                if let t = rec.envelope["t"]?.int64Value { rec.time = t }
-                kept.append((k, pieces[k].range.lowerBound, rec))
+                kept.append((k, Kept(line: pieces[k].line, range: pieces[k].range, time: rec.envelope["t"]?.int64Value ?? rec.time)))
             } catch {
                 reason[k] = error.reason
             }
@@ -240,15 +248,15 @@ public enum RecordingRecovery {
 
     /// The header of the output: the damaged file's, or one made up when it was lost (its
     /// start estimated from the first event's QEMU timestamp), labelled with where it came from.
-    static func header(for plan: Plan, source: String) -> RecordingHeader {
+    static func header(for plan: Plan, records: Recording, source: String) -> RecordingHeader {
         var h: RecordingHeader
         if let old = plan.header {
             h = old
         } else {
             var start: Int64 = 0
-            for r in plan.records {
-                if case .message(_, let m) = r.body, case .event(let e) = m.body, let ts = e.timestamp {
-                    start = max(0, ts.totalMicroseconds - r.time / 1000)
+            for (i, k) in plan.records.enumerated() where records.kind(i) == .event {
+                if let ts = records.eventTimestampMicros(i) {
+                    start = max(0, ts - k.time / 1000)
                     break
                 }
             }
@@ -266,9 +274,27 @@ public enum RecordingRecovery {
     public static func write(_ plan: Plan, source: String, to path: String, redact: Bool = true) throws(Failure) -> Result {
         let temp = path == "-" ? "-" : temporaryName(for: path)
         var notes = 0
+        // The kept lines, read again as one recording (each was a whole record when planned).
+        let records: Recording
+        do {
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(plan.records.reduce(0) { $0 + $1.range.count + 1 })
+            plan.bytes.buffer.withMemoryRebound(to: UInt8.self) { b in
+                for k in plan.records {
+                    buffer.append(contentsOf: b[k.range])
+                    buffer.append(0x0A)
+                }
+            }
+            records = try Recording(bytes: FileBytes(bytes: buffer), path: source)
+        } catch {
+            throw Failure(description: error.description)
+        }
+        guard records.count == plan.records.count else {
+            throw Failure(description: "\(source): \(plan.records.count) records planned but \(records.count) read again")
+        }
         let w: RedactingWriter
         do {
-            w = try RedactingWriter(path: temp, header: header(for: plan, source: source), redact: redact)
+            w = try RedactingWriter(path: temp, header: header(for: plan, records: records, source: source), redact: redact)
         } catch {
             throw Failure(description: error.description)
         }
@@ -288,18 +314,19 @@ public enum RecordingRecovery {
                     nextDrop = drops.next()
                 }
             }
-            for r in plan.records {
-                try notesBefore(line: r.line - 1)
-                last = max(last, r.time)
+            for (i, k) in plan.records.enumerated() {
+                try notesBefore(line: k.line - 1)
+                let r = try records.record(at: i)
+                last = max(last, k.time)
                 try w.append(time: last, connection: r.connection, r.body)
-                try notesBefore(line: r.line)
+                try notesBefore(line: k.line)
             }
             try notesBefore(line: Int.max)
             try w.finish(reason: "recovered")
         } catch {
             w.abandon()
             if temp != "-" { unlink(temp) }
-            throw Failure(description: error.description)
+            throw Failure(description: RedactingWriter.describe(error, doing: "recover"))
         }
         let written = w.records
         if temp != "-" {
