@@ -296,7 +296,7 @@ public enum RecordingRecovery {
         do {
             w = try RedactingWriter(path: temp, header: header(for: plan, records: records, source: source), redact: redact)
         } catch {
-            throw Failure(description: error.description)
+            throw Failure(description: "\(path): \(error.reason) (writing its temporary copy \(temp))")
         }
         do {
             var drops = plan.dropped.makeIterator()
