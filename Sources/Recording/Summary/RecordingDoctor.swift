@@ -39,6 +39,7 @@ public enum RecordingDoctor {
 
     public static func run(_ r: Recording, schema choice: SchemaChoice? = nil) -> Report {
         var out = readFindings(r)
+        out += orderFindings(r)
         out += byteFindings(r.bytes)
         out += structureFindings(r)
         out += RecordingValidation.run(r, schema: choice ?? RecordingSchema.choose(for: r), readProblems: false)
@@ -49,7 +50,9 @@ public enum RecordingDoctor {
     /// The reader's problems, with a line for the whole-file ones where one applies. Codes
     /// are prefixed `file:` (`file:torn-line`), the reader's own vocabulary.
     static func readFindings(_ r: Recording) -> [Finding] {
-        r.problems.map { p in
+        // Times going backwards are listed line by line by `orderFindings` instead of the
+        // reader's first-and-count.
+        r.problems.filter { $0.code != "time-backwards" }.map { p in
             var line: Int? = p.line > 0 ? p.line : nil
             var message = p.message
             switch p.code {
@@ -63,6 +66,41 @@ public enum RecordingDoctor {
             let severity: Finding.Severity = p.code == "newer-version" ? .info : (p.code == "no-newline" ? .warning : .error)
             return Finding(severity, "file:" + p.code, message, line: line)
         }
+    }
+
+    /// Every record whose time is earlier than one before it (the index keeps them clamped,
+    /// so the time is read from the line again), up to `perKindLimit` lines, then a count.
+    static func orderFindings(_ r: Recording) -> [Finding] {
+        var out: [Finding] = []
+        var latest: Int64 = 0, latestLine = 0, count = 0
+        for i in 0..<r.count {
+            let t = rawTime(r, i)
+            if t < latest {
+                count += 1
+                if count <= perKindLimit {
+                    out.append(Finding(.error, "file:time-backwards", "time \(t) ns is before \(latest) ns on line \(latestLine)", record: i, line: r.line(i)))
+                }
+            } else {
+                latest = t
+                latestLine = r.line(i)
+            }
+        }
+        if count > perKindLimit {
+            out.append(Finding(.error, "file:time-backwards", "times go backwards at \(count) records in all (the first \(perKindLimit) are listed)"))
+        }
+        return out
+    }
+
+    /// The time written on record `i`'s line: the leading `{"t":N` the writer puts first,
+    /// else the decoded member.
+    static func rawTime(_ r: Recording, _ i: Int) -> Int64 {
+        let b = r.lineBytes(i)
+        if b.count > 5, b[0] == 0x7B, b[1] == 0x22, b[2] == 0x74, b[3] == 0x22, b[4] == 0x3A {
+            var v: Int64 = 0, j = 5
+            while j < b.count, j < 23, b[j] &- 0x30 < 10 { v = v &* 10 &+ Int64(b[j] &- 0x30); j += 1 }
+            if j > 5 { return v }
+        }
+        return (try? r.record(at: i))?.envelope["t"]?.int64Value ?? r.time(i)
     }
 
     /// NUL bytes (a file system that lost the data after a crash leaves runs of them), lone
