@@ -95,7 +95,7 @@ struct RepairTests {
     func randomDamage(path: String) throws {
         let full = try FileBytes(path: path).copyBytes()
         var rng = SplitMix64(seed: UInt64(truncatingIfNeeded: path.utf8.reduce(11) { $0 &* 37 &+ Int($1) }))
-        for round in 0..<16 {
+        for round in 0..<10 {
             var bytes = full
             for _ in 0...(rng.next() % 4) { RepairTests.damage(&bytes, &rng) }
             let damaged = try Recording(bytes: FileBytes(bytes: bytes), path: "damaged")
