@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import subprocess
 import time
 from pathlib import Path
@@ -90,14 +91,10 @@ def run_session(work: Path, binary: str) -> dict[str, Path]:
     if not ok:
         raise LibvirtUnavailable(why)
     daemon = ensure_daemon()
-    # QEMU runs as libvirt-qemu: its socket directory must be open to it.
-    socks = work / "s"
-    socks.mkdir(parents=True, exist_ok=True)
+    # QEMU runs as libvirt-qemu: its sockets go in a directory of their own under /tmp that
+    # it can reach (pytest's and mkdtemp's directories are 0700).
+    socks = Path(tempfile.mkdtemp(prefix="qmprec-libvirt-", dir="/tmp"))
     os.chmod(socks, 0o777)
-    for p in [work, *work.parents]:
-        if p == Path("/"):
-            break
-        os.chmod(p, os.stat(p).st_mode | 0o001)
     monitor = socks / "mon2.sock"
     log = work / "libvirtd.log"
     proxy_out = work / "proxy.qmprec"
@@ -151,4 +148,5 @@ def run_session(work: Path, binary: str) -> dict[str, Path]:
         if daemon is not None:
             daemon.terminate()
             daemon.wait(15)
+        shutil.rmtree(socks, ignore_errors=True)
     return {"proxy": proxy_out, "log": log}
