@@ -13,7 +13,7 @@ public struct RecorderCommand: Sendable, Hashable, CustomStringConvertible {
     public init(name: String, arguments: JSONObject? = nil) { self.name = name; self.arguments = arguments }
 
     public init(parsing text: String) throws(JSONParseError) {
-        let t = text.trimmingLeadingSpaces()
+        let t = String(text.drop { $0 == " " || $0 == "\t" })
         if t.hasPrefix("{") {
             let v = try JSONParser.parse(t)
             guard let n = v["execute"]?.stringValue else { throw JSONParseError(offset: 0, reason: "a command object needs \"execute\"") }
