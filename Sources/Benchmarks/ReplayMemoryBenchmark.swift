@@ -28,7 +28,13 @@ public enum ReplayMemoryBenchmark {
     }
 
     /// VmRSS of this process, in bytes (0 when /proc is not readable).
-    public static func residentBytes() -> Int {
+    public static func residentBytes() -> Int { statusBytes("VmRSS:") }
+
+    /// VmHWM of this process: the most resident memory it ever had, in bytes.
+    public static func peakResidentBytes() -> Int { statusBytes("VmHWM:") }
+
+    /// A size field of /proc/self/status (`VmRSS:`, `VmHWM:`), in bytes.
+    static func statusBytes(_ field: String) -> Int {
         // /proc files report size 0: read until EOF.
         let fd = open("/proc/self/status", O_RDONLY)
         guard fd >= 0 else { return 0 }
@@ -40,8 +46,8 @@ public enum ReplayMemoryBenchmark {
             if n <= 0 { break }
             bytes += chunk[..<n]
         }
-        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("VmRSS:") {
-            let digits = line.dropFirst(6).filter(\.isNumber)
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix(field) {
+            let digits = line.dropFirst(field.count).filter(\.isNumber)
             return (Int(digits) ?? 0) * 1024
         }
         return 0

@@ -31,6 +31,9 @@ public struct CaptureOptions: Sendable {
     public var retryInterval: Int64 = 1_000_000_000
     /// Sees every recorded message (`record --verbose` prints them).
     public var observer: (any CaptureObserver)?
+    /// Dashcam mode (`record --ring`): records go to a bounded ring in memory, and each
+    /// trigger writes an incident file into `ring.directory` (`output` is not written).
+    public var ring: DashcamOptions?
 
     public init(output: String) { self.output = output }
 }
@@ -75,6 +78,11 @@ public struct CaptureStats: Sendable {
     public var outputFailing = false
     /// Connections QEMU closed without a SHUTDOWN first (killed, crashed).
     public var qemuLost = 0
+    /// Dashcam mode: records and memory in the ring now, the most it held, incident files written.
+    public var ringRecords = 0
+    public var ringBytes = 0
+    public var ringPeakBytes = 0
+    public var incidents = 0
 
     public var files: Int { max(parts.count, 1) }
     public var incomplete: Bool { lostRecords > 0 || outputFailures > 0 }
@@ -142,6 +150,8 @@ public final class CaptureSink: @unchecked Sendable {
         case note(Int64, UInt32, String, JSONObject)
         /// Chunks of one stream were dropped before framing (the encoder fell behind).
         case chunkGap(UInt32, Direction, Gap)
+        /// Dashcam mode: a trigger from outside the traffic (a signal, the control socket).
+        case trigger(Int64, IncidentTrigger)
     }
 
     /// One encoded record on its way to the disk.
@@ -155,6 +165,9 @@ public final class CaptureSink: @unchecked Sendable {
         var wire: Int
         /// The gap this note describes, so that a lost note's counts are not lost with it.
         var gap: Gap?
+        /// Dashcam mode: how the ring keeps the record, and the trigger it fires.
+        var role: DashcamRing.Role = .plain
+        var trigger: IncidentTrigger?
 
         var essential: Bool { kind != .message && kind != .event }
     }
@@ -198,12 +211,12 @@ public final class CaptureSink: @unchecked Sendable {
         }
     }
 
-    private let options: CaptureOptions
-    private let header: RecordingHeader
-    private let logger: Logger
+    let options: CaptureOptions
+    let header: RecordingHeader
+    let logger: Logger
     private let input = Guarded(Input())
     private let output = Guarded(Output())
-    private let stats = Guarded(CaptureStats())
+    let stats = Guarded(CaptureStats())
     private let encoderWake = WorkerWakeup()
     private let diskWake = WorkerWakeup()
     private let finishWake = WorkerWakeup()
@@ -216,16 +229,21 @@ public final class CaptureSink: @unchecked Sendable {
     private var sawShutdown: Set<UInt32> = []
     private var redactor: Redactor
     private var encodedTime: Int64 = 0
+    /// Connections whose `qmp_capabilities` reply is still to come (dashcam context).
+    private var negotiating: Set<UInt32> = []
 
     // Disk thread state.
-    private var file: CaptureFile
+    /// The output; in dashcam mode the incident file being written (nil between incidents).
+    var file: CaptureFile!
+    /// Dashcam mode: the ring and the incident under way.
+    var dashcam: DashcamState?
     private var part = 0
     private var openConnections: Set<UInt32> = []
-    private var failed: (errno: Int32, gap: Gap?)?
+    var failed: (errno: Int32, gap: Gap?)?
     private var lastRetry: Int64 = 0
     private var lastSync: Int64 = 0
-    private var writtenTime: Int64 = 0
-    private var partLost = 0
+    var writtenTime: Int64 = 0
+    var partLost = 0
 
     private var threads: [JoinableThread] = []
 
@@ -239,6 +257,17 @@ public final class CaptureSink: @unchecked Sendable {
         self.redactor = Redactor(enabled: options.redact)
         inLimit = max(options.queueLimitBytes, 16 << 20)
         var removed: [String] = []
+        if let ring = options.ring {
+            dashcam = DashcamState(ring: DashcamRing(bound: ring.bound))
+            do {
+                try FileManager.default.createDirectory(atPath: ring.directory, withIntermediateDirectories: true)
+            } catch {
+                throw CaptureOutputError(path: ring.directory, reason: "cannot create the incident directory: \(error.localizedDescription)", errno: EIO)
+            }
+            threads.append(JoinableThread { [unowned self] in self.encoderLoop() })
+            threads.append(JoinableThread { [unowned self] in self.diskLoop() })
+            return
+        }
         if options.rotateBytes > 0 && options.output != "-" {
             let existing = CaptureSink.existingParts(options.output)
             if !existing.isEmpty {
@@ -265,6 +294,10 @@ public final class CaptureSink: @unchecked Sendable {
 
     /// The current statistics (thread-safe).
     public var currentStats: CaptureStats { stats.withLock { $0 } }
+
+    /// Bytes waiting in the sink's two queues (a feeder that must not outrun the encoder,
+    /// such as `bench ring`, waits while it is large).
+    public var queuedBytes: Int { input.withLock { $0.bytes } + output.withLock { $0.bytes } }
 
     /// The output error while the output is failing (`nil` when it works).
     public var failure: String? {
@@ -318,6 +351,12 @@ public final class CaptureSink: @unchecked Sendable {
 
     public func note(_ time: Int64, _ conn: UInt32 = 0, _ text: String, _ data: JSONObject = JSONObject()) {
         enqueue(.note(time, conn, text, data))
+    }
+
+    /// Dashcam mode: writes an incident file now (a signal, the control socket asked). The
+    /// file holds a note saying so at `time`.
+    public func trigger(_ time: Int64, _ trigger: IncidentTrigger) {
+        enqueue(.trigger(time, trigger))
     }
 
     private func enqueue(_ item: Item, closing: UInt32? = nil) {
@@ -438,10 +477,11 @@ public final class CaptureSink: @unchecked Sendable {
             for frame in frames { frameArrived(frame, time: t, conn: conn, dir: dir) }
         case .open(let t, let conn, let peer, let info):
             sawShutdown.remove(conn)
-            push(.open(peer: peer, info: info), time: t, conn: conn, kind: .open)
+            negotiating.remove(conn)
+            push(.open(peer: peer, info: info), time: t, conn: conn, kind: .open, role: .context)
         case .close(let t, let conn, let by, let reason):
             endStreams(conn, time: t)
-            push(.close(by: by, reason: reason), time: t, conn: conn, kind: .close)
+            push(.close(by: by, reason: reason), time: t, conn: conn, kind: .close, role: .close)
         case .qemuGone(let t, let conn, let error, let then):
             endStreams(conn, time: t)
             let reason: String
@@ -454,11 +494,14 @@ public final class CaptureSink: @unchecked Sendable {
             }
             if reason.hasPrefix("upstream lost") { stats.withLock { $0.qemuLost += 1 } }
             sawShutdown.remove(conn)
-            push(.close(by: "qemu", reason: then.isEmpty ? reason : "\(reason); \(then)"), time: t, conn: conn, kind: .close)
+            push(.close(by: "qemu", reason: then.isEmpty ? reason : "\(reason); \(then)"), time: t, conn: conn, kind: .close, role: .close)
         case .note(let t, let conn, let text, let data):
             push(.note(text: text, data: data), time: t, conn: conn, kind: .note)
         case .chunkGap(let conn, let dir, let g):
             gapInStream(CaptureSink.key(conn, dir), g)
+        case .trigger(let t, let trig):
+            let data = JSONObject(["trigger": .object(trig.json)])
+            push(.note(text: "dashcam triggered by \(trig.summary): \(trig.detail)", data: data), time: t, conn: 0, kind: .note, trigger: trig)
         }
     }
 
@@ -526,7 +569,27 @@ public final class CaptureSink: @unchecked Sendable {
             let added = redactor.redactions - before
             stats.withLock { $0.redactions += added }
         }
-        push(.message(from: dir, out), time: time, conn: conn, kind: out.kind == .event ? .event : .message, wire: out.bytes.count)
+        push(.message(from: dir, out), time: time, conn: conn, kind: out.kind == .event ? .event : .message, wire: out.bytes.count,
+             role: options.ring == nil ? .plain : contextRole(out, dir, conn))
+    }
+
+    /// Dashcam mode: whether a recording of connection `conn` needs this message however long
+    /// ago it came (QEMU's greeting, the client's `qmp_capabilities` and its reply), or while
+    /// its reply is kept (any other command).
+    private func contextRole(_ m: QMPMessage, _ dir: Direction, _ conn: UInt32) -> DashcamRing.Role {
+        switch (dir, m.kind) {
+        case (.qemu, .greeting):
+            return .context
+        case (.client, .command) where m.name == "qmp_capabilities":
+            negotiating.insert(conn)
+            return .context
+        case (.client, .command):
+            return .command
+        case (.qemu, .return), (.qemu, .error):
+            return negotiating.remove(conn) != nil ? .context : .reply
+        default:
+            return .plain
+        }
     }
 
     private func pushGap(_ g: Gap, conn: UInt32) {
@@ -552,7 +615,8 @@ public final class CaptureSink: @unchecked Sendable {
 
     /// Encodes a record and queues it for the disk, or counts it in the current drop span
     /// when the queue is full (whole records only; open/close/notes are never dropped).
-    private func push(_ body: RecordBody, time: Int64, conn: UInt32, kind: Line.Kind, wire: Int = 0) {
+    private func push(_ body: RecordBody, time: Int64, conn: UInt32, kind: Line.Kind, wire: Int = 0,
+                      role: DashcamRing.Role = .plain, trigger: IncidentTrigger? = nil) {
         encodedTime = max(encodedTime, time)
         let t = encodedTime
         let essential = kind != .message && kind != .event
@@ -577,7 +641,11 @@ public final class CaptureSink: @unchecked Sendable {
         }
         // Encoded outside the lock: the disk thread takes records meanwhile, so the queue
         // only shrinks; the drop span is this thread's alone.
-        let line = Line(bytes: RecordEncoder.encode(time: t, connection: conn, body: body), time: t, kind: kind, conn: conn, wire: wire, gap: nil)
+        var line = Line(bytes: RecordEncoder.encode(time: t, connection: conn, body: body), time: t, kind: kind, conn: conn, wire: wire, gap: nil,
+                        role: role, trigger: trigger)
+        if line.trigger == nil, let detector = options.ring?.detector {
+            line.trigger = detector.observe(line: line.bytes, kind: body.kind, connection: conn, time: t)
+        }
         let wake = output.withLock { s -> Bool in
             if let g = s.dropGap {
                 s.append(Self.noteLine(g))
@@ -639,6 +707,8 @@ public final class CaptureSink: @unchecked Sendable {
                 guard let sleep else { break }
                 diskWake.wait(nanoseconds: sleep)
                 output.withLock { $0.diskAsleep = false }
+                // An incident's post-trigger window ends on the clock, traffic or not.
+                if dashcam?.incident != nil { break }
                 if failed != nil && WallClock.monotonicNanos() - lastRetry >= options.retryInterval { break }
             }
             // At most one write per millisecond while records flow.
@@ -649,7 +719,7 @@ public final class CaptureSink: @unchecked Sendable {
             }
             let now = WallClock.monotonicNanos()
             let takeAll = failed != nil
-            let cap = 4 * file.writeCap
+            let cap = 4 * (file?.writeCap ?? 64 << 10)
             let (lines, outOfTime, done) = output.withLock { s -> ([Line], Bool, Bool) in
                 let outOfTime = now >= s.diskDeadline
                 let lines: [Line]
@@ -670,7 +740,9 @@ public final class CaptureSink: @unchecked Sendable {
                 finishAfterDeadline(lines)
                 return
             }
-            if failed != nil {
+            if dashcam != nil {
+                dashcamTake(lines, now: options.ring!.now())
+            } else if failed != nil {
                 lose(lines)
                 if now - lastRetry >= options.retryInterval { retry() }
             } else if !lines.isEmpty {
@@ -685,7 +757,7 @@ public final class CaptureSink: @unchecked Sendable {
                     return
                 }
             }
-            if options.fsync && failed == nil && now - lastSync >= options.flushInterval {
+            if options.fsync && failed == nil && file != nil && now - lastSync >= options.flushInterval {
                 lastSync = now
                 if let e = file.sync() { fail(e, what: "fsync failed", lost: []) }
             }
@@ -705,7 +777,7 @@ public final class CaptureSink: @unchecked Sendable {
     /// the file past `--rotate` (sizes are checked per record). Returns the lines left
     /// unwritten because `deadline` passed (a stop ran out of time).
     @discardableResult
-    private func write(_ lines: [Line], deadline: @escaping () -> Int64 = { .max }) -> [Line] {
+    func write(_ lines: [Line], deadline: @escaping () -> Int64 = { .max }) -> [Line] {
         var batch: [UInt8] = []
         var ends: [Int] = []
         var batchLines: [Line] = []
@@ -772,7 +844,7 @@ public final class CaptureSink: @unchecked Sendable {
     }
 
     /// The current part's size into the counters.
-    private static func updateSizes(_ s: inout CaptureStats, _ path: String, _ size: Int64) {
+    static func updateSizes(_ s: inout CaptureStats, _ path: String, _ size: Int64) {
         if s.parts.isEmpty { s.parts = [CapturePart(path: path, bytes: 0)] }
         s.parts[s.parts.count - 1].bytes = size
         s.bytes = s.parts.reduce(0) { $0 + $1.bytes }
@@ -797,7 +869,7 @@ public final class CaptureSink: @unchecked Sendable {
     }
 
     /// Lines that will not be written: counted into the failure's span.
-    private func lose(_ lines: [Line]) {
+    func lose(_ lines: [Line]) {
         guard !lines.isEmpty else { return }
         var g = failed?.gap ?? Gap(at: lines[0].gap?.from ?? lines[0].time, cause: "output failed: \(String(cString: strerror(failed?.errno ?? EIO)))")
         var records = 0, messages = 0, bytes: Int64 = 0
@@ -910,6 +982,12 @@ public final class CaptureSink: @unchecked Sendable {
     /// The stop ran out of time: what is still queued becomes one span; notes and the
     /// trailer are still written.
     private func finishAfterDeadline(_ queued: [Line]) {
+        if dashcam != nil {
+            dashcamTake(queued, now: options.ring!.now())
+            output.withLock { $0.encoderDone = true }
+            writeEnd()
+            return
+        }
         if failed != nil {
             lose(queued)
         } else {
@@ -941,6 +1019,17 @@ public final class CaptureSink: @unchecked Sendable {
 
     /// The last lines: the note about a span still failing (if the file takes it) and the trailer.
     private func writeEnd() {
+        if dashcam != nil && file == nil {
+            // Dashcam mode between incidents: the ring is dropped, nothing to end.
+            let wake = output.withLock { s -> Bool in
+                s.end = CaptureEnd(trailerWritten: true, error: nil)
+                s.diskDone = true
+                defer { s.finisherAsleep = false }
+                return s.finisherAsleep
+            }
+            if wake { finishWake.signal() }
+            return
+        }
         if failed != nil { retry() }
         var result = CaptureEnd(trailerWritten: false, error: nil)
         if let f = failed {

@@ -13,7 +13,7 @@ public struct RecorderCommand: Sendable, Hashable, CustomStringConvertible {
     public init(name: String, arguments: JSONObject? = nil) { self.name = name; self.arguments = arguments }
 
     public init(parsing text: String) throws(JSONParseError) {
-        let t = text.trimmingLeadingSpaces()
+        let t = String(text.drop { $0 == " " || $0 == "\t" })
         if t.hasPrefix("{") {
             let v = try JSONParser.parse(t)
             guard let n = v["execute"]?.stringValue else { throw JSONParseError(offset: 0, reason: "a command object needs \"execute\"") }
@@ -108,6 +108,8 @@ public final class ClientRecorder: CaptureRecorder {
 
     public func stop(by name: String) { control.requestStop(by: name) }
 
+    public func trigger(_ trigger: IncidentTrigger) { control.trigger(trigger, clock: context.clock) }
+
     /// The driver, once `run()` has started it: where `send` goes.
     private let started = Guarded<(loop: EventLoop, driver: NIOLoopBound<ClientDriver>)?>(nil)
 
@@ -139,7 +141,7 @@ public final class ClientRecorder: CaptureRecorder {
             redacted: options.redact, labels: config.headerLabels)
         let sink: CaptureSink
         do {
-            sink = try CaptureSink(header: header, options: options, logger: context.logger)
+            sink = try CaptureSink(header: header, options: options.clocked(context.clock, since: t0), logger: context.logger)
         } catch {
             loop.execute { driver.value.abandon() }
             throw error

@@ -68,6 +68,8 @@ public final class ProxyRecorder: CaptureRecorder {
 
     public func stop(by name: String) { control.requestStop(by: name) }
 
+    public func trigger(_ trigger: IncidentTrigger) { control.trigger(trigger, clock: context.clock) }
+
     public var progress: CaptureProgress? { control.progress(context.clock) }
 
     /// Listens, probes QEMU's version, creates the file and starts serving clients; returns
@@ -94,7 +96,7 @@ public final class ProxyRecorder: CaptureRecorder {
             qemuVersion: version, redacted: options.redact, labels: labels)
         let sink: CaptureSink
         do {
-            sink = try CaptureSink(header: header, options: options, logger: context.logger)
+            sink = try CaptureSink(header: header, options: options.clocked(context.clock, since: t0), logger: context.logger)
         } catch {
             try? loop.submit { server.value.abandon() }.wait()
             close(listener)

@@ -18,6 +18,9 @@ public protocol CaptureRecorder: AnyObject, Sendable {
     func stop(by name: String)
     /// Elapsed time and counters while recording (`nil` before the file exists).
     var progress: CaptureProgress? { get }
+    /// Dashcam mode: writes an incident file now (a signal or the control socket asked);
+    /// ignored before recording starts and outside dashcam mode.
+    func trigger(_ trigger: IncidentTrigger)
 }
 
 /// What a recorder runs with: the clock of its receive times and timers, the wall clock of
@@ -119,6 +122,12 @@ final class RecorderControl: Sendable {
             s.sink = sink
             s.start = start
         }
+    }
+
+    /// Passes a trigger to the sink, stamped with the recorder's clock.
+    func trigger(_ trigger: IncidentTrigger, clock: ReplayClock) {
+        guard let (sink, start) = state.withLock({ s in s.sink.map { ($0, s.start) } }) else { return }
+        sink.trigger(clock.now() - start, trigger)
     }
 
     func progress(_ clock: ReplayClock) -> CaptureProgress? {

@@ -97,6 +97,26 @@ public struct DurationValue: OptionValue, Hashable {
     }
 }
 
+/// How much the dashcam keeps (`record --ring`): a length of time (`10m`, `90s`, `1h`) or a
+/// size (`64M`, `512k`, `1G`, `64MiB`). A lower-case `m` is minutes; a size takes `M`
+/// (or `MB`, `MiB`).
+public struct RingWindow: OptionValue, Hashable {
+    public let nanoseconds: Int64?
+    public let bytes: Int?
+    public let text: String
+
+    public static func parse(_ text: String) throws(OptionValueError) -> RingWindow {
+        let isSize = text.last.map { "KkMGB".contains($0) } ?? false
+        if !isSize, let d = try? DurationValue.parse(text), d.nanoseconds > 0 {
+            return RingWindow(nanoseconds: d.nanoseconds, bytes: nil, text: text)
+        }
+        if let b = try? ByteSize.parse(text), b.bytes > 0 {
+            return RingWindow(nanoseconds: nil, bytes: b.bytes, text: text)
+        }
+        throw OptionValueError("the ring is a positive length of time (e.g. 90s, 10m, 1h) or a size (e.g. 512k, 64M, 1G)")
+    }
+}
+
 /// Permissions of a unix socket, in octal, up to 0777. Examples: `0600`, `660`.
 public struct SocketMode: OptionValue, Hashable {
     public let mode: mode_t

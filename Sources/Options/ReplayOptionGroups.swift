@@ -121,6 +121,9 @@ public struct ServeOptions: ParsableArguments {
     @Flag(help: "Serve from a SCHED_FIFO thread when permitted, for punctual releases on a busy machine.")
     public var realtime = false
 
+    @Flag(help: "Start paused: no event goes until the control API's resume, step or burst (serve --control, the shell's replay resume|step).")
+    public var paused = false
+
     /// The `--listen` address. Not checked by `validate()`: the command line reports a bad
     /// address without the usage ArgumentParser adds to a validation error, as the shell does.
     public func endpoint() throws(OptionValueError) -> Endpoint {
@@ -136,6 +139,7 @@ public struct ServeOptions: ParsableArguments {
         o.stallTimeout = stallTimeout.nanoseconds
         o.maxClients = max(1, maxClients)
         o.realtime = realtime
+        o.startPaused = paused
         // Checked by validate(); here only read.
         o.chaos = try? adversary.chaosSettings()
         o.faults = (try? adversary.faultRules()) ?? []

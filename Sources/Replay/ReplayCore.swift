@@ -33,7 +33,7 @@ final class ReplayCore {
     private var nextClient = 1
     private(set) var paused = false
     private(set) var speed: Double?
-    private var shared: Scheduler?
+    private(set) var shared: Scheduler?
     private var sharedWakeup = Wakeup()
     private var sharedPumping = false
     private var sharedAgain = false
@@ -53,6 +53,15 @@ final class ReplayCore {
     private var lingerWakeup = Wakeup()
     /// Reused for each read's bytes.
     private var input: [UInt8] = []
+    /// The control API's holds (Control/ReplayCore+Control.swift), applied to every timeline
+    /// and session, new ones included.
+    var holds: [ControlHold] = []
+    var nextHold = 1
+    /// `serve --record-missing`: the real QEMU that answers what the recording cannot.
+    var missing: MissingRecorder?
+    /// The control API's pending `wait`s.
+    var waiters: [ControlWaiter] = []
+    var nextWaiter = 1
     private var reportWaiters: [(after: Int, promise: EventLoopPromise<[SessionReport]>)] = []
     /// Completed when the server has closed its listener and every client.
     let done: EventLoopPromise<Void>
@@ -66,6 +75,7 @@ final class ReplayCore {
         self.loop = loop
         self.logger = logger
         speed = options.speed
+        paused = options.startPaused
         wallOffsetMicros = MonotonicClock.wallOffsetMicros(clock)
         lastInput = clock.now()
         done = loop.makePromise(of: Void.self)
@@ -88,6 +98,8 @@ final class ReplayCore {
         o.speed = speed
         let s = ServerSession(script: script, options: o, clock: clock, client: nextClient, peer: peer, ownTimeline: !options.shared)
         if paused { s.scheduler?.pause() }
+        applyHolds(to: s)
+        if let m = missing { s.passThrough = { m.answer($0, id: $1) } }
         let now = clock.now()
         let c = ReplayClient(number: nextClient, peer: peer, session: s, context: context, now: now)
         nextClient += 1
@@ -120,6 +132,7 @@ final class ReplayCore {
         lastInput = now
         pump(c)
         if options.shared { pumpShared() }
+        checkWaiters()
         if c.session.failedFast && !failedFast {
             failedFast = true
             logger.notice("strict divergence with --fail-fast: \(c.session.report.divergences.last?.message ?? "")",
@@ -206,6 +219,7 @@ final class ReplayCore {
         }
         armStallCheck(c)
         armLinger()
+        checkWaiters()
     }
 
     /// Hands queued bytes to the channel, up to `maxInFlight`, and flushes once.
@@ -294,6 +308,7 @@ final class ReplayCore {
             let s = Scheduler(times: evs.map { script.events[$0].time }, spanStart: script.spanStart, spanEnd: script.spanEnd,
                               speed: speed, maxGap: options.maxGap, loop: options.loop, clock: clock)
             if paused { s.pause() }
+            applyHolds(to: s)
             s.start()
             shared = s
         }
@@ -316,6 +331,7 @@ final class ReplayCore {
         } while more && rounds < 8
         sharedPumping = false
         for c in clients where !checkLimits(c) { armStallCheck(c) }
+        checkWaiters()
         guard !stopping, let d = s.nextDeadline() else { return }
         if more {
             sharedWakeup.arm(at: clock.now(), clock: clock, loop: loop) { self.sharedWakeup.fired(); self.pumpShared() }
@@ -344,7 +360,7 @@ final class ReplayCore {
     }
 
     /// Every timeline moved: each client's turn and the shared one run again at once.
-    private func pumpAll() {
+    func pumpAll() {
         for c in clients {
             c.wakeup.cancel()
             pump(c)
@@ -381,7 +397,7 @@ final class ReplayCore {
 
     // MARK: controls
 
-    private func eachTimeline(_ body: (Scheduler) -> Void) {
+    func eachTimeline(_ body: (Scheduler) -> Void) {
         if let s = shared { body(s) }
         for c in clients { if let s = c.session.scheduler { body(s) } }
     }

@@ -70,6 +70,8 @@ public struct ReplayOptions: Sendable {
     public var failFast = false
     /// One timeline for all clients (late joiners get events from now on).
     public var shared = false
+    /// Start paused: timelines wait for the control API's `resume` or `step` (`--paused`).
+    public var startPaused = false
     /// The recorded connection to replay; default: the first one with a greeting.
     public var connection: UInt32?
     /// Mode of a unix listening socket.

@@ -201,7 +201,7 @@ public final class ReplayServer: Sendable {
 
     /// Runs `body` on the loop and returns its result (at once when already there);
     /// `fallback` when the loop is gone.
-    private func onLoop<T: Sendable>(_ fallback: @autoclosure () -> T, _ body: @escaping @Sendable (ReplayCore) -> T) -> T {
+    func onLoop<T: Sendable>(_ fallback: @autoclosure () -> T, _ body: @escaping @Sendable (ReplayCore) -> T) -> T {
         let box = core
         if loop.inEventLoop { return body(box.value) }
         return (try? loop.submit { body(box.value) }.wait()) ?? fallback()

@@ -93,6 +93,12 @@ public final class Scheduler {
     public private(set) var stoppedHolding: GiveUp?
     /// With `stopHoldingAfterLimit` false: the first item held longer than `holdLimit`.
     public private(set) var longHold: GiveUp?
+    /// Items the timeline stops before until released (the control API's "hold before
+    /// event K"); `heldAt` is set while it waits at one of them.
+    private var stopsBefore = Set<Int>()
+    public private(set) var heldAt: Int?
+    /// Items that go now whatever their due time, holds or pause (`step`, `burst`).
+    private var forced = 0
 
     /// `virtualTimes`: `Scheduler.virtualTimes(times, spanStart:, maxGap:)` computed once and
     /// shared by many schedulers over the same times (one per client); computed here if nil.
@@ -263,7 +269,8 @@ public final class Scheduler {
     /// `next()` at a time the caller has just read: at max speed a batch of releases reads
     /// the clock once (nothing is ever early there, and lateness is not measured).
     public func next(at now: Int64) -> Release? {
-        guard started, !paused else { return nil }
+        guard started, !paused || forced > 0 else { return nil }
+        if forced > 0 { return nextForced(at: now) }
         if position >= count {
             guard loop, count > 0 else { return nil }
             // The pass ends at the span's end (or the last item); the next pass is anchored
@@ -282,6 +289,10 @@ public final class Scheduler {
             guard position < count else { return nil }
             if stillHeld(now: now) { return nil }
         }
+        if !stopsBefore.isEmpty, stopsBefore.contains(position) {
+            heldAt = position
+            return nil
+        }
         let d = due(position)
         guard now >= d else { return nil }
         let r = Release(item: position, due: d, at: now, lateness: speed == nil ? 0 : now - d, pass: pass)
@@ -294,13 +305,16 @@ public final class Scheduler {
     /// When the next release is due (or a held item's hold runs out); nil when finished,
     /// paused, not started or held without limit.
     public func nextDeadline() -> Int64? {
-        guard started, !paused else { return nil }
+        guard started else { return nil }
         func now() -> Int64 { clock.now() }
         skipReleasedOutside()
+        if forced > 0 && position < count { return now() }
+        guard !paused else { return nil }
         if position >= count {
             guard loop, count > 0 else { return nil }
             return wall(ofVirtual: virtualEnd)
         }
+        if stopsBefore.contains(position) { return nil }
         if isBlocked(position) {
             guard let limit = holdLimit else { return nil }
             if let since = heldSince { return !stopHoldingAfterLimit && now() - since >= limit ? nil : since + limit }
@@ -326,6 +340,62 @@ public final class Scheduler {
             anchorWall = now
         }
     }
+
+    // MARK: the control API's moves (docs/REPLAY.md, "Control API")
+
+    /// The next `n` items go at once, before their time and past any hold (a test asked for
+    /// them); returns how many are left to go (fewer items than `n` remain). While paused
+    /// the timeline stays paused after them; while playing it goes on from the last of them
+    /// at the recorded distances (the anchor moves there).
+    public func force(_ n: Int) {
+        guard n > 0 else { return }
+        forced += n
+    }
+
+    /// How many forced items have not gone yet.
+    public var forcedPending: Int { forced }
+
+    private func nextForced(at now: Int64) -> Release? {
+        skipReleasedOutside()
+        guard position < count else { forced = 0; return nil }
+        let i = position
+        let r = Release(item: i, due: now, at: now, lateness: 0, pass: pass)
+        position += 1
+        released += 1
+        forced -= 1
+        heldSince = nil
+        if heldAt == i { heldAt = nil }
+        stopsBefore.remove(i)
+        // The replay's time is now this item's: a pause stays there, a playing timeline
+        // continues from it.
+        pausedVirtual = virtualTimes[i]
+        anchorVirtual = virtualTimes[i]
+        anchorWall = now
+        return r
+    }
+
+    /// The timeline stops before item `i` (when it gets there) until `releaseStop(i)`.
+    public func stopBefore(_ i: Int) {
+        guard i >= 0, i < count else { return }
+        stopsBefore.insert(i)
+    }
+
+    /// Lets the timeline go past item `i` again (nil: every stop); an item it waited at goes
+    /// now if it is late, and the rest follow at their recorded distances from it.
+    public func releaseStop(_ i: Int? = nil) {
+        if let i { stopsBefore.remove(i) } else { stopsBefore.removeAll() }
+        guard let h = heldAt, !stopsBefore.contains(h) else { return }
+        heldAt = nil
+        heldSince = nil
+        let now = clock.now()
+        if started, !paused, speed != nil, h == position, due(h) < now {
+            anchorVirtual = virtualTimes[h]
+            anchorWall = now
+        }
+    }
+
+    /// The items the timeline will stop before.
+    public var stops: [Int] { stopsBefore.sorted() }
 
     public func pause() {
         guard !paused else { return }
@@ -363,5 +433,6 @@ public final class Scheduler {
         if !started { startVirtual = v }
         barrierFloor = max(t, spanStart)
         heldSince = nil
+        heldAt = nil
     }
 }

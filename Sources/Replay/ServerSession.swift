@@ -53,6 +53,11 @@ public final class ServerSession {
     /// Under a chaos schedule, after a recorded `quit`: the recorded SHUTDOWN, if the
     /// schedule has not sent it by the end of `quit`'s slots.
     private var shutdownOwed: Int?
+    /// Commands whose reply waits for the control API's `release` (docs/REPLAY.md, "Control API").
+    public internal(set) var replyHolds = ReplyHolds()
+    /// `serve --record-missing`: a real QEMU's answer to a command no recorded call matches
+    /// (Live/MissingRecorder.swift); nil when it has none.
+    public var passThrough: ((JSONObject, JSONValue?) -> (reply: JSONObject, events: [[UInt8]])?)?
 
     /// Bytes waiting to be written to the client (`output[outputStart...]`).
     public private(set) var output: [UInt8] = []
@@ -166,12 +171,21 @@ public final class ServerSession {
         if chaos != nil { chaos!.lastInput = clock.now() }
         parser.push(chunk) { item in
             guard !closeAfterFlush else { return }
-            switch item {
-            case .value(let v): request(v)
-            case .error(let desc): sendError(nil, "GenericError", desc)
-            case .overlong:
-                sendError(nil, "GenericError", "qmpreplay: message longer than \(options.inputLimit) bytes, not kept (QEMU takes up to 64 MiB)")
-            }
+            // The control API's reply holds (Control/ReplyHolds.swift): a held command and
+            // everything after it wait, in order, until released.
+            if replyHolds.holds(item, negotiated: negotiated) { return }
+            handle(item)
+        }
+    }
+
+    /// One item of client input, answered.
+    func handle(_ item: QMPInputParser.Item) {
+        guard !closeAfterFlush else { return }
+        switch item {
+        case .value(let v): request(v)
+        case .error(let desc): sendError(nil, "GenericError", desc)
+        case .overlong:
+            sendError(nil, "GenericError", "qmpreplay: message longer than \(options.inputLimit) bytes, not kept (QEMU takes up to 64 MiB)")
         }
     }
 
@@ -363,6 +377,17 @@ public final class ServerSession {
 
     /// A command past negotiation: QEMU's dispatcher checks, then the recorded answer.
     private func dispatch(_ cmd: String, _ args: JSONObject?, id: JSONValue?, execKey: String?) {
+        if passThrough != nil, cmd != "quit", script.candidates(name: cmd, arguments: args, mode: options.match).isEmpty {
+            var request = JSONObject()
+            request["execute"] = .string(cmd)
+            if let a = args { request["arguments"] = .object(a) }
+            if let got = passThrough?(request, id) {
+                report.commandsUnmatched += 1
+                for e in got.events { appendLive(e) }
+                sendRecordedReply(got.reply, id: id)
+                return
+            }
+        }
         // qapi/qmp-dispatch.c: the command must exist, then allow out-of-band execution if asked.
         // With `--unmatched empty` and no schema, "never recorded" is only a guess: answer it.
         let guessing = script.commandTable.source == .recordedCalls && options.unmatched == .empty
@@ -649,6 +674,12 @@ public final class ServerSession {
         if firstLateness == nil { firstLateness = r.lateness }
         report.driftNanos = r.lateness - firstLateness!
         report.passes = r.pass + 1
+    }
+
+    /// An event a real QEMU raised (`passThrough`), as it wrote it.
+    private func appendLive(_ bytes: [UInt8]) {
+        output.append(contentsOf: bytes)
+        report.eventsSent += 1
     }
 
     private func appendEvent(_ k: Int, due: Int64) {

@@ -98,6 +98,11 @@ public struct FilterExpression: Sendable, CustomStringConvertible {
         cache.bound(for: recording).nameIDs
     }
 
+    /// The record kinds a matching record can have (nil: any): `GUEST_PANICKED or
+    /// BLOCK_IO_ERROR` only events, `data.x > 1` only messages. A caller testing one record at a
+    /// time (the dashcam's triggers) skips the others without building anything.
+    public var possibleKinds: Set<RecordKind>? { root.possibleKinds }
+
     /// The normalised form: lower-case keywords, explicit `event`/`command`/`kind`,
     /// `==` for `=`, single spaces, only the parentheses precedence needs. It parses back
     /// to the same filter.

@@ -18,13 +18,16 @@ import Glibc
 /// instead of being printed over the prompt.
 final class ShellReplay: Sendable {
     let server: ReplayServer
+    /// The controls, the same layer as `serve --control` (docs/REPLAY.md, "Control API").
+    let control: ReplayControl
     let endpoint: Endpoint
     let log: BufferingLogHandler.Buffer
     /// Sessions whose summary is already in `log`.
     private let reported = Mutex(0)
 
-    init(server: ReplayServer, endpoint: Endpoint, log: BufferingLogHandler.Buffer) {
+    init(server: ReplayServer, control: ReplayControl, endpoint: Endpoint, log: BufferingLogHandler.Buffer) {
         self.server = server
+        self.control = control
         self.endpoint = endpoint
         self.log = log
     }
@@ -56,8 +59,11 @@ extension ShellSession {
     static let replayUsage = """
         replay start [--listen ADDR] [--here] [options]   serve this recording in the background
         replay pause | resume                             hold or continue the timeline
+        replay step [N] | burst [N]                       pause and send the next N events | send them at once
         replay speed X|max                                change the speed (0.1 ... 1000)
         replay seek POSITION                              jump the timeline (#N, 12.5s, a mark, or 'here')
+        replay hold event POSITION | hold reply COMMAND   stop before that event | keep that command's reply back
+        replay release [ID]                               end a hold (all without ID)
         replay status                                     position, clients, events sent, recent log
         replay stop                                       disconnect clients and stop serving
         """
@@ -67,15 +73,18 @@ extension ShellSession {
         let (sub, rest) = arg.splitFirstWord()
         switch sub {
         case "start": try replayStart(rest)
-        case "pause": try runningReplay().server.pause(); emit("replay paused at " + replayPosition())
-        case "resume": try runningReplay().server.resume(); emit("replay resumed at " + replayPosition())
+        case "pause": try perform(.pause); emit("replay paused at " + replayPosition())
+        case "resume": try perform(.resume); emit("replay resumed at " + replayPosition())
+        case "step", "burst": try replayStep(sub, rest)
         case "speed": try replaySpeed(rest)
         case "seek": try replaySeek(rest)
+        case "hold": try replayHold(rest)
+        case "release": try replayRelease(rest)
         case "status": replayStatus()
         case "stop": try replayStop()
         case "": throw ShellError("replay needs a subcommand:\n" + ShellSession.replayUsage)
         default:
-            let subs = ["start", "pause", "resume", "speed", "seek", "status", "stop"]
+            let subs = ["start", "pause", "resume", "step", "burst", "speed", "seek", "hold", "release", "status", "stop"]
             throw ShellError("unknown replay subcommand '\(sub)'\(Suggestions.didYouMean(sub, among: subs))\n" + ShellSession.replayUsage)
         }
     }
@@ -130,7 +139,7 @@ extension ShellSession {
         } catch {
             throw ShellError("replay start: \(error)")
         }
-        let handle = ShellReplay(server: server, endpoint: endpoint, log: log)
+        let handle = ShellReplay(server: server, control: ReplayControl(server: server, recording: recording), endpoint: endpoint, log: log)
         do {
             try server.start(listen: endpoint, socketMode: options.socketMode)
         } catch {
@@ -153,7 +162,7 @@ extension ShellSession {
         do { speed = try Speed.parse(word).factor } catch {
             throw ShellError("replay speed '\(word)': \(error)")
         }
-        r.server.setSpeed(speed)
+        try perform(.speed(speed), on: r)
         emit("replay speed \(speed == nil || word.hasSuffix("x") ? word : word + "x") at " + replayPosition())
     }
 
@@ -165,8 +174,58 @@ extension ShellSession {
         guard r.server.status().negotiatedClients > 0 else {
             throw ShellError("no client is connected, so there is no timeline to move: each client's timeline starts at --from when it negotiates ('replay stop', then 'replay start --here' starts them at the cursor)")
         }
-        r.server.seek(toMicros: recording.time(i) / 1000)
+        try perform(.seek(.record(i)), on: r)
         emit("replay moved to #\(i) " + replayPosition())
+    }
+
+    /// One request through the control layer (the same as `serve --control`).
+    @discardableResult
+    private func perform(_ req: ControlRequest, on r: ShellReplay? = nil) throws(ShellError) -> ReplayControl.Result {
+        let handle: ShellReplay
+        if let r { handle = r } else { handle = try runningReplay() }
+        do { return try handle.control.perform(req) } catch { throw ShellError("replay: \(error)") }
+    }
+
+    /// `replay step [N]` (pause, then the next N events) and `replay burst [N]` (the next N at once).
+    private func replayStep(_ sub: String, _ rest: String) throws(ShellError) {
+        let word = rest.trimmed()
+        let n = word.isEmpty ? 1 : Int(word) ?? 0
+        guard n >= 1 else { throw ShellError("replay \(sub) takes a count of events (1 or more), not '\(word)'") }
+        let r = try runningReplay()
+        guard r.server.status().negotiatedClients > 0 else {
+            throw ShellError("no client has negotiated yet: a client's timeline starts when it sends qmp_capabilities")
+        }
+        let res = try perform(sub == "step" ? .step(n) : .burst(n), on: r)
+        let sent = res.released ?? 0
+        emit("replay \(sub): \(sent) event\(sent == 1 ? "" : "s") sent, now at " + replayPosition())
+    }
+
+    /// `replay hold event POSITION` or `replay hold reply COMMAND`.
+    private func replayHold(_ rest: String) throws(ShellError) {
+        let (kind, what) = rest.splitFirstWord()
+        let target: ControlHold.Target
+        switch kind {
+        case "event":
+            guard !what.trimmed().isEmpty else { throw ShellError("replay hold event needs a position: #N, a time, a mark, or 'here'") }
+            let w = what.trimmed()
+            target = .event(record: (w == "here" || w == ".") ? cursor : try resolve(w))
+        case "reply":
+            let name = what.trimmed()
+            guard !name.isEmpty, !name.contains(" ") else { throw ShellError("replay hold reply needs one command name, e.g. query-status") }
+            target = .reply(command: name)
+        default:
+            throw ShellError("usage: replay hold event POSITION | replay hold reply COMMAND")
+        }
+        guard let h = try perform(.hold(target)).hold else { return }
+        emit("hold \(h.id): \(h.target) ('replay release \(h.id)' ends it)")
+    }
+
+    private func replayRelease(_ rest: String) throws(ShellError) {
+        let w = rest.trimmed()
+        let id: Int? = w.isEmpty ? nil : Int(w)
+        if !w.isEmpty && id == nil { throw ShellError("replay release takes a hold number (or nothing: every hold), not '\(w)'") }
+        let ids = try perform(.release(id)).releasedHolds ?? []
+        emit(ids.isEmpty ? "no hold to release" : "released hold\(ids.count == 1 ? "" : "s") \(ids.map(String.init).joined(separator: ", ")) at " + replayPosition())
     }
 
     private func replayStatus() {
@@ -174,7 +233,9 @@ extension ShellSession {
             emit("no replay has been started; 'replay start' serves this recording to clients")
             return
         }
-        emit(r.server.status().description)
+        let st = r.server.controlStatus()
+        emit(st.replay.description)
+        for h in st.holds { emit("  hold \(h.id): \(h.target)\(h.holding ? " (holding now)" : "")") }
         let (lines, _) = r.recent(10)
         for l in lines { emit("  " + l) }
     }

@@ -685,27 +685,18 @@ public final class ShellSession {
         guard let records = span?.records, !records.isEmpty else { throw ShellError("TO is before FROM: nothing to export") }
         let b = records.upperBound - 1
         if filtered && filter == nil { throw ShellError("--filtered needs an active filter ('filter EXPR')") }
-        guard path != recording.path else { throw ShellError("refusing to overwrite the recording being read") }
-        do { try OutputGuard.check(path, force: force) } catch { throw ShellError(error.description) }
-        var header = recording.header ?? RecordingHeader(startMicros: 0, source: recording.path, mode: .import)
-        header.labels.append((key: "exported-from", value: "\(recording.path) #\(a)..#\(b)" + (filtered ? " filter \(filter!)" : "")))
+        let what = "#\(a)..#\(b)" + (filtered ? " filter \(filter!)" : "")
+        let result: RecordingExport.Result
         do {
-            let w = try RecordingWriter(path: path, header: header)
-            var n = 0
-            for i in a...b where !filtered || filter!.matches(recording, i) {
-                let rec = try recording.record(at: i)
-                try w.append(time: rec.time, connection: rec.connection, rec.body)
-                n += 1
+            result = try RecordingExport.write(recording, range: a...b, to: path, force: force, what: what) { i in
+                !filtered || filter!.matches(recording, i)
             }
-            try w.finish(reason: "complete")
-            emit("wrote \(n) record\(n == 1 ? "" : "s") (#\(a)..#\(b)) to \(path)")
-        } catch let e as RecordingWriteError {
-            throw ShellError(e.description)
-        } catch let e as RecordDecodeError {
-            throw ShellError("cannot export: \(e.description)")
         } catch {
-            throw ShellError("\(error)")
+            throw ShellError(error.description)
         }
+        let n = result.records
+        let secrets = result.redactions > 0 ? "; \(result.redactions) secret\(result.redactions == 1 ? "" : "s") redacted" : ""
+        emit("wrote \(n) record\(n == 1 ? "" : "s") (#\(a)..#\(b)) to \(path)\(secrets)")
     }
 
     public static let settings = ["pager", "color", "show-lines", "show-items", "show-depth", "show-string"]

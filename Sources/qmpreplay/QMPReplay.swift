@@ -26,14 +26,15 @@ struct QMPReplay: ParsableCommand {
             Addresses (--listen, --connect, --connect-to, ...): unix:PATH or a socket path such as
             /run/vm1.qmp, tcp:HOST:PORT or HOST:PORT (tcp::4444 is 127.0.0.1).
 
-            Exit status: 0 success; 1 validate found problems, or a shell script command failed;
-            2 a file could not be read, written or understood; 64 bad command line. Each command's
-            --help lists its own (record has two more). Errors go to standard error, their first
+            Exit status: 0 success; 1 validate or doctor found problems, slice matched nothing, or a
+            shell script command failed; 2 a file could not be read, written or understood; 64 bad
+            command line. Each command's --help lists its own (record has two more, doctor one:
+            3 the file is damaged). Errors go to standard error, their first
             line starting "qmpreplay: error:"; warnings start "qmpreplay: warning:".
             Colours are used only on a terminal and never when NO_COLOR is set.
             """),
         version: QMPReplayVersion.string,
-        subcommands: [InfoCommand.self, CatCommand.self, ValidateCommand.self, ShellCommand.self, ServeCommand.self, ReplayCommand.self, AnalyzeCommand.self, RecordCommand.self, ImportCommand.self, SynthCommand.self, BenchCommand.self, ExploreCommand.self]
+        subcommands: [InfoCommand.self, CatCommand.self, ValidateCommand.self, DoctorCommand.self, RecoverCommand.self, SliceCommand.self, MergeCommand.self, ShellCommand.self, ServeCommand.self, ReplayCommand.self, ExploreCommand.self, DiffQEMUCommand.self, AnalyzeCommand.self, RecordCommand.self, ImportCommand.self, SynthCommand.self, BenchCommand.self]
     )
 
     /// ArgumentParser's `main`, with its errors in the one style of every other error

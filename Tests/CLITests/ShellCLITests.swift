@@ -207,6 +207,24 @@ struct ShellCLITests {
         #expect(bad.status == 1 && bad.stderr.contains("--speed"))
     }
 
+    @Test("replay's control commands from a script: holds, release, step without a client")
+    func replayControlScripted() throws {
+        let dir = NSTemporaryDirectory() + "qsc-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let sock = dir + "/s.sock"
+        let r = try sh(lifecycle, "replay start --listen unix:\(sock) --paused; replay hold reply stop; replay hold event #11; replay status; replay release 1; replay release; replay stop")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.out.contains("hold 1: before the reply to stop ('replay release 1' ends it)"))
+        #expect(r.out.contains("hold 2: before event #11"))
+        #expect(r.out.contains("paused on unix:\(sock)") && r.out.contains("  hold 2: before event #11"))
+        #expect(r.out.contains("released hold 1 at") && r.out.contains("released hold 2 at"))
+        let step = try sh(lifecycle, "replay start --listen unix:\(sock); replay step 2")
+        #expect(step.status == 1 && step.stderr.contains("no client has negotiated yet"))
+        let notEvent = try sh(lifecycle, "replay start --listen unix:\(sock); replay hold event #2")
+        #expect(notEvent.status == 1 && notEvent.stderr.contains("record #2 is not an event of the replayed connection"))
+    }
+
     @Test("info and quit")
     func infoQuit() throws {
         let r = try sh(lifecycle, "info; quit; show")

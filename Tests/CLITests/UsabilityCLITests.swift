@@ -171,7 +171,7 @@ struct UsabilityCLITests {
         #expect(firstError(r).hasPrefix("qmpreplay: error: unix:\(dir)/no-qemu.sock: "))
     }
 
-    static let commands = ["info", "cat", "validate", "shell", "serve", "replay", "analyze", "record", "synth"]
+    static let commands = ["info", "cat", "validate", "shell", "serve", "replay", "analyze", "record", "synth", "doctor", "recover", "merge", "slice"]
 
     @Test("--help fits the terminal width and lists the command's exit statuses", arguments: commands)
     func help(_ command: String) throws {

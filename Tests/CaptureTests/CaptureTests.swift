@@ -1,5 +1,5 @@
 import QMP
-import Recording
+@testable import Recording
 import Testing
 @testable import Capture
 

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import QMP
-import Recording
+@testable import Recording
 import Testing
 @testable import Capture
 

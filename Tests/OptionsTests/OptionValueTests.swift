@@ -14,6 +14,20 @@ struct OptionValueTests {
         do { _ = try parse(text); return nil } catch { return error.description }
     }
 
+    @Test("ring windows: a lower-case m is minutes, a size takes M, MB or MiB; k is always a size")
+    func ringWindows() throws {
+        #expect(try RingWindow.parse("10m").nanoseconds == 600_000_000_000)
+        #expect(try RingWindow.parse("90s").nanoseconds == 90_000_000_000)
+        #expect(try RingWindow.parse("1h").bytes == nil)
+        #expect(try RingWindow.parse("64M").bytes == 64 << 20)
+        #expect(try RingWindow.parse("64MB").bytes == 64 << 20)
+        #expect(try RingWindow.parse("64MiB").bytes == 64 << 20)
+        #expect(try RingWindow.parse("512k").bytes == 512 << 10)
+        #expect(try RingWindow.parse("10m").bytes == nil)
+        let bad = "the ring is a positive length of time (e.g. 90s, 10m, 1h) or a size (e.g. 512k, 64M, 1G)"
+        for text in ["", "0s", "0M", "10q", "-5m", "M"] { #expect(reason(RingWindow.parse, text) == bad, "\(text)") }
+    }
+
     @Test("sizes: bytes, or k/M/G with an optional B or iB, any case", arguments: [
         ("65536", 65536), ("0", 0), ("64k", 64 << 10), ("64KiB", 64 << 10), ("64kb", 64 << 10),
         ("16M", 16 << 20), ("16MiB", 16 << 20), ("1G", 1 << 30), ("1gib", 1 << 30), ("512B", 512),

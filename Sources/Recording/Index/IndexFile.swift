@@ -191,7 +191,7 @@ struct ByteWriter {
     }
     mutating func problems(_ ps: [ReadProblem]) {
         int(ps.count)
-        for p in ps { int(p.line); int(p.badLine ? 1 : 0); string(p.message) }
+        for p in ps { int(p.line); int(p.badLine ? 1 : 0); string(p.message); string(p.code) }
     }
 }
 
@@ -229,8 +229,8 @@ struct ByteReader {
         let n = int()
         guard n >= 0, n <= bytes.count - at else { failed = true; return [] }
         return (0..<n).map { _ in
-            let line = int(), bad = int() == 1
-            return ReadProblem(line: line, message: string(), badLine: bad)
+            let line = int(), bad = int() == 1, message = string()
+            return ReadProblem(line: line, message: message, badLine: bad, code: string())
         }
     }
 }

@@ -48,7 +48,7 @@ struct IndexBuilder {
     static func build(_ bytes: FileBytes, parallelThreshold: Int) -> IndexBuilder {
         var b = IndexBuilder()
         guard let raw = bytes.base, bytes.count > 0 else {
-            b.problem(0, "empty file: no header and no records", badLine: false)
+            b.problem(0, "empty file: no header and no records", badLine: false, code: "empty-file")
             return b
         }
         let base = raw.assumingMemoryBound(to: UInt8.self)
@@ -151,7 +151,7 @@ struct IndexBuilder {
             let t = times[i]
             if t < lastTime {
                 if backwards == 0 {
-                    problem(Int(lines[i]), "time goes backwards (\(t) ns after \(lastTime) ns); times clamped for seeking", badLine: false)
+                    problem(Int(lines[i]), "time goes backwards (\(t) ns after \(lastTime) ns); times clamped for seeking", badLine: false, code: "time-backwards")
                 }
                 backwards += 1
                 times[i] = lastTime
@@ -160,22 +160,24 @@ struct IndexBuilder {
             }
         }
         remarks = []
-        func remark(_ line: Int, _ message: String) { remarks.append(ReadProblem(line: line, message: message, badLine: false)) }
-        if backwards > 1 { remark(0, "time went backwards at \(backwards) records") }
+        func remark(_ line: Int, _ message: String, code: String) {
+            remarks.append(ReadProblem(line: line, message: message, badLine: false, code: code))
+        }
+        if backwards > 1 { remark(0, "time went backwards at \(backwards) records", code: "time-backwards") }
         problems.sort { $0.line < $1.line }
         if header == nil && !problems.contains(where: { $0.line == 1 }) {
-            remark(1, "no header line: reading records without metadata")
+            remark(1, "no header line: reading records without metadata", code: "no-header")
         }
         if let t = trailer {
             if let tl = firstTrailerLine {
                 let after = lines.reduce(0) { $0 + (Int($1) > tl ? 1 : 0) }
-                if after > 0 { remark(0, "\(after) records after the trailer") }
+                if after > 0 { remark(0, "\(after) records after the trailer (line \(tl))", code: "after-trailer") }
             }
             if t.records != times.count {
-                remark(0, "trailer counts \(t.records) records but \(times.count) were read")
+                remark(0, "trailer counts \(t.records) records but \(times.count) were read", code: "trailer-count")
             }
         } else if !times.isEmpty || lastLine > 0 {
-            remark(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)")
+            remark(0, "no trailer: the recording did not end cleanly (recorder killed, disk full, or still recording)", code: "no-trailer")
         }
     }
 
@@ -185,8 +187,8 @@ struct IndexBuilder {
     }
 
 
-    mutating func problem(_ line: Int, _ message: String, badLine: Bool = true) {
-        problems.append(ReadProblem(line: line, message: message, badLine: badLine))
+    mutating func problem(_ line: Int, _ message: String, badLine: Bool = true, code: String? = nil) {
+        problems.append(ReadProblem(line: line, message: message, badLine: badLine, code: code ?? (badLine ? "bad-line" : "file")))
     }
 
     /// Scans the lines in `from..<to` (line numbers start after `lineBase`). Only the first
@@ -225,11 +227,12 @@ struct IndexBuilder {
             if firstChunk, lineNo == 1, lineEnd - pos > 10, Recording.startsWith(base + pos, lineEnd - pos, "{\"qmprec\"") {
                 headerLineSeen = true
                 readHeader(base, pos, lineEnd)
+                if !complete { problem(1, "last line has no newline", badLine: false, code: "no-newline") }
                 pos = end + 1
                 continue
             }
             if lineEnd == pos {
-                if complete || (firstChunk && lineNo == 1) { problem(lineNo, "empty line") }
+                if complete || (firstChunk && lineNo == 1) { problem(lineNo, "empty line", code: "empty-line") }
                 pos = end + 1
                 continue
             }
@@ -239,10 +242,10 @@ struct IndexBuilder {
                 // A last line without newline: accept it only if it is whole JSON.
                 ok = (try? JSONParser.parse(UnsafeBufferPointer(start: base + pos, count: lineEnd - pos))) != nil
                 if !ok {
-                    problem(lineNo, "last line is incomplete (\(lineEnd - pos) bytes, torn write?); ignored")
+                    problem(lineNo, "last line is incomplete (\(lineEnd - pos) bytes, torn write?); ignored", code: "torn-line")
                     break
                 }
-                problem(lineNo, "last line has no newline", badLine: false)
+                problem(lineNo, "last line has no newline", badLine: false, code: "no-newline")
             }
             if !ok {
                 if !slowScan(base, pos, lineEnd, lineNo: lineNo, complete: complete, &entry) {
@@ -280,13 +283,13 @@ struct IndexBuilder {
             if let h = RecordingHeader(json: v) {
                 header = h
                 if h.version > RecordingHeader.currentVersion {
-                    problem(1, "format version \(h.version) is newer than this reader's \(RecordingHeader.currentVersion); reading what it understands", badLine: false)
+                    problem(1, "format version \(h.version) is newer than this reader's \(RecordingHeader.currentVersion); reading what it understands", badLine: false, code: "newer-version")
                 }
             } else {
-                problem(1, "header is not a qmprec header")
+                problem(1, "header is not a qmprec header", code: "bad-header")
             }
         } catch {
-            problem(1, "header is not valid JSON: \(error)")
+            problem(1, "header is not valid JSON: \(error)", code: "bad-header")
         }
     }
 
@@ -380,7 +383,7 @@ struct IndexBuilder {
         do {
             v = try JSONParser.parse(UnsafeBufferPointer(start: p + s, count: e - s))
         } catch {
-            problem(lineNo, complete ? "not valid JSON (\(error)); skipped" : "last line is incomplete (\(e - s) bytes, torn write?); ignored")
+            problem(lineNo, complete ? "not valid JSON (\(error)); skipped" : "last line is incomplete (\(e - s) bytes, torn write?); ignored", code: complete ? "not-json" : "torn-line")
             return false
         }
         guard let o = v.objectValue else {
@@ -388,7 +391,7 @@ struct IndexBuilder {
             return false
         }
         if o["qmprec"] != nil {
-            problem(lineNo, "a header line in the middle of the recording; skipped")
+            problem(lineNo, "a header line in the middle of the recording; skipped", code: "header-in-middle")
             return false
         }
         guard let t = o["t"]?.int64Value else {

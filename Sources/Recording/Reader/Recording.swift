@@ -12,6 +12,8 @@ public struct ReadProblem: Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// A bad line (skipped) as opposed to a remark about the file as a whole.
     public var badLine: Bool
+    /// A stable identifier for scripts and `doctor` (`torn-line`, `no-trailer`...).
+    public var code: String
     public var description: String { line > 0 ? "line \(line): \(message)" : message }
 }
 
@@ -56,6 +58,10 @@ public final class Recording: @unchecked Sendable {
     public let notARecording: NotARecording?
     /// Distinct record names (events, commands, error classes); index 0 is "no name".
     public let names: [String]
+    /// The line the (first) trailer is on, when there is one.
+    public let trailerLine: Int?
+    /// The number of lines in the file (a last line without newline counts).
+    public let lineCount: Int
 
     // The index, as parallel arrays (struct of arrays keeps binary search on times tight).
     // `let`, so that reading them needs no exclusivity checks.
@@ -126,6 +132,8 @@ public final class Recording: @unchecked Sendable {
         nameIDs = b.nameIDs
         kindDir = b.kindDir
         nameTable = b.nameTable
+        trailerLine = b.firstTrailerLine
+        lineCount = b.lastLine
         if b.header == nil && b.times.isEmpty && b.trailer == nil && !b.headerLineSeen {
             notARecording = NotARecording.classify(bytes)
         } else {

@@ -121,12 +121,17 @@ public struct RecordingSummary: Sendable {
             runLast = r.time(i)
         }
         flushRun()
+        // Opens and closes lie all over the file: each decode maps the pages around it.
+        pages = PassedPages(r.bytes)
         for i in opens {
+            pages.passed(r.offset(i))
             let c = r.connection(i)
             conns[c]?.openedAt = r.time(i)
             if case .open(let peer, _)? = try? r.record(at: i).body { conns[c]?.peer = peer }
         }
+        pages = PassedPages(r.bytes)
         for i in closes {
+            pages.passed(r.offset(i))
             let c = r.connection(i)
             conns[c]?.closedAt = r.time(i)
             if case .close(let by, let reason)? = try? r.record(at: i).body {

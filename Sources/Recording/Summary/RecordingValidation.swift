@@ -8,10 +8,14 @@ public enum RecordingValidation {
         run(r, schema: RecordingSchema.choose(for: r), progress: progress)
     }
 
-    public static func run(_ r: Recording, schema choice: SchemaChoice, progress: ((Int) -> Void)? = nil) -> [Finding] {
+    /// `readProblems: false` leaves the reader's problems out (`RecordingDoctor` reports
+    /// them itself, with their own codes).
+    public static func run(
+        _ r: Recording, schema choice: SchemaChoice, readProblems: Bool = true, progress: ((Int) -> Void)? = nil
+    ) -> [Finding] {
         var v = SessionValidator(schema: choice.schema, label: label(choice))
         var out: [Finding] = []
-        for p in r.problems {
+        for p in r.problems where readProblems {
             out.append(Finding(p.badLine ? .warning : .info, p.badLine ? "bad-line" : "file", p.message, line: p.line > 0 ? p.line : nil))
         }
         var pages = PassedPages(r.bytes)

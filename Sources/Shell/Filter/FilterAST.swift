@@ -30,6 +30,30 @@ indirect enum FilterNode: Sendable {
         default: return false
         }
     }
+
+    /// The record kinds a record must have for the node to match; nil when any kind may.
+    /// A path condition needs a message (records without one have no paths), except `!=` and
+    /// `!~`, which hold where the path is missing.
+    var possibleKinds: Set<RecordKind>? {
+        switch self {
+        case .kinds(let ks): return Set(ks)
+        case .name(let k, _): return [k]
+        case .has: return Self.messageKinds
+        case .compare(_, let op, _): return op.isNegation ? nil : Self.messageKinds
+        case .and(let items):
+            return items.compactMap(\.possibleKinds).reduce(nil) { acc, k in acc.map { $0.intersection(k) } ?? k }
+        case .or(let items):
+            var all = Set<RecordKind>()
+            for i in items {
+                guard let k = i.possibleKinds else { return nil }
+                all.formUnion(k)
+            }
+            return all
+        case .not, .direction, .connection, .time: return nil
+        }
+    }
+
+    static let messageKinds = Set(RecordKind.allCases.filter(\.isMessage))
 }
 
 /// A record name pattern: a glob word (`BALLOON*`), an exact quoted name, or a regex.

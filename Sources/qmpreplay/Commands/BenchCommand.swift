@@ -18,9 +18,9 @@ import Darwin
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy, the shell (and the live shell), replay, analyses and fleets.",
+        abstract: "Benchmarks: reading (index, info, seeks), the recorder's proxy and dashcam ring, the shell (and the live shell), replay, analyses and fleets.",
         discussion: "Build in release mode for meaningful figures: swift run -c release qmpreplay bench ...",
-        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self, BenchFleetCommand.self, BenchLiveCommand.self],
+        subcommands: [BenchIndexCommand.self, BenchProxyCommand.self, BenchShellCommand.self, BenchAnalyzeCommand.self, BenchReplayCommand.self, BenchReplayMemoryCommand.self, BenchRingCommand.self, BenchFleetCommand.self, BenchLiveCommand.self],
         defaultSubcommand: BenchIndexCommand.self)
 }
 

@@ -105,6 +105,11 @@ struct InfoCommand: ParsableCommand {
             row("QEMU", h.qemuVersion ?? "unknown")
             row("Redacted", h.redacted ? "yes" : "no")
             if !h.labels.isEmpty { row("Labels", h.labels.map { "\($0.key)=\($0.value)" }.joined(separator: ", ")) }
+            if let t = h.extra["trigger"]?.objectValue {
+                // A dashcam incident file (record --ring): why it was written (docs/FORMAT.md).
+                let when = t["t"]?.int64Value.map { " at \(DurationFormat.short($0))" } ?? ""
+                row("Trigger", "\(t["source"]?.stringValue ?? "?") \(t["name"]?.stringValue ?? "?")\(when): \(t["detail"]?.stringValue ?? "")")
+            }
         } else {
             row("Format", st.yellow("no header"))
         }

@@ -4,6 +4,7 @@ import Dispatch
 import Options
 import QMP
 import Recording
+import Shell
 
 import Transport
 #if canImport(Glibc)
@@ -19,6 +20,7 @@ struct RecordCommand: ParsableCommand {
         usage: HelpText.usage("""
             qmpreplay record --connect ADDRESS -o FILE [options]
             qmpreplay record --listen ADDRESS --upstream ADDRESS -o FILE [options]
+            qmpreplay record (--connect ... | --listen ... --upstream ...) --ring 10m -o DIR [--after 30s] [--trigger EXPR]...
             """),
         discussion: HelpText.format("""
             Client mode (--connect): qmpreplay connects to QEMU's QMP socket, reads the greeting,
@@ -56,6 +58,19 @@ struct RecordCommand: ParsableCommand {
                  its last complete record
               64 bad command line
             See docs/RECORDER.md for the guarantees behind each status.
+
+            Dashcam mode (--ring DURATION|SIZE): nothing is written until something goes wrong.
+            The last DURATION (10m, 90s) or SIZE (64M; a lower-case m is minutes) of traffic is
+            kept in memory, redacted as it arrives; a time ring is also capped at --ring-max
+            bytes. A trigger writes an incident file into the directory -o: the window before
+            the trigger (with each open connection's greeting and negotiation, however old),
+            then --after more (default 10s), then the dashcam goes back to ring mode; the next
+            trigger gives the next file (--incident-name, default incident-{time}-{seq}.qmprec).
+            The file's header names the trigger. Triggers: events matching --trigger (the shell's
+            filter language; default: GUEST_PANICKED, BLOCK_IO_ERROR, WATCHDOG, SHUTDOWN with a
+            guest-* reason, and unexplained-stop: a STOP no command caused, as the VM model
+            sees it), SIGUSR1, and {"trigger": "REASON"} on the --ring-control socket (JSON
+            lines; {"status": null} reports the ring's figures).
             """))
 
     @Option(help: ArgumentHelp("Client mode: QEMU's QMP socket (unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT, as qmp-shell takes them).", valueName: "address"))
@@ -67,8 +82,34 @@ struct RecordCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Proxy mode: QEMU's QMP socket.", valueName: "address"))
     var upstream: String?
 
-    @Option(name: .shortAndLong, help: "The .qmprec file to write.")
+    @Option(name: .shortAndLong, help: "The .qmprec file to write (with --ring: the directory for incident files).")
     var output: String
+
+    @Option(help: ArgumentHelp("Dashcam mode: keep only the last DURATION (e.g. 10m) or SIZE (e.g. 64M) in memory and write an incident file on each trigger.", valueName: "duration|size"),
+            transform: RingWindow.parse)
+    var ring: RingWindow?
+
+    static let defaultRingMax = ByteSize(bytes: 64 << 20)
+    @Option(help: ArgumentHelp("Dashcam mode: the most memory a time ring may hold (the oldest records scroll out first).", valueName: "size", default: defaultRingMax),
+            transform: ByteSize.parse)
+    var ringMax = defaultRingMax
+
+    static let defaultAfter = DurationValue(nanoseconds: 10_000_000_000)
+    @Option(help: ArgumentHelp("Dashcam mode: how long to go on recording into the incident file after a trigger.", valueName: "duration", default: defaultAfter),
+            transform: DurationValue.parse)
+    var after = defaultAfter
+
+    @Option(name: .customLong("trigger"), help: ArgumentHelp("Dashcam mode: records that write an incident: 'default', 'unexplained-stop', or a filter (e.g. 'BLOCK_JOB_ERROR or error GenericError'); repeatable, replaces the defaults.", valueName: "expr"))
+    var triggers: [String] = []
+
+    @Flag(name: .customLong("no-event-triggers"), help: "Dashcam mode: only SIGUSR1 and the control socket trigger.")
+    var noEventTriggers = false
+
+    @Option(help: ArgumentHelp("Dashcam mode: a unix socket taking JSON lines: {\"trigger\": \"REASON\"}, {\"status\": null}.", valueName: "path"))
+    var ringControl: String?
+
+    @Option(help: ArgumentHelp("Dashcam mode: incident file names; {time} (UTC), {seq} and {trigger} are replaced.", valueName: "pattern"))
+    var incidentName = "incident-{time}-{seq}.qmprec"
 
     @Option(help: ArgumentHelp("Stop after this long (e.g. 30s, 5m).", valueName: "duration"), transform: DurationValue.parse)
     var duration: DurationValue?
@@ -163,11 +204,35 @@ struct RecordCommand: ParsableCommand {
         ]
         for (option, amount) in amounts where amount.map({ $0 <= 0 }) == true { throw ValidationError("\(option) must be positive") }
         if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other") }
+        if ring == nil {
+            let dashcamOnly = [("--trigger", !triggers.isEmpty), ("--no-event-triggers", noEventTriggers), ("--ring-control", ringControl != nil)]
+            if let (option, _) = dashcamOnly.first(where: { $0.1 }) { throw ValidationError("\(option) needs --ring") }
+        } else {
+            if rotate != nil { throw ValidationError("--rotate and --ring exclude each other (each incident is its own file)") }
+            if output == "-" { throw ValidationError("--ring writes incident files into a directory, not standard output") }
+            if after.nanoseconds < 0 { throw ValidationError("--after must not be negative") }
+            if ringMax.bytes <= 0 { throw ValidationError("--ring-max must be positive") }
+            if noEventTriggers && !triggers.isEmpty { throw ValidationError("--trigger and --no-event-triggers exclude each other") }
+            for t in triggers {
+                do { _ = try IncidentTriggers.rules([t]) } catch { throw ValidationError("--trigger '\(t)': \(error)") }
+            }
+        }
+    }
+
+    /// Dashcam options from the command line (nil without --ring).
+    private func dashcamOptions() throws -> DashcamOptions? {
+        guard let ring else { return nil }
+        var d = DashcamOptions(bound: RingBound(nanoseconds: ring.nanoseconds, bytes: ring.bytes ?? ringMax.bytes), directory: output)
+        d.after = after.nanoseconds
+        d.namePattern = incidentName
+        if !noEventTriggers { d.detector = IncidentTriggers(rules: try IncidentTriggers.rules(triggers)) }
+        return d
     }
 
     func run() throws {
-        try refuseOverwrite(output, force: force || overwrite)
+        if ring == nil { try refuseOverwrite(output, force: force || overwrite) }
         var options = CaptureOptions(output: output)
+        options.ring = try dashcamOptions()
         options.redact = !noRedact
         options.fsync = fsync
         options.flushInterval = flushInterval.nanoseconds
@@ -225,6 +290,11 @@ struct RecordCommand: ParsableCommand {
         } else {
             line += output
         }
+        if ring != nil {
+            line = "dashcam: \(s.incidents) incident\(s.incidents == 1 ? "" : "s") written"
+                + (s.parts.isEmpty ? "" : ": " + s.parts.map { "\($0.path) (\(formatBytes(Int($0.bytes))))" }.joined(separator: ", "))
+                + "; the ring held at most \(formatBytes(s.ringPeakBytes))"
+        }
         line += "; ended: \(outcome.reason)"
         if s.redactions > 0 { line += "; \(s.redactions) secrets redacted" }
         if !quiet || outcome.incomplete || outcome.qemuLost { Output.stderr.line("qmpreplay: " + line) }
@@ -245,8 +315,16 @@ struct RecordCommand: ParsableCommand {
     /// Runs a recorder until it ends: signals stop it, the status line follows it.
     private func record(_ recorder: CaptureRecorder, status: StatusLine) throws -> CaptureOutcome {
         Signals.onStop { name in recorder.stop(by: name) }
+        var control: DashcamControl?
+        if ring != nil {
+            Signals.onTrigger { name in recorder.trigger(IncidentTrigger(source: "signal", name: name, detail: "\(name) received")) }
+            if let path = ringControl {
+                do { control = try DashcamControl(path: path, recorder: recorder) } catch { throw fail(error.description) }
+            }
+        }
         let ticker = status.follow(recorder)
         defer {
+            control?.close()
             ticker?.stop()
             CLILogHandler.serialized { status.clear() }
         }
@@ -305,6 +383,7 @@ final class StatusLine: Sendable {
         CLILogHandler.serialized {
             Output.stderr.write("\r\u{1B}[Krecording \(DurationFormat.clock(t).dropFirst().prefix(8))  \(s.records) records  \(s.events) events  \(formatBytes(Int(s.bytes)))"
                 + (s.lostMessages > 0 ? "  \(s.lostMessages) not recorded" : "")
+                + (s.ringPeakBytes > 0 ? "  ring \(s.ringRecords) records \(formatBytes(s.ringBytes)), \(s.incidents) incidents" : "")
                 + (s.outputFailing ? "  OUTPUT FAILING" : ""))
             Output.stderr.flush()
         }

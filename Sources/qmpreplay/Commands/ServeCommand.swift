@@ -1,4 +1,5 @@
 import ArgumentParser
+import Capture
 import Logging
 import Options
 import QMP
@@ -44,6 +45,8 @@ struct ServeCommand: ParsableCommand {
               qmpreplay serve rec.qmprec --listen unix:/tmp/q.sock --shared --speed max --from -30s
               qmpreplay serve rec.qmprec --listen /tmp/q.sock --chaos 42 --chaos-stall 300ms
               qmpreplay serve rec.qmprec --listen /tmp/q.sock --fault 'migrate close' --strict
+              qmpreplay serve rec.qmprec --listen /tmp/q.sock --paused --control /tmp/ctl.sock
+                (then: echo '{"cmd":"step","n":1}' | socat - UNIX-CONNECT:/tmp/ctl.sock)
 
             With --chaos SEED every client gets the events at adversarial points chosen from
             the seed (between a command and its reply, between qmp_capabilities and its reply,
@@ -54,7 +57,9 @@ struct ServeCommand: ParsableCommand {
 
             Exit status: 0 served until a signal (SIGINT/SIGTERM) or --once; 1 --strict found
             divergences; 2 unreadable recording or cannot listen; 64 bad command line (a time or
-            address that does not parse, a speed out of range). See docs/REPLAY.md for the manual.
+            address that does not parse, a speed out of range). A control request that fails is
+            answered with an error line, never an exit; {"cmd":"stop"} ends serve with 0. See
+            docs/REPLAY.md for the manual.
             """))
 
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
@@ -66,6 +71,19 @@ struct ServeCommand: ParsableCommand {
 
     @Flag(help: "Stop after the first client session.")
     var once = false
+
+    @Option(help: ArgumentHelp("Take control requests (pause, resume, step, burst, seek, speed, hold, release, status, stop; one JSON line each, docs/REPLAY.md \"Control API\") on this unix socket, or '-' for stdin (replies on stdout).", valueName: "path|-"))
+    var control: String?
+
+    @Option(name: .customLong("record-missing"), help: ArgumentHelp("Pass commands the recording cannot answer to a real QEMU (--qemu) and write the recording with its answers added to this file when serve ends.", valueName: "file"),
+            completion: .file(extensions: ["qmprec"]))
+    var recordMissing: String?
+
+    @Option(help: ArgumentHelp("With --record-missing: the QEMU to start, as a shell would split it (-qmp is added). Default: qemu-system-x86_64 with a machine the recording suggests (see diff-qemu --print-command).", valueName: "cmdline"))
+    var qemu: String?
+
+    @Flag(help: "With --record-missing: replace an existing file.")
+    var force = false
 
     func run() throws {
         let o = serve.options
@@ -86,9 +104,58 @@ struct ServeCommand: ParsableCommand {
             log.info("stopping on \(name)")
             server.stopBySignal()
         }
+        // The real QEMU of --record-missing is ready before the first client can connect.
+        let missing = try startRecordMissing(server)
+        defer { missing?.stop() }
         do { try server.start(listen: ep, socketMode: o.socketMode) } catch { throw fail("\(error)") }
+        let controlServer = try startControl(server, recording: r, socketMode: o.socketMode)
+        defer { controlServer?.close() }
         let sessions = try followReports(server, file: reportFile, log: log, once: once)
+        if let m = missing, let out = recordMissing {
+            var redactor = Redactor()
+            let c = server.script.connection
+            let n: Int
+            do { n = try m.write(original: r, connection: c, to: out) { redactor.process($0, from: $1, connection: c) } } catch {
+                throw fail("--record-missing: \(error)")
+            }
+            log.notice("record-missing: \(n) command(s) answered by QEMU \(m.qemuVersion) added; wrote \(out)")
+        }
         if o.strict && sessions.contains(where: { !$0.divergences.isEmpty }) { throw ExitCode(1) }
+    }
+
+    /// `--record-missing`: the real QEMU that answers what the recording cannot.
+    private func startRecordMissing(_ server: ReplayServer) throws -> MissingRecorder? {
+        guard let out = recordMissing else {
+            if qemu != nil { server.stop(); throw fail("--qemu needs --record-missing (diff-qemu compares with a real QEMU)", code: Exit.usage) }
+            return nil
+        }
+        do {
+            try OutputGuard.check(out, force: force)
+            let cmd = try qemu.map { try QEMUCommandLine.parse($0) } ?? QEMUCommandLine.suggested(for: server.script)
+            let m = try MissingRecorder(argv: cmd.argv)
+            server.recordMissing(with: m)
+            return m
+        } catch {
+            server.stop()
+            throw fail("--record-missing: \(error)", code: error is OutputExistsError ? Exit.usage : Exit.unreadable)
+        }
+    }
+
+    /// The control API on `--control`'s socket or on stdin and stdout.
+    private func startControl(_ server: ReplayServer, recording: Recording, socketMode: UInt32) throws -> ControlServer? {
+        guard let control else { return nil }
+        let ctl = ReplayControl(server: server, recording: recording)
+        do {
+            if control == "-" { return try ControlServer.standardIO(control: ctl) }
+            let ep = try parseEndpoint(control, option: "--control")
+            return try ControlServer.listen(ep, control: ctl, mode: socketMode)
+        } catch let e as ExitCode {
+            server.stop()
+            throw e
+        } catch {
+            server.stop()
+            throw fail("--control \(control): \(error)")
+        }
     }
 }
 

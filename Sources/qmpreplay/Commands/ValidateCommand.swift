@@ -44,8 +44,7 @@ struct ValidateCommand: ParsableCommand {
               completion: .file(extensions: ["qmprec", "gz"]))
     var files: [String]
 
-    @Flag(help: "Print JSON instead of text.")
-    var json = false
+    @OptionGroup var check: CheckOptions
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case text, json, jsonl, table }
 
@@ -56,22 +55,16 @@ struct ValidateCommand: ParsableCommand {
 
     @OptionGroup var cacheOptions: CacheOptions
 
-    @Flag(name: .shortAndLong, help: "Also print notes (info findings).")
-    var verbose = false
-
     @Flag(help: "Treat any bad line as an error (exit 2).")
     var strict = false
 
-    @Option(help: ArgumentHelp("Check against this schema: a query-qmp-schema reply (JSON, may be gzipped) or a recording that holds one.", valueName: "FILE"),
-            completion: .file())
-    var schema: String?
-
     func run() throws {
+        let (verbose, schema) = (check.verbose, check.schema)
         if FleetRun.isFleet(files, jsonl: format == .jsonl) {
-            return try runFleet()
+            return try runFleet(schema: schema)
         }
         let file = files[0]
-        let json = self.json || format == .json
+        let json = check.json || format == .json
         let r = try openRecording(file, strict: strict, cache: cacheOptions.cache)
         let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
@@ -85,16 +78,7 @@ struct ValidateCommand: ParsableCommand {
             let st = Style(out)
             if verbose { out.line(st.dim("\(file): checked against \(choice.summary): \(choice.reason)")) }
             for f in findings where verbose || f.severity >= .warning {
-                let loc = f.line.map { "\(file):\($0)" } ?? file
-                let sev: String
-                switch f.severity {
-                case .error: sev = st.red("error")
-                case .warning: sev = st.yellow("warning")
-                case .info: sev = st.dim("note")
-                }
-                // @N: the record number as --from/--to take it unquoted.
-                let rec = f.record.map { " (@\($0))" } ?? ""
-                out.line("\(loc): \(sev): \(f.message)\(rec) [\(f.code)]")
+                out.line(findingLine(f, file: file, style: st))
             }
             let errors = findings.filter { $0.severity == .error }.count
             let warnings = findings.filter { $0.severity == .warning }.count
@@ -107,9 +91,9 @@ struct ValidateCommand: ParsableCommand {
     }
 
     /// `validate` over many recordings (docs/FLEET.md): one JSON or table line each.
-    private func runFleet() throws {
+    private func runFleet(schema: String?) throws {
         let lineFormat: FleetRun.Format
-        switch format ?? (json ? .json : .jsonl) {
+        switch format ?? (check.json ? .json : .jsonl) {
         case .jsonl: lineFormat = .jsonl
         case .table, .text: lineFormat = .table
         case .json: throw fail("validate: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)

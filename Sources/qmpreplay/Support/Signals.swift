@@ -32,6 +32,16 @@ enum Signals {
         }
     }
 
+    /// SIGUSR1 for `record --ring`: calls `action` with the signal's name (on the private
+    /// queue), once per signal; the recorder writes an incident file.
+    static func onTrigger(_ action: @escaping @Sendable (String) -> Void) {
+        signal(SIGUSR1, SIG_IGN)
+        let src = DispatchSource.makeSignalSource(signal: SIGUSR1, queue: queue)
+        src.setEventHandler { action(name(SIGUSR1)) }
+        src.resume()
+        sources.append(src)
+    }
+
     /// The last signal received, by name (nil before any).
     static var last: String? { received == 0 ? nil : name(received) }
 
@@ -40,6 +50,7 @@ enum Signals {
         case SIGINT: return "SIGINT"
         case SIGTERM: return "SIGTERM"
         case SIGHUP: return "SIGHUP"
+        case SIGUSR1: return "SIGUSR1"
         default: return "signal \(s)"
         }
     }

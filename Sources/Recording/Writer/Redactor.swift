@@ -125,7 +125,7 @@ public struct Redactor: Sendable {
         var out: [Edit] = []
         for (p, text) in strings where !skipping.contains(where: { p.starts(with: $0) }) {
             var t = text
-            for secret in wanted { t = t.replacingOccurrences(of: secret, with: marker) }
+            for secret in wanted { t = t.replacing(secret, with: marker) }
             if t != text { out.append(Edit(path: p, string: t)) }
         }
         return out
@@ -293,7 +293,7 @@ public struct Redactor: Sendable {
         guard !words.isEmpty else { return (nil, [], false) }
         func word(_ n: Int) -> String? { n < words.count ? String(String.UnicodeScalarView(chars[words[n]])) : nil }
         func toEnd(_ n: Int) -> Range<Int> { words[n].lowerBound..<words.last!.upperBound }
-        let name = word(0)!.lowercased().replacingOccurrences(of: "_", with: "-")
+        let name = word(0)!.lowercased().replacing("_", with: "-")
         // Character ranges to replace, and by what (the marker unless said).
         var replace: [(Range<Int>, String)] = []
         var wholeReply = false
