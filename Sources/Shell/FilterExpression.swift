@@ -92,6 +92,12 @@ public struct FilterExpression: Sendable, CustomStringConvertible {
         cache.bound(for: recording).matches(recording, i)
     }
 
+    /// The name ids a matching record of `recording` must carry (nil: any name may match):
+    /// a search can walk those names' record lists instead of every record.
+    public func requiredNameIDs(in recording: Recording) -> [UInt16]? {
+        cache.bound(for: recording).nameIDs
+    }
+
     /// The record kinds a matching record can have (nil: any): `GUEST_PANICKED or
     /// BLOCK_IO_ERROR` only events, `data.x > 1` only messages. A caller testing one record at a
     /// time (the dashcam's triggers) skips the others without building anything.

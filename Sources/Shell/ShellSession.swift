@@ -422,13 +422,29 @@ public final class ShellSession {
             return
         }
         let target = try Self.parseFilter(a)
-        var j = forward ? cursor + 1 : cursor - 1
-        var steps = 0
-        while j >= 0 && j < recording.count {
-            if target.matches(recording, j) && visible(j) { cursor = j; return }
-            j += forward ? 1 : -1
-            steps += 1
-            if steps & 0xFFFF == 0 && Interrupt.pending { throw ShellError("interrupted; the cursor did not move") }
+        if let ids = target.requiredNameIDs(in: recording) {
+            // Only the records of the names the target requires (docs/INDEX.md).
+            let lists = ids.map { recording.records(nameID: $0) }
+            var best: Int?
+            for list in lists {
+                var p = list.firstPosition(atOrAfter: forward ? cursor + 1 : cursor) + (forward ? 0 : -1)
+                while p >= 0 && p < list.count {
+                    let j = list[p]
+                    if let b = best, forward ? j >= b : j <= b { break }
+                    if target.matches(recording, j) && visible(j) { best = j; break }
+                    p += forward ? 1 : -1
+                }
+            }
+            if let best { cursor = best; return }
+        } else {
+            var j = forward ? cursor + 1 : cursor - 1
+            var steps = 0
+            while j >= 0 && j < recording.count {
+                if target.matches(recording, j) && visible(j) { cursor = j; return }
+                j += forward ? 1 : -1
+                steps += 1
+                if steps & 0xFFFF == 0 && Interrupt.pending { throw ShellError("interrupted; the cursor did not move") }
+            }
         }
         let hints = FilterHints.hints(for: target, in: recording, knownPaths: knownPaths)
         if !hints.isEmpty { throw ShellError(hints.joined(separator: "; ")) }
@@ -454,13 +470,10 @@ public final class ShellSession {
             // A name: its first record.
             try requireRecords()
             if let id = recording.nameID(for: a), id > 0, id < UInt16.max {
-                var count = 0
-                var first: Int?
-                for i in 0..<recording.count where recording.nameID(i) == id {
-                    if first == nil { first = i }
-                    count += 1
-                }
-                if let first {
+                // The name's record list (docs/INDEX.md): no walk over the others.
+                let named = recording.records(nameID: id)
+                let count = named.count
+                if let first = named.first {
                     cursor = first
                     emit("first of \(count) \(a) record\(count == 1 ? "" : "s")\(count > 1 ? "; 'next \(a)' goes to the next one" : "")")
                     return

@@ -274,6 +274,8 @@ struct ParallelIndexTests {
         #expect(one.allProblems == two.allProblems)
         #expect(one.header == two.header)
         #expect(one.trailer == two.trailer)
+        #expect(one.lastLine == two.lastLine && one.completeLines == two.completeLines && one.completeEnd == two.completeEnd)
+        #expect(one.firstTrailerLine == two.firstTrailerLine)
         if damaged {
             #expect(one.allProblems.contains { $0.message.contains("not valid JSON") })
             #expect(one.allProblems.contains { $0.message.contains("time goes backwards") })

@@ -299,7 +299,7 @@ public struct BalloonAnalysis: Analysis {
     }
 }
 
-public struct BalloonResult: AnalysisResult {
+public struct BalloonResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let samples: [BalloonAnalysis.Sample]
     public let targets: [BalloonAnalysis.Target]
@@ -358,21 +358,23 @@ public struct BalloonResult: AnalysisResult {
                      timeWeightedMean: mean, timeAtLevel: levels)
     }
 
-    public var jsonMembers: [JSONObject.Member] {
-        var m: [JSONObject.Member] = []
-        m.append(.init(key: "samples", value: .array(samples.map { s in
+    public var streamedMembers: [StreamedMember] {
+        let samples = self.samples, steps = self.steps, context = self.context
+        var m: [StreamedMember] = []
+        m.append(.array("samples", count: samples.count) { i in
+            let s = samples[i]
             var o = JSONObject(point: context, s.record, s.time)
             o["actual"] = .int(s.actual)
             o["source"] = .string(s.source)
             o["qemu_us"] = jopt(s.qemuMicros)
             o["possibly_merged"] = .bool(s.possiblyMerged)
             return .object(o)
-        })))
-        m.append(.init(key: "steps", value: .array(steps.map { s in
-            var o = JSONObject(point: context, s.record, s.time)
-            o["actual"] = .int(s.actual)
+        })
+        m.append(.array("steps", count: steps.count) { i in
+            var o = JSONObject(point: context, steps[i].record, steps[i].time)
+            o["actual"] = .int(steps[i].actual)
             return .object(o)
-        })))
+        })
         if let st = stats {
             var o = JSONObject()
             o["min"] = .int(st.min)
@@ -380,11 +382,11 @@ public struct BalloonResult: AnalysisResult {
             o["final"] = .int(st.final)
             o["time_weighted_mean"] = jnum(st.timeWeightedMean, 0)
             o["time_at_level"] = .array(st.timeAtLevel.map { .object(JSONObject(["actual": .int($0.level), "duration_ns": .int($0.time)])) })
-            m.append(.init(key: "stats", value: .object(o)))
+            m.append(.value("stats", .object(o)))
         } else {
-            m.append(.init(key: "stats", value: .null))
+            m.append(.value("stats", .null))
         }
-        m.append(.init(key: "targets", value: .array(targets.map { t in
+        m.append(.value("targets", .array(targets.map { t in
             var o = JSONObject(point: context, t.record, t.time)
             o["value"] = .int(t.value)
             o["outcome"] = .string(t.outcome)
@@ -407,14 +409,14 @@ public struct BalloonResult: AnalysisResult {
             o["duration_ns"] = .int(end - start)
             return o
         }
-        m.append(.init(key: "flapping", value: .array(flapping.map { f in
+        m.append(.value("flapping", .array(flapping.map { f in
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["values"] = .array(f.values.map { .int($0) })
             o["changes"] = .int(f.changes)
             o["deliveries"] = .int(f.deliveries)
             return .object(o)
         })))
-        m.append(.init(key: "floods", value: .array(floods.map { f in
+        m.append(.value("floods", .array(floods.map { f in
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["deliveries"] = .int(f.deliveries)
             o["converging"] = .int(f.converging)

@@ -96,6 +96,14 @@ public struct AnalysisReport: Sendable {
 
     /// The whole JSON document: the common envelope (docs/ANALYSIS.md) and the result.
     public var json: JSONValue {
+        var o = envelope
+        o.members.append(contentsOf: result.jsonMembers)
+        o["findings"] = .array(findings.map { $0.json(context) })
+        return .object(o)
+    }
+
+    /// The common members every analysis's document starts with (docs/ANALYSIS.md).
+    var envelope: JSONObject {
         var o = JSONObject()
         o["analysis"] = .string(name)
         o["schema"] = .int(1)
@@ -112,9 +120,7 @@ public struct AnalysisReport: Sendable {
         range["first_record"] = .int(context.firstRecord)
         range["end_record"] = .int(context.endRecord)
         o["range"] = .object(range)
-        o.members.append(contentsOf: result.jsonMembers)
-        o["findings"] = .array(findings.map { $0.json(context) })
-        return .object(o)
+        return o
     }
 
     public func table(colors: Bool, width: Int) -> String {

@@ -44,8 +44,13 @@ struct AnalysisRunner {
         let vm = context.vm
         var i = context.firstRecord
         let end = context.endRecord
+        // The records passed are decoded into values: their pages can go (docs/INDEX.md).
+        var pages = PassedPages(r.bytes)
         while i < end {
-            if (i - context.firstRecord) & 0xFFFF == 0 { progress?(i - context.firstRecord, total) }
+            if (i - context.firstRecord) & 0xFFFF == 0 {
+                progress?(i - context.firstRecord, total)
+                pages.passed(r.offset(i))
+            }
             driver.step(r, i, sel) { mask, input in
                 var m = mask
                 if m & modelBit != 0 {

@@ -20,6 +20,9 @@ public final class FileBytes: @unchecked Sendable {
     public let base: UnsafeRawPointer?
     public let count: Int
     private let mapped: Bool
+    /// Which file on disk these bytes are, for a mapped regular file (what keys its index
+    /// in the cache: docs/INDEX.md); `nil` for pipes, `.gz` files and bytes in memory.
+    public let identity: FileIdentity?
 
     public init(path: String) throws(RecordingOpenError) {
         // The path is opened once: a pipe (`-`, /dev/stdin, process substitution) read twice,
@@ -45,6 +48,7 @@ public final class FileBytes: @unchecked Sendable {
                 count = n
             }
             mapped = false
+            identity = nil
             return
         }
         if path.hasSuffix(".gz") || FileBytes.looksGzipped(fd) {
@@ -52,11 +56,12 @@ public final class FileBytes: @unchecked Sendable {
             base = UnsafeRawPointer(p)
             count = n
             mapped = false
+            identity = nil
             return
         }
         let size = Int(st.st_size)
         if size == 0 {
-            base = nil; count = 0; mapped = false
+            base = nil; count = 0; mapped = false; identity = nil
             return
         }
         let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
@@ -67,6 +72,7 @@ public final class FileBytes: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         count = size
         mapped = true
+        identity = FileIdentity(st)
     }
 
     /// Wraps bytes already in memory (tests, stdin).
@@ -76,6 +82,7 @@ public final class FileBytes: @unchecked Sendable {
         base = UnsafeRawPointer(p)
         count = bytes.count
         mapped = false
+        identity = nil
     }
 
     deinit {
@@ -85,6 +92,20 @@ public final class FileBytes: @unchecked Sendable {
         } else {
             UnsafeMutableRawPointer(mutating: base).deallocate()
         }
+    }
+
+    /// Gives back the resident pages of `range` (rounded inward to whole pages) of a mapped
+    /// file: they stay in the page cache and come back, unchanged, on the next touch (the
+    /// mapping is private and never written, so nothing is lost). Readers call it for the
+    /// bytes they have passed, so that resident memory follows what is being looked at, not
+    /// the file's size. Bytes held in memory (`.gz`, pipes) are the only copy: untouched.
+    public func release(_ range: Range<Int>) {
+        guard mapped, let base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let from = (max(0, range.lowerBound) + page - 1) / page * page
+        let to = min(count, range.upperBound) / page * page
+        guard to > from else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + from), to - from, MADV_DONTNEED)
     }
 
     /// The bytes, valid only while this object is alive: copy with `copyBytes()` when the

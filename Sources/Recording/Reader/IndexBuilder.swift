@@ -60,11 +60,11 @@ struct IndexBuilder {
             mid = n
         }
         if mid >= n {
-            b.scan(base, from: 0, to: n, lineBase: 0, firstChunk: true)
+            b.scan(base, from: 0, to: n, lineBase: 0, firstChunk: true, releasing: bytes)
         } else {
-            // The second half's line numbers are only known after the first is counted:
-            // count its newlines first (memchr, ~10 GB/s), then scan both halves at once.
-            let firstLines = Recording.countLines(base, mid) - 1
+            // Both halves at once; the second numbers its lines from 1 and `append` shifts
+            // them by the first half's count (no pass over the bytes to count them first:
+            // each page is touched once, by the scan that then gives it back).
             let parts = UnsafeMutablePointer<IndexBuilder>.allocate(capacity: 2)
             parts.initialize(repeating: IndexBuilder(), count: 2)
             defer { parts.deinitialize(count: 2); parts.deallocate() }
@@ -75,9 +75,9 @@ struct IndexBuilder {
                 let p = UnsafePointer<UInt8>(bitPattern: baseAddress)!
                 let out = UnsafeMutablePointer<IndexBuilder>(bitPattern: partsAddress)! + k
                 if k == 0 {
-                    out.pointee.scan(p, from: 0, to: split, lineBase: 0, firstChunk: true)
+                    out.pointee.scan(p, from: 0, to: split, lineBase: 0, firstChunk: true, releasing: bytes)
                 } else {
-                    out.pointee.scan(p, from: split, to: n, lineBase: firstLines, firstChunk: false)
+                    out.pointee.scan(p, from: split, to: n, lineBase: 0, firstChunk: false, releasing: bytes)
                 }
             }
             b = parts[0]
@@ -87,26 +87,29 @@ struct IndexBuilder {
         return b
     }
 
-    /// Adds the records and findings of the builder that scanned the lines after this one's.
+    /// Adds the records and findings of the builder that scanned the lines after this one's
+    /// (numbering its lines from 1: they are shifted by this one's count).
     mutating func append(_ o: IndexBuilder) {
+        let shift = lastLine
         var map = [UInt16](repeating: 0, count: o.names.count)
         for id in 1..<max(1, o.names.count) {
             map[id] = nameTable.intern(Array(o.names[id].utf8), names: &names)
         }
         offsets += o.offsets
         times += o.times
-        lines += o.lines
+        lines.reserveCapacity(lines.count + o.lines.count)
+        for l in o.lines { lines.append(l &+ UInt32(truncatingIfNeeded: shift)) }
         conns += o.conns
         kindDir += o.kindDir
         nameIDs.reserveCapacity(nameIDs.count + o.nameIDs.count)
         for id in o.nameIDs { nameIDs.append(id == UInt16.max ? id : map[Int(id)]) }
-        problems += o.problems
+        problems += o.problems.map { var p = $0; p.line += shift; return p }
         if let t = o.trailer { trailer = t }
-        if firstTrailerLine == nil { firstTrailerLine = o.firstTrailerLine }
-        lastLine = o.lastLine
+        if firstTrailerLine == nil { firstTrailerLine = o.firstTrailerLine.map { $0 + shift } }
+        lastLine = o.lastLine + shift
         if o.completeLines > 0 {
             completeEnd = o.completeEnd
-            completeLines = o.completeLines
+            completeLines = o.completeLines + shift
         }
     }
 
@@ -190,8 +193,13 @@ struct IndexBuilder {
 
     /// Scans the lines in `from..<to` (line numbers start after `lineBase`). Only the first
     /// chunk can hold the header; only the last can end without a newline.
-    mutating func scan(_ base: UnsafePointer<UInt8>, from: Int, to n: Int, lineBase: Int, firstChunk: Bool) {
-        let expected = Recording.countLines(base + from, n - from)
+    /// `releasing`: the mapped file whose pages are given back behind the scan (every
+    /// `releaseStep` bytes), so that indexing a large file leaves little of it resident.
+    mutating func scan(_ base: UnsafePointer<UInt8>, from: Int, to n: Int, lineBase: Int, firstChunk: Bool,
+                       releasing file: FileBytes? = nil) {
+        // An estimate, not a count: counting first would touch every page twice. Records are
+        // rarely under 128 bytes; capacity reserved and not used is never made resident.
+        let expected = offsets.count + (n - from) / 128 + 16
         offsets.reserveCapacity(expected)
         times.reserveCapacity(expected)
         lines.reserveCapacity(expected)
@@ -201,8 +209,10 @@ struct IndexBuilder {
 
         var pos = from
         var lineNo = lineBase
+        var pages = file.map { PassedPages($0, from: from) }
         while pos < n {
             lineNo += 1
+            pages?.passed(pos)
             let rest = n - pos
             let nl = memchr(base + pos, 0x0A, rest)
             let end = nl.map { UnsafeRawPointer($0) - UnsafeRawPointer(base) } ?? n
@@ -222,7 +232,7 @@ struct IndexBuilder {
                 continue
             }
             if lineEnd == pos {
-                if complete || lineNo == 1 { problem(lineNo, "empty line", code: "empty-line") }
+                if complete || (firstChunk && lineNo == 1) { problem(lineNo, "empty line", code: "empty-line") }
                 pos = end + 1
                 continue
             }

@@ -23,9 +23,13 @@ public struct RecordingOptions: Sendable {
     /// A file that is not a recording at all (`notARecording`) fails to open, in one
     /// message, instead of opening as a recording with no records. The command line sets it.
     public var requireRecording = false
-    public init(strict: Bool = false, requireRecording: Bool = false) {
+    /// Where to keep and find the persistent index (docs/INDEX.md); nil: index in memory
+    /// only. The command line sets it unless `--no-cache` or `QMPREPLAY_NO_CACHE=1`.
+    public var indexCache: IndexCache?
+    public init(strict: Bool = false, requireRecording: Bool = false, indexCache: IndexCache? = nil) {
         self.strict = strict
         self.requireRecording = requireRecording
+        self.indexCache = indexCache
     }
 }
 
@@ -70,6 +74,17 @@ public final class Recording: @unchecked Sendable {
     private let nameTable: NameTable
     /// The builder's state, kept so that `extended()` resumes where it stopped.
     private let builder: IndexBuilder
+    /// Each name's records, in order (selection proportional to the answer).
+    private let postings: NamePostings
+    /// The cache this recording's index came from or went to, and how (nil: not cached).
+    public let indexCache: IndexCache?
+    public let cacheOutcome: IndexCache.Outcome?
+    /// The `info` summary stored with the cached index (JSON bytes), when there is one.
+    public let cachedSummary: [UInt8]?
+
+    /// How far a reader of a mapped file gets before it gives back the pages it passed
+    /// (`FileBytes.release`).
+    public static let releaseStep = 8 << 20
 
     /// Files larger than this are indexed by two threads (one per half), merged exactly.
     nonisolated(unsafe) static var parallelThreshold = 16 << 20
@@ -86,14 +101,26 @@ public final class Recording: @unchecked Sendable {
         try self.init(bytes: bytes, path: path, options: options)
     }
 
+    /// Indexes `bytes`, through `options.indexCache` when the bytes are a mapped file.
     public convenience init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
+        if let cache = options.indexCache, let id = bytes.identity {
+            let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold)
+            try self.init(bytes: bytes, path: path, builder: o.builder, postings: o.postings, cache: cache,
+                          outcome: o.outcome, summary: o.summary, options: options)
+            return
+        }
         try self.init(bytes: bytes, path: path, builder: IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold), options: options)
     }
 
-    private init(bytes: FileBytes, path: String, builder b: IndexBuilder, options: RecordingOptions) throws(RecordingOpenError) {
+    private init(bytes: FileBytes, path: String, builder b: IndexBuilder, postings: NamePostings? = nil, cache: IndexCache? = nil,
+                 outcome: IndexCache.Outcome? = nil, summary: [UInt8]? = nil, options: RecordingOptions) throws(RecordingOpenError) {
         self.path = path
         self.bytes = bytes
         builder = b
+        self.postings = postings ?? NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count)
+        indexCache = cache
+        cacheOutcome = outcome
+        cachedSummary = summary
         header = b.header
         trailer = b.trailer
         problems = b.allProblems
@@ -155,6 +182,29 @@ public final class Recording: @unchecked Sendable {
 
     /// Bytes indexed so far: the end of the last complete line.
     public var indexedBytes: Int { builder.completeEnd }
+
+    // MARK: The persistent index
+
+    /// Stores `summary` (the `info` JSON, docs/INDEX.md) with this recording's cached index,
+    /// so that the next `info` reads it instead of the file. False when not cached.
+    @discardableResult
+    public func storeSummary(_ summary: [UInt8]) -> Bool {
+        guard let cache = indexCache, let id = bytes.identity else { return false }
+        return cache.store(builder, postings: postings, summary: summary, bytes: bytes, identity: id)
+    }
+
+    /// The records named `name` (event, command or error class), in order, without looking
+    /// at the others; nil only when the name table overflowed (more than 65,534 distinct
+    /// names) and the caller must scan.
+    /// The records whose name id is `id`, in order (records whose name overflowed the
+    /// table, id 65535, are not listed: `records(named:)` says when that can happen).
+    public func records(nameID id: UInt16) -> RecordList { postings.list(id) }
+
+    public func records(named name: String) -> RecordList? {
+        guard names.count < Int(UInt16.max) else { return nil }
+        guard let id = nameID(for: name) else { return postings.list(UInt16.max) }
+        return postings.list(id)
+    }
 
     // MARK: Index accessors (O(1))
 

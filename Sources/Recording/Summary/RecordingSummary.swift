@@ -46,7 +46,8 @@ public struct RecordingSummary: Sendable {
     /// The schema validation would use, when the caller asked (`info` does: it costs a parse).
     public var schema: SchemaChoice?
 
-    public init(_ r: Recording) {
+    /// What the index alone says; the counts, connections and timestamps are left empty.
+    init(indexOf r: Recording) {
         path = r.path
         fileBytes = r.bytes.count
         header = r.header
@@ -54,6 +55,16 @@ public struct RecordingSummary: Sendable {
         records = r.count
         duration = r.duration
         problems = r.problems
+        byDirection = []
+        byKind = []
+        events = []
+        commands = []
+        errors = []
+        connections = []
+    }
+
+    public init(_ r: Recording) {
+        self.init(indexOf: r)
 
         var kindCounts = [Int](repeating: 0, count: RecordKind.byCode.count)
         var qemu = 0, client = 0
@@ -73,7 +84,9 @@ public struct RecordingSummary: Sendable {
             conns[runConn]!.records += runCount
             conns[runConn]!.lastTime = runLast
         }
+        var pages = PassedPages(r.bytes)
         for i in 0..<r.count {
+            if i & 0xFFFF == 0 { pages.passed(r.offset(i)) }
             let k = r.kind(i)
             kindCounts[Int(k.code)] += 1
             switch r.direction(i) {
@@ -108,12 +121,17 @@ public struct RecordingSummary: Sendable {
             runLast = r.time(i)
         }
         flushRun()
+        // Opens and closes lie all over the file: each decode maps the pages around it.
+        pages = PassedPages(r.bytes)
         for i in opens {
+            pages.passed(r.offset(i))
             let c = r.connection(i)
             conns[c]?.openedAt = r.time(i)
             if case .open(let peer, _)? = try? r.record(at: i).body { conns[c]?.peer = peer }
         }
+        pages = PassedPages(r.bytes)
         for i in closes {
+            pages.passed(r.offset(i))
             let c = r.connection(i)
             conns[c]?.closedAt = r.time(i)
             if case .close(let by, let reason)? = try? r.record(at: i).body {

@@ -18,8 +18,12 @@ public enum RecordingValidation {
         for p in r.problems where readProblems {
             out.append(Finding(p.badLine ? .warning : .info, p.badLine ? "bad-line" : "file", p.message, line: p.line > 0 ? p.line : nil))
         }
+        var pages = PassedPages(r.bytes)
         for i in 0..<r.count {
-            if i & 0xFFFF == 0 { progress?(i) }
+            if i & 0xFFFF == 0 {
+                progress?(i)
+                pages.passed(r.offset(i))
+            }
             let rec: Record
             do {
                 rec = try r.record(at: i)

@@ -39,6 +39,9 @@ final class BoundFilter: @unchecked Sendable {
     private let file: FileSpan
     /// Records outside this range never match (from top-level time conditions).
     let candidates: Range<Int>
+    /// When every match carries one of these name ids (the filter requires a name), the
+    /// names' record lists hold all the candidates (docs/INDEX.md); nil otherwise.
+    let nameIDs: [UInt16]?
 
     init(_ node: FilterNode, _ recording: Recording) {
         var b = Builder(recording: recording)
@@ -53,6 +56,29 @@ final class BoundFilter: @unchecked Sendable {
         conditions = b.conditions
         file = FileSpan(recording)
         candidates = BoundFilter.candidates(node, recording)
+        nameIDs = BoundFilter.requiredNames(node, recording).map { $0.sorted() }
+    }
+
+    /// The name ids one of which any record matching `node` must carry, or nil when a
+    /// match may have any name (or the name table overflowed: names past it have no id).
+    static func requiredNames(_ node: FilterNode, _ r: Recording) -> Set<UInt16>? {
+        guard r.names.count < Int(UInt16.max) else { return nil }
+        switch node {
+        case .name(_, let pattern):
+            return Set(r.names.indices.dropFirst().filter { pattern.matches(r.names[$0]) }.map { UInt16($0) })
+        case .and(let items):
+            // Every item must hold: the narrowest requirement of any one will do.
+            return items.compactMap { requiredNames($0, r) }.min { $0.count < $1.count }
+        case .or(let items):
+            var all = Set<UInt16>()
+            for item in items {
+                guard let s = requiredNames(item, r) else { return nil }
+                all.formUnion(s)
+            }
+            return all
+        default:
+            return nil
+        }
     }
 
     deinit {

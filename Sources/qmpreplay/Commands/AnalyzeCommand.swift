@@ -83,6 +83,8 @@ struct AnalyzeCommand: ParsableCommand {
 
     @OptionGroup var fleet: FleetOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Option(help: "Also write an SVG plot to this file (balloon, rtc, runstate; triage: the incident's timeline).", completion: .file(extensions: ["svg"]))
     var svg: String?
 
@@ -105,7 +107,7 @@ struct AnalyzeCommand: ParsableCommand {
             return try runFleet(name)
         }
         let format = self.format ?? .table
-        let r = try openRecording(file, strict: false)
+        let r = try openRecording(file, strict: false, cache: cacheOptions.cache)
         let resolved = try resolveSpan(span, in: r)
         if (svg != nil || chart), PlotSeries.about(name) == nil {
             throw fail("analyze: '\(name)' is not a series and has no plot or chart (plots: \(PlotSeries.names.joined(separator: ", ")))", code: Exit.usage)
@@ -140,8 +142,9 @@ struct AnalyzeCommand: ParsableCommand {
         }
         switch format {
         case .json:
-            // Bytes straight to the output: no 20-30 MB String to build and validate on the way.
-            out.writeLarge(report.json.serializedBytes(.pretty(indent: 2)))
+            // Bytes straight to the output in chunks: no tree of the whole document for the
+            // results that stream, no 20-30 MB String to build and validate on the way.
+            report.writeJSON(indent: 2) { out.writeLarge($0) }
             out.line()
         case .csv: out.write(report.csv())
         case .table: out.write(report.table(colors: out.colors, width: terminalColumns() ?? 0))
@@ -160,7 +163,7 @@ struct AnalyzeCommand: ParsableCommand {
         case .json, .csv: throw fail("analyze: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)
         }
         let span = self.span.span
-        try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs).run(files) { _, r in
+        try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { _, r in
             let resolved = try span.resolve(in: r)
             let report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end)
             var counts: [FindingSeverity: Int] = [:]

@@ -56,6 +56,8 @@ struct CatCommand: ParsableCommand {
 
     @OptionGroup var span: TimeSpanOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Option(name: .customLong("event"), help: "Only events with this name or pattern (repeatable).")
     var events: [String] = []
 
@@ -86,7 +88,7 @@ struct CatCommand: ParsableCommand {
 
     func run() throws {
         guard FleetRun.isFleet(files, jsonl: false) else {
-            let r = try openRecording(files[0], strict: strict)
+            let r = try openRecording(files[0], strict: strict, cache: cacheOptions.cache)
             try printSelection(r, file: files[0], prefix: nil)
             return
         }
@@ -100,7 +102,7 @@ struct CatCommand: ParsableCommand {
         for file in inputs.files {
             let r: Recording
             do {
-                r = try Recording(path: file, options: RecordingOptions(strict: strict, requireRecording: true))
+                r = try Recording(path: file, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cacheOptions.cache))
             } catch {
                 warn(error.description)
                 unreadable = true
@@ -151,9 +153,17 @@ struct CatCommand: ParsableCommand {
         let out = Output.stdout
         let style = Style(out)
         var decodeErrors = 0
-        var i = lo
-        while i < hi {
-            defer { i += 1 }
+        // Only events by name: walk those names' record lists (docs/INDEX.md), not the span.
+        let byName = commandGlobs.isEmpty && kindSet.isEmpty && !eventIDs.isEmpty
+        let candidates = byName ? CatCommand.records(r, named: eventIDs, in: lo..<hi) : nil
+        var k = 0
+        var i = candidates?.first ?? lo
+        var pages = PassedPages(r.bytes)
+        while candidates.map({ k < $0.count }) ?? (i < hi) {
+            defer {
+                k += 1
+                i = candidates.map { k < $0.count ? $0[k] : hi } ?? i + 1
+            }
             if let c = connection, r.connection(i) != c { continue }
             if let d = direction, r.direction(i) != d { continue }
             let kind = r.kind(i)
@@ -168,6 +178,7 @@ struct CatCommand: ParsableCommand {
                 }
             }
             guard selected else { continue }
+            pages.passed(r.offset(i))
             do {
                 try emit(r, i, out: out, style: style, prefix: prefix)
                 printed += 1
@@ -260,6 +271,19 @@ struct CatCommand: ParsableCommand {
             default: break
             }
         }
+    }
+
+    /// The records in `span` named by one of `ids`, in order: each name's list from the
+    /// index, cut to the span by binary search, merged.
+    static func records(_ r: Recording, named ids: Set<UInt16>, in span: Range<Int>) -> [Int] {
+        var out: [Int] = []
+        for id in ids {
+            let list = r.records(nameID: id)
+            let from = list.firstPosition(atOrAfter: span.lowerBound), to = list.firstPosition(atOrAfter: span.upperBound)
+            out += list[from..<to]
+        }
+        if ids.count > 1 { out.sort() }
+        return out
     }
 
     static func heading(_ rec: Record, style: Style) -> String {

@@ -45,6 +45,8 @@ struct InfoCommand: ParsableCommand {
 
     @OptionGroup var fleet: FleetOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Flag(help: "Treat any bad line as an error.")
     var strict = false
 
@@ -58,8 +60,8 @@ struct InfoCommand: ParsableCommand {
         }
         let file = files[0]
         let json = self.json || format == .json
-        let r = try openRecording(file, strict: strict)
-        var s = RecordingSummary(r)
+        let r = try openRecording(file, strict: strict, cache: cacheOptions.cache)
+        var s = RecordingSummary.of(r)
         s.schema = try schemaChoice(for: r, file: schema)
         let out = Output.stdout
         if json {
@@ -82,8 +84,8 @@ struct InfoCommand: ParsableCommand {
         let override = try schema.map { file in
             do { return try RecordingSchema.load(file: file) } catch { throw fail("--schema: \(error)") }
         }
-        try FleetRun(command: "info", format: lineFormat, strict: strict, jobs: fleet.jobs).run(files) { _, r in
-            var s = RecordingSummary(r)
+        try FleetRun(command: "info", format: lineFormat, strict: strict, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { _, r in
+            var s = RecordingSummary.of(r)
             s.schema = RecordingSchema.choose(for: r, override: override)
             let damage = s.problems.isEmpty ? "" : ", " + plural(s.problems.count, "problem")
             return FleetAnswer(result: s.json, summary: "\(plural(s.records, "record")), \(plural(s.connections.count, "connection"))\(damage)")

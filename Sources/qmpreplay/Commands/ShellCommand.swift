@@ -53,6 +53,8 @@ struct ShellCommand: ParsableCommand {
     @Argument(help: "The recording (.qmprec or .qmprec.gz).", completion: .file(extensions: ["qmprec", "gz"]))
     var file: String?
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Option(help: ArgumentHelp("Live: QEMU's QMP socket to record and talk to (unix:PATH or a socket path, tcp:HOST:PORT or HOST:PORT); needs -o.", valueName: "address"))
     var connect: String?
 
@@ -128,7 +130,7 @@ struct ShellCommand: ParsableCommand {
             }
             live = recorder
         } else {
-            r = try openRecording(follow ?? file!, strict: strict)
+            r = try openRecording(follow ?? file!, strict: strict, cache: follow == nil ? cacheOptions.cache : nil)
         }
         let runner: ShellRunner
         do {

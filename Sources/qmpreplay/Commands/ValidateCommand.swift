@@ -53,6 +53,8 @@ struct ValidateCommand: ParsableCommand {
 
     @OptionGroup var fleet: FleetOptions
 
+    @OptionGroup var cacheOptions: CacheOptions
+
     @Flag(help: "Treat any bad line as an error (exit 2).")
     var strict = false
 
@@ -63,7 +65,7 @@ struct ValidateCommand: ParsableCommand {
         }
         let file = files[0]
         let json = check.json || format == .json
-        let r = try openRecording(file, strict: strict)
+        let r = try openRecording(file, strict: strict, cache: cacheOptions.cache)
         let choice = try schemaChoice(for: r, file: schema)
         let progress = Progress(label: "validating", total: r.count)
         let findings = RecordingValidation.run(r, schema: choice) { progress.update($0) }
@@ -99,7 +101,7 @@ struct ValidateCommand: ParsableCommand {
         let override = try schema.map { file in
             do { return try RecordingSchema.load(file: file) } catch { throw fail("--schema: \(error)") }
         }
-        try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs).run(files) { path, r in
+        try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { path, r in
             let choice = RecordingSchema.choose(for: r, override: override)
             let findings = RecordingValidation.run(r, schema: choice)
             let errors = findings.filter { $0.severity == .error }.count

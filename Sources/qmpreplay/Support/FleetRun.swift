@@ -36,6 +36,8 @@ struct FleetRun {
     var format: Format
     var strict: Bool
     var jobs: Int
+    /// The persistent index to use for every recording (nil: `--no-cache`).
+    var cache: IndexCache? = nil
 
     /// Whether the arguments ask for the fleet form: several inputs, a directory or pattern,
     /// or `--format jsonl` on one file.
@@ -46,7 +48,7 @@ struct FleetRun {
     }
 
     func run(_ arguments: [String], answer: @escaping @Sendable (String, Recording) throws -> FleetAnswer) throws {
-        let strict = self.strict, command = self.command, analysis = self.analysis
+        let strict = self.strict, command = self.command, analysis = self.analysis, cache = self.cache
         let inputs = FleetInputs.expand(arguments)
         let out = Output.stdout
         var worst = Exit.ok
@@ -60,7 +62,7 @@ struct FleetRun {
         var done = 0
         let started = WallClock.monotonicNanos()
         FleetRunner(workers: jobs).run(inputs.files, job: { _, path in
-            FleetRun.one(path, strict: strict, command: command, analysis: analysis, answer: answer)
+            FleetRun.one(path, strict: strict, cache: cache, command: command, analysis: analysis, answer: answer)
         }, emit: { _, done1 in
             let (line, summary, status) = (done1.line, done1.summary, done1.status)
             worst = FleetRun.worse(worst, status)
@@ -89,11 +91,11 @@ struct FleetRun {
         return rank(b) > rank(a) ? b : a
     }
 
-    private static func one(_ path: String, strict: Bool, command: String, analysis: String?,
+    private static func one(_ path: String, strict: Bool, cache: IndexCache?, command: String, analysis: String?,
                             answer: (String, Recording) throws -> FleetAnswer) -> Done {
         let r: Recording
         do {
-            r = try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true))
+            r = try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache))
         } catch {
             let message = error.description.hasPrefix(path + ": ") ? String(error.description.dropFirst(path.count + 2)) : error.description
             return Done(line: FleetLine.failure(file: path, command: command, analysis: analysis, message: message, status: Exit.unreadable),

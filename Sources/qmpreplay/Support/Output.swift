@@ -110,9 +110,9 @@ func warn(_ message: String) {
 /// Opens a recording for a command, turning failures into a clear error and exit 2. A
 /// file that is not a recording at all (empty, binary, plain JSON, QMP text: see
 /// `NotARecording`) is refused here, in one line, for every command.
-func openRecording(_ path: String, strict: Bool) throws -> Recording {
+func openRecording(_ path: String, strict: Bool, cache: IndexCache? = nil) throws -> Recording {
     do {
-        return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true))
+        return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache))
     } catch {
         throw fail(error.description)
     }
