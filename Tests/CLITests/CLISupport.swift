@@ -25,6 +25,15 @@ struct CLI {
         fatalError("qmpreplay binary not found (looked in \(candidates)); run 'swift build' or set QMPREPLAY_BIN")
     }()
 
+    /// The binary's index cache while testing (docs/INDEX.md): a folder under .build, so that
+    /// test runs neither read nor fill the user's ~/.cache/qmpreplay. A test that sets
+    /// XDG_CACHE_HOME itself keeps its own.
+    static let cacheHome: String = {
+        let path = packageRoot.appendingPathComponent(".build/test-cache").path
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }()
+
     static func recording(_ name: String) -> String {
         packageRoot.appendingPathComponent("Recordings").appendingPathComponent(name).path
     }
@@ -35,6 +44,7 @@ struct CLI {
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = args
         var environment = ProcessInfo.processInfo.environment
+        environment["XDG_CACHE_HOME"] = cacheHome
         for (k, v) in env { environment[k] = v }
         p.environment = environment
         let out = Pipe()

@@ -24,6 +24,9 @@ from guestlab.recorder import Recorder, record_support  # noqa: E402
 from guestlab.serve import Server  # noqa: E402
 
 REQUIRE = bool(os.environ.get("CI") or os.environ.get("QMPREPLAY_REQUIRE_QEMU"))
+# The binary's index cache (docs/INDEX.md) goes under .build, not the user's ~/.cache, for
+# every qmpreplay these tests start; a test that sets XDG_CACHE_HOME itself keeps its own.
+os.environ["XDG_CACHE_HOME"] = str(Path(__file__).resolve().parents[2] / ".build/test-cache")
 TEST_TIMEOUT = int(os.environ.get("GUESTLAB_TEST_TIMEOUT", "120"))
 
 
