@@ -50,6 +50,10 @@ public final class ReplayServer: Sendable {
     let loop: EventLoop
     private let core: NIOLoopBoundBox<ReplayCore>
     private let done: EventLoopFuture<Void>
+    /// Completed when serving ends; also on release, for a server that was never started
+    /// (a command that fails between making and starting it), which NIO would otherwise
+    /// report as a leaked promise. Completing it a second time does nothing.
+    private let donePromise: EventLoopPromise<Void>
 
     /// Serves `recording` on a loop of `group` (default: the process's shared loops).
     public convenience init(recording: Recording, options: ReplayOptions, group: EventLoopGroup = EventLoops.shared,
@@ -70,7 +74,13 @@ public final class ReplayServer: Sendable {
         loop = group.next()
         let c = ReplayCore(script: script, options: options, clock: clock, loop: loop, logger: logger)
         done = c.done.futureResult
+        donePromise = c.done
         core = NIOLoopBoundBox.makeBoxSendingValue(c, eventLoop: loop)
+    }
+
+    deinit {
+        let p = donePromise
+        loop.execute { p.succeed(()) }
     }
 
     // MARK: lifecycle

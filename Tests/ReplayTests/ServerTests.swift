@@ -1,3 +1,4 @@
+import NIOCore
 import QMP
 import Recording
 import Testing
@@ -76,6 +77,21 @@ struct ServerTests {
         #expect(stat(path, &st) != 0)
         #expect(logs.contains("client 1 connected [peer=unix]"))
         #expect(logs.contains("client 1 disconnected: server stopped"))
+    }
+
+    /// A command that fails between making a server and starting it (a bad option found
+    /// late) drops it unstarted: its end-of-serving promise is completed on release, not
+    /// leaked (in a debug build NIO stops the process on a leaked promise).
+    @Test func aServerNeverStartedIsReleasedCleanly() throws {
+        let r = try TestRecording.recording()
+        var loop: EventLoop?
+        do {
+            let server = try ReplayServer(recording: r, options: ReplayOptions(), logger: LogLines().logger)
+            loop = server.loop
+        }
+        // The release queued the completion on the server's loop; let it run.
+        try loop?.submit {}.wait()
+        #expect(loop != nil)
     }
 
     @Test func replyGoesOutBeforeTheClientsHalfCloseEndsTheSession() throws {
