@@ -103,4 +103,20 @@ import Testing
         let raw = try CLI.run(["cat", dir, "--format", "raw"])
         #expect(raw.status == 64)
     }
+
+    @Test("--findings-only: each line keeps the envelope, counts and findings of the full document, nothing else")
+    func findingsOnly() throws {
+        let dir = try fleetDir()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let full = try lines(try CLI.run(["analyze", "triage", dir]))
+        let small = try lines(try CLI.run(["analyze", "triage", dir, "--findings-only"]))
+        #expect(full.count == small.count && !small.isEmpty)
+        for (f, s) in zip(full, small) {
+            let whole = try #require(f["result"]?.objectValue)
+            let kept = try #require(s["result"]?.objectValue)
+            #expect(Set(kept.members.map(\.key)) == ["analysis", "schema", "file", "clock", "clock_note", "start", "start_us", "range", "counts", "occurrences", "findings"])
+            for m in kept.members { #expect(whole[m.key] == m.value, "\(m.key)") }
+            #expect(whole["results"] != nil)
+        }
+    }
 }

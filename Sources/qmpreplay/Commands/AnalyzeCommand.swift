@@ -20,7 +20,7 @@ struct AnalyzeCommand: ParsableCommand {
         abstract: "Run an analysis over a recording (balloon, rtc, nic-rx-filter, runstate, ..., triage).",
         usage: HelpText.usage("""
             qmpreplay analyze NAME FILE [--from T] [--to T] [--format table|json|csv] [--svg FILE] [--chart]
-            qmpreplay analyze NAME FILE|DIR|PATTERN... [--format jsonl|table] [--jobs N]
+            qmpreplay analyze NAME FILE|DIR|PATTERN... [--format jsonl|table] [--findings-only] [--jobs N]
             qmpreplay analyze --list
             """),
         discussion: HelpText.format("""
@@ -91,6 +91,9 @@ struct AnalyzeCommand: ParsableCommand {
     @Flag(help: "Print a terminal chart instead of the table (balloon, rtc, runstate, triage).")
     var chart = false
 
+    @Flag(help: "JSON and JSON Lines keep the envelope, counts and findings only (not the series): a small line per recording in a fleet.")
+    var findingsOnly = false
+
     func run() throws {
         let out = Output.stdout
         if list {
@@ -141,6 +144,8 @@ struct AnalyzeCommand: ParsableCommand {
             return
         }
         switch format {
+        case .json where findingsOnly:
+            out.line(AnalyzeCommand.findingsOnly(report.json).serialized(.pretty(indent: 2)))
         case .json:
             // Bytes straight to the output in chunks: no tree of the whole document for the
             // results that stream, no 20-30 MB String to build and validate on the way.
@@ -153,23 +158,34 @@ struct AnalyzeCommand: ParsableCommand {
         out.flush()
     }
 
+    /// The members `--findings-only` keeps of an analysis document (docs/ANALYSIS.md): the
+    /// common envelope, triage's counts, and the ranked findings.
+    static let findingsMembers: Set<String> = ["analysis", "schema", "file", "clock", "clock_note", "start", "start_us", "range",
+                                               "counts", "occurrences", "findings"]
+
+    static func findingsOnly(_ document: JSONValue) -> JSONValue {
+        guard case .object(let o) = document else { return document }
+        return .object(JSONObject(o.members.filter { findingsMembers.contains($0.key) }))
+    }
+
     /// One analysis over many recordings (docs/FLEET.md): one JSON or table line each.
     private func runFleet(_ name: String) throws {
         guard svg == nil, !chart else { throw fail("analyze: --svg and --chart take one recording (several give one JSON line each)", code: Exit.usage) }
+
         let lineFormat: FleetRun.Format
         switch format ?? .jsonl {
         case .jsonl: lineFormat = .jsonl
         case .table: lineFormat = .table
         case .json, .csv: throw fail("analyze: several recordings give one line each: use --format jsonl (or table)", code: Exit.usage)
         }
-        let span = self.span.span
+        let span = self.span.span, only = findingsOnly
         try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { _, r in
             let resolved = try span.resolve(in: r)
             let report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end)
             var counts: [FindingSeverity: Int] = [:]
             for f in report.findings { counts[f.severity, default: 0] += 1 }
             let summary = FindingSeverity.allCases.map { plural(counts[$0] ?? 0, $0 == .info ? "note" : $0.rawValue) }.joined(separator: ", ")
-            return FleetAnswer(result: report.json, summary: summary)
+            return FleetAnswer(result: only ? AnalyzeCommand.findingsOnly(report.json) : report.json, summary: summary)
         }
     }
 }
