@@ -182,10 +182,7 @@ struct AnalyzeCommand: ParsableCommand {
         try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { _, r in
             let resolved = try span.resolve(in: r)
             let report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end)
-            var counts: [FindingSeverity: Int] = [:]
-            for f in report.findings { counts[f.severity, default: 0] += 1 }
-            let summary = FindingSeverity.allCases.map { plural(counts[$0] ?? 0, $0 == .info ? "note" : $0.rawValue) }.joined(separator: ", ")
-            return FleetAnswer(result: only ? AnalyzeCommand.findingsOnly(report.json) : report.json, summary: summary)
+            return FleetAnswer(result: only ? AnalyzeCommand.findingsOnly(report.json) : report.json, summary: SeverityTally(report.findings).text)
         }
     }
 }

@@ -80,10 +80,7 @@ struct ValidateCommand: ParsableCommand {
             for f in findings where verbose || f.severity >= .warning {
                 out.line(findingLine(f, file: file, style: st))
             }
-            let errors = findings.filter { $0.severity == .error }.count
-            let warnings = findings.filter { $0.severity == .warning }.count
-            let notes = findings.filter { $0.severity == .info }.count
-            let summary = "\(file): \(plural(r.count, "record")), \(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note")); schema: \(choice.shortLabel)"
+            let summary = "\(file): \(plural(r.count, "record")), \(SeverityTally(findings).text); schema: \(choice.shortLabel)"
             out.line(failing.isEmpty ? st.green(summary) : summary)
         }
         out.flush()
@@ -104,12 +101,9 @@ struct ValidateCommand: ParsableCommand {
         try FleetRun(command: "validate", format: lineFormat, strict: strict, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { path, r in
             let choice = RecordingSchema.choose(for: r, override: override)
             let findings = RecordingValidation.run(r, schema: choice)
-            let errors = findings.filter { $0.severity == .error }.count
-            let warnings = findings.filter { $0.severity == .warning }.count
-            let notes = findings.filter { $0.severity == .info }.count
-            return FleetAnswer(result: RecordingValidation.json(findings, path: path, schema: choice),
-                               summary: "\(plural(errors, "error")), \(plural(warnings, "warning")), \(plural(notes, "note"))",
-                               status: errors + warnings > 0 ? Exit.findings : Exit.ok)
+            let tally = SeverityTally(findings)
+            return FleetAnswer(result: RecordingValidation.json(findings, path: path, schema: choice), summary: tally.text,
+                               status: tally.errors + tally.warnings > 0 ? Exit.findings : Exit.ok)
         }
     }
 }
