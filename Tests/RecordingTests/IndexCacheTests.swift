@@ -48,6 +48,30 @@ struct IndexCacheTests {
         try Self.expectFresh(second, "hit")
     }
 
+    @Test("the id keys are made once, stored with the entry, and read back the same")
+    func idKeys() throws {
+        let (path, cache) = try Self.setUp()
+        let first = try Self.reopen(path, cache)
+        let made: [UInt64] = Array(first.idKeys().keys)
+        let fresh: [UInt64] = Array(try Recording(path: path).idKeys().keys)
+        #expect(made == fresh)
+        let withIDs = made.filter { $0 != 0 && $0 != LineIDKey.unknown }.count
+        #expect(withIDs > 0, "the synthetic file's commands have ids")
+        let second = try Self.reopen(path, cache)
+        #expect(second.cacheOutcome == .hit)
+        let stored = second.idKeys()
+        let fromEntry = stored.owner is MappedFile
+        #expect(fromEntry, "read from the entry, not made again")
+        let storedKeys: [UInt64] = Array(stored.keys)
+        #expect(storedKeys == made)
+        // A summary stored afterwards keeps the keys, and the keys kept the summary.
+        _ = RecordingSummary.of(second)
+        let third = try Self.reopen(path, cache)
+        #expect(third.cachedSummary != nil)
+        let thirdKeys: [UInt64] = Array(third.idKeys().keys)
+        #expect(thirdKeys == made)
+    }
+
     @Test("a grown file: the entry is extended, then used")
     func grown() throws {
         let (path, cache) = try Self.setUp()

@@ -342,9 +342,13 @@ public struct BalloonResult: StreamedJSONResult {
         var order: [Int64] = []
         var weighted = 0.0
         let end = max(context.rangeEnd, samples.last!.time)
+        // Samples and process starts are both in time order: one cursor walks the starts
+        // (a search per sample was quadratic on a recording with many QEMU restarts).
+        var next = 0
         for (k, s) in samples.enumerated() {
             var until = k + 1 < samples.count ? samples[k + 1].time : end
-            if let cut = processStarts.first(where: { $0 > s.time && $0 < until }) { until = cut }
+            while next < processStarts.count && processStarts[next] <= s.time { next += 1 }
+            if next < processStarts.count && processStarts[next] < until { until = processStarts[next] }
             let d = until - s.time
             if at[s.actual] == nil { order.append(s.actual) }
             at[s.actual, default: 0] += d
@@ -361,19 +365,17 @@ public struct BalloonResult: StreamedJSONResult {
     public var streamedMembers: [StreamedMember] {
         let samples = self.samples, steps = self.steps, context = self.context
         var m: [StreamedMember] = []
-        m.append(.array("samples", count: samples.count) { i in
+        m.append(.rows("samples", count: samples.count) { i, row in
             let s = samples[i]
-            var o = JSONObject(point: context, s.record, s.time)
-            o["actual"] = .int(s.actual)
-            o["source"] = .string(s.source)
-            o["qemu_us"] = jopt(s.qemuMicros)
-            o["possibly_merged"] = .bool(s.possiblyMerged)
-            return .object(o)
+            row.point(context, s.record, s.time)
+            row.int("actual", s.actual)
+            row.string("source", s.source)
+            row.int("qemu_us", s.qemuMicros)
+            row.bool("possibly_merged", s.possiblyMerged)
         })
-        m.append(.array("steps", count: steps.count) { i in
-            var o = JSONObject(point: context, steps[i].record, steps[i].time)
-            o["actual"] = .int(steps[i].actual)
-            return .object(o)
+        m.append(.rows("steps", count: steps.count) { i, row in
+            row.point(context, steps[i].record, steps[i].time)
+            row.int("actual", steps[i].actual)
         })
         if let st = stats {
             var o = JSONObject()

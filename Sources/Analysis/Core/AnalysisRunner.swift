@@ -37,7 +37,9 @@ struct AnalysisRunner {
         let modelBit: UInt64 = 1 << 63
         var interests = boxes.map { (UInt64(1) << UInt64($0.index), $0.interest) }
         if boxes.contains(where: \.usesModel) { interests.append((modelBit, VMModel.interest)) }
-        let sel = Selection(recording: r, interests: interests)
+        var sel = Selection(recording: r, interests: interests)
+        // Pairing replies needs each command's and reply's id: read once, kept in the index.
+        if sel.anyCommands { sel.idKeys = r.idKeys() }
         var driver = InputDriver()
         let total = context.endRecord - context.firstRecord
         let boxes = self.boxes

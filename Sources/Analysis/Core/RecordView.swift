@@ -26,10 +26,10 @@ public struct RecordView: @unchecked Sendable {
     public func object(_ path: StaticString...) -> RecordView? {
         let line = recording.lineBytes(index)
         var v = self
-        if let b = base ?? RawScan.member(line, in: 0..<line.count, key: "msg") {
+        if let b = base ?? JSONScan.member(line, in: 0..<line.count, key: "msg") {
             var r = b
             for key in path {
-                guard let next = RawScan.member(line, in: r, key: key) else { return nil }
+                guard let next = JSONScan.member(line, in: r, key: key) else { return nil }
                 r = next
             }
             guard r.lowerBound < r.upperBound, line[r.lowerBound] == UInt8(ascii: "{") else { return nil }
@@ -50,9 +50,9 @@ public struct RecordView: @unchecked Sendable {
     @inline(__always)
     func withValue<T>(_ path: [StaticString], _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         let line = recording.lineBytes(index)
-        guard var r = base ?? RawScan.member(line, in: 0..<line.count, key: "msg") else { return fallback(prefix + path, body) }
+        guard var r = base ?? JSONScan.member(line, in: 0..<line.count, key: "msg") else { return fallback(prefix + path, body) }
         for key in path {
-            guard let next = RawScan.member(line, in: r, key: key) else { return nil }
+            guard let next = JSONScan.member(line, in: r, key: key) else { return nil }
             r = next
         }
         return body(UnsafeBufferPointer(rebasing: line[r]))
@@ -97,38 +97,10 @@ public struct RecordView: @unchecked Sendable {
         withValue(path) { _ in true } ?? false
     }
 
-    /// The identity of the message's `id` (0 when it has none). Fast path: QEMU and clients
-    /// write `id` last, so the line ends `"id": VALUE}}`; the match is verified by the value
-    /// ending exactly where `msg` closes, else the members are scanned from the start.
+    /// The identity of the message's `id` (0 when it has none): read from the end of the
+    /// line in the common shape (`LineIDKey`), else by walking the message's members.
     func idKey() -> IDKey {
-        let line = recording.lineBytes(index)
-        var end = line.count
-        while end > 0, isJSONSpace(line[end - 1]) { end -= 1 }
-        // `}` of the line, then `}` of msg.
-        guard end >= 2, line[end - 1] == UInt8(ascii: "}") else { return identityKey("id") }
-        var close = end - 2
-        while close > 0, isJSONSpace(line[close]) { close -= 1 }
-        guard line[close] == UInt8(ascii: "}") else { return identityKey("id") }
-        var i = close - 1
-        let lower = max(0, close - 256)
-        while i > lower {
-            if line[i] == UInt8(ascii: "\""), i >= 3, line[i - 1] == UInt8(ascii: "d"), line[i - 2] == UInt8(ascii: "i"), line[i - 3] == UInt8(ascii: "\""),
-               i >= 4, line[i - 4] == UInt8(ascii: ",") || isJSONSpace(line[i - 4]) || line[i - 4] == UInt8(ascii: "{") {
-                var j = i + 1
-                while j < close, isJSONSpace(line[j]) { j += 1 }
-                if j < close, line[j] == UInt8(ascii: ":") {
-                    j += 1
-                    while j < close, isJSONSpace(line[j]) { j += 1 }
-                    if let e = JSONScan.skipValue(line, j) {
-                        var k = e
-                        while k < close, isJSONSpace(line[k]) { k += 1 }
-                        if k == close { return IDKey(bytes: UnsafeBufferPointer(rebasing: line[j..<e])) }
-                    }
-                }
-            }
-            i -= 1
-        }
-        return identityKey("id")
+        LineIDKey.fast(recording.lineBytes(index)) ?? identityKey("id")
     }
 
     /// A key identifying the value at `path` (equal JSON values, equal keys; `.none` when absent).
@@ -139,40 +111,6 @@ public struct RecordView: @unchecked Sendable {
 
 /// Byte-level helpers over JSON text that the index and `JSONScan` already delimit.
 enum RawScan {
-    /// The value range of member `key` of the object spanning `range` (keys compared as
-    /// raw bytes: the keys we look for have no escapes).
-    static func member(_ buf: UnsafeBufferPointer<UInt8>, in range: Range<Int>, key: StaticString) -> Range<Int>? {
-        var i = range.lowerBound
-        let n = range.upperBound
-        @inline(__always) func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
-        ws()
-        guard i < n, buf[i] == UInt8(ascii: "{") else { return nil }
-        i += 1
-        let kn = key.utf8CodeUnitCount
-        let kp = key.utf8Start
-        while true {
-            ws()
-            guard i < n, buf[i] == UInt8(ascii: "\"") else { return nil }
-            guard let keyEnd = JSONScan.skipString(buf, i), keyEnd <= n else { return nil }
-            var match = keyEnd - i - 2 == kn
-            if match {
-                for j in 0..<kn where buf[i + 1 + j] != kp[j] { match = false; break }
-            }
-            i = keyEnd
-            ws()
-            guard i < n, buf[i] == UInt8(ascii: ":") else { return nil }
-            i += 1
-            ws()
-            guard let end = JSONScan.skipValue(buf, i), end <= n else { return nil }
-            if match { return i..<end }
-            i = end
-            ws()
-            guard i < n else { return nil }
-            if buf[i] == UInt8(ascii: ",") { i += 1; continue }
-            return nil
-        }
-    }
-
     static func int64(_ b: UnsafeBufferPointer<UInt8>) -> Int64? {
         guard !b.isEmpty else { return nil }
         var i = 0

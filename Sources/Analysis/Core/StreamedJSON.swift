@@ -6,12 +6,22 @@ import QMP
 public enum StreamedMember {
     case value(String, JSONValue)
     case array(String, count: Int, element: (Int) -> JSONValue)
+    /// An array of objects written member by member (`JSONRow`): the fast form of `array`.
+    case rows(String, count: Int, row: (Int, inout JSONRow) -> Void)
 
     /// The member made whole (for `jsonMembers`, the tree form).
     var member: JSONObject.Member {
         switch self {
         case .value(let k, let v): return .init(key: k, value: v)
         case .array(let k, let n, let f): return .init(key: k, value: .array((0..<n).map(f)))
+        case .rows(let k, let n, let f):
+            // The tree form reads back what the rows write (the same members, in order).
+            return .init(key: k, value: .array((0..<n).map { e in
+                var row = JSONRow(level: 0, indent: 0)
+                f(e, &row)
+                row.finish()
+                return (try? JSONParser.parse(row.out)) ?? .null
+            }))
         }
     }
 }
@@ -66,6 +76,24 @@ extension AnalysisReport {
                     if e > 0 { out.append(UInt8(ascii: ",")) }
                     newline(2)
                     JSONWriter.write(element(e), layout: layout, level: 2, into: &out)
+                    flushIfFull()
+                }
+                newline(1)
+                out.append(UInt8(ascii: "]"))
+            case .rows(let k, let n, let write):
+                JSONWriter.writeString(k, into: &out)
+                out.append(contentsOf: ": ".utf8)
+                if n == 0 { out.append(contentsOf: "[]".utf8); break }
+                out.append(UInt8(ascii: "["))
+                var row = JSONRow(level: 2, indent: indent)
+                for e in 0..<n {
+                    if e > 0 { out.append(UInt8(ascii: ",")) }
+                    newline(2)
+                    row.members = 0
+                    swap(&row.out, &out)
+                    write(e, &row)
+                    row.finish()
+                    swap(&row.out, &out)
                     flushIfFull()
                 }
                 newline(1)

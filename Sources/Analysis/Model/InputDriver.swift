@@ -10,6 +10,9 @@ struct Selection: Sendable {
     var closes: UInt64 = 0
     var errors: UInt64 = 0
     var anyCommands = false
+    /// The recording's id keys (docs/INDEX.md, "Reply pairing"), when the pass pairs
+    /// replies: then no command or reply nobody wants is read. Nil: each is read.
+    var idKeys: IDKeys?
 
     init(recording r: Recording, interests: [(bit: UInt64, interest: Interest)]) {
         let n = r.names.count + 1
@@ -140,9 +143,14 @@ struct InputDriver: Sendable {
             guard sel.anyCommands, r.direction(i) == .client else { return }
             let (id, overflow) = nameID(r, i)
             let mask = (id < sel.commandMask.count ? sel.commandMask[id] : 0) | sel.allCommands
+            if mask == 0, let key = sel.idKeys?[i] {
+                // A command no consumer wants: only its place in the reply queue matters.
+                enqueue(i, r.time(i), conn, name: "", key: key, mask: 0)
+                return
+            }
             let view = RecordView(recording: r, index: i)
             let name = overflow ?? (id < r.names.count ? r.names[id] : "")
-            command(r, i, conn, name: name, key: view.idKey(), mask: mask, view: view, deliver)
+            command(r, i, conn, name: name, key: sel.idKeys?[i] ?? view.idKey(), mask: mask, view: view, deliver)
         case .other:
             guard sel.anyCommands, r.direction(i) == .client else { return }
             // QEMU answers whatever it read (an error for what is not a command), in order;
@@ -166,7 +174,7 @@ struct InputDriver: Sendable {
             let errorMask = kind == .error ? sel.errors : 0
             guard !conns[sl].queue.isEmpty || errorMask != 0 else { return }
             let view = RecordView(recording: r, index: i)
-            let w = conns[sl].queue.isEmpty ? nil : conns[sl].queue.reply(view.idKey())
+            let w = conns[sl].queue.isEmpty ? nil : conns[sl].queue.reply(sel.idKeys?[i] ?? view.idKey())
             let mask = (w?.mask ?? 0) | errorMask
             guard mask != 0 else { return }
             let command = w?.command ?? PendingCommand(record: -1, time: r.time(i), connection: conn, name: "", idKey: .none)
@@ -206,14 +214,20 @@ struct InputDriver: Sendable {
         }
     }
 
-    private mutating func command(_ r: Recording, _ i: Int, _ conn: UInt32, name: String, key: IDKey, mask: UInt64, view: RecordView,
-                                  _ deliver: (UInt64, AnalysisInput) -> Void) {
+    /// Puts a command in its connection's reply queue (its name kept only when wanted).
+    private mutating func enqueue(_ i: Int, _ time: Int64, _ conn: UInt32, name: String, key: IDKey, mask: UInt64) {
         let sl = slot(conn)
         touch(sl, conn)
-        let p = PendingCommand(record: i, time: r.time(i), connection: conn, name: mask == 0 ? "" : name, idKey: key)
+        let p = PendingCommand(record: i, time: time, connection: conn, name: mask == 0 ? "" : name, idKey: key)
         conns[sl].queue.sent(key, Waiting(command: p, mask: mask))
         if conns[sl].queue.count > Self.pendingKept { conns[sl].queue.keepNewest(Self.pendingKept) }
-        if mask != 0 { deliver(mask, .command(CommandInput(record: i, time: p.time, connection: conn, name: name, view: view))) }
+    }
+
+    private mutating func command(_ r: Recording, _ i: Int, _ conn: UInt32, name: String, key: IDKey, mask: UInt64, view: RecordView,
+                                  _ deliver: (UInt64, AnalysisInput) -> Void) {
+        let time = r.time(i)
+        enqueue(i, time, conn, name: name, key: key, mask: mask)
+        if mask != 0 { deliver(mask, .command(CommandInput(record: i, time: time, connection: conn, name: name, view: view))) }
     }
 
     /// Commands outstanding on every connection, oldest first per connection.

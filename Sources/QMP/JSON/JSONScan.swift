@@ -2,6 +2,40 @@
 /// can take the exact bytes of one member (a record's `msg`) or parse only the small
 /// members it needs. Validity of the values themselves is left to `JSONParser`.
 public enum JSONScan {
+    /// The value range of member `key` of the object spanning `range` (keys compared as
+    /// raw bytes: the keys looked for have no escapes); nil when absent or not an object.
+    public static func member(_ buf: UnsafeBufferPointer<UInt8>, in range: Range<Int>, key: StaticString) -> Range<Int>? {
+        var i = range.lowerBound
+        let n = range.upperBound
+        @inline(__always) func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
+        ws()
+        guard i < n, buf[i] == UInt8(ascii: "{") else { return nil }
+        i += 1
+        let kn = key.utf8CodeUnitCount
+        let kp = key.utf8Start
+        while true {
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: "\"") else { return nil }
+            guard let keyEnd = JSONScan.skipString(buf, i), keyEnd <= n else { return nil }
+            var match = keyEnd - i - 2 == kn
+            if match {
+                for j in 0..<kn where buf[i + 1 + j] != kp[j] { match = false; break }
+            }
+            i = keyEnd
+            ws()
+            guard i < n, buf[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            ws()
+            guard let end = JSONScan.skipValue(buf, i), end <= n else { return nil }
+            if match { return i..<end }
+            i = end
+            ws()
+            guard i < n else { return nil }
+            if buf[i] == UInt8(ascii: ",") { i += 1; continue }
+            return nil
+        }
+    }
+
     /// The top-level members of an object text: each key and the byte range of its value.
     /// `nil` when the text is not a well-delimited object.
     public static func members(_ buf: UnsafeBufferPointer<UInt8>) -> [(key: String, value: Range<Int>)]? {

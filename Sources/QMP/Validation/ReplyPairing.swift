@@ -10,7 +10,7 @@ public struct IDKey: Hashable, Sendable {
     public static let none = IDKey(raw: 0)
     public var isNone: Bool { raw == 0 }
 
-    init(raw: UInt64) { self.raw = raw }
+    public init(raw: UInt64) { self.raw = raw }
 
     /// From the JSON text of an id (the bytes between the `:` and the next member). Plain
     /// strings (no backslash) and plain integers are hashed without parsing.

@@ -47,11 +47,13 @@ public struct IndexCache: Sendable {
         case unwritable
     }
 
-    /// What the cache gives an open: the builder's state, the name lists, the `info`
-    /// summary when one was stored, and what happened.
+    /// What the cache gives an open: the builder's state (without its arrays when the
+    /// columns are read in place from the entry), the columns, the `info` summary when one
+    /// was stored, and what happened.
     struct Opened {
         var builder: IndexBuilder
-        var postings: NamePostings
+        var columns: IndexColumns
+        var idKeys: IDKeys?
         var summary: [UInt8]?
         var outcome: Outcome
     }
@@ -67,27 +69,28 @@ public struct IndexCache: Sendable {
                 _ = utimensat(AT_FDCWD, path, nil, 0)  // recently used: the last to be evicted
                 var b = found.builder
                 b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
-                return Opened(builder: b, postings: found.postings, summary: found.summary, outcome: .hit)
+                return Opened(builder: b, columns: found.columns, idKeys: found.idKeys, summary: found.summary, outcome: .hit)
             }
             // Grown: the covered bytes are unchanged (fingerprint), so resume after them.
             var b = found.builder
+            found.columns.restore(into: &b)
             b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
             b.extend(bytes)
-            let postings = NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count)
-            let ok = store(b, postings: postings, summary: nil, bytes: bytes, identity: id)
-            return Opened(builder: b, postings: postings, summary: nil, outcome: ok ? .extended : .unwritable)
+            let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
+            let ok = store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
+            return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .extended : .unwritable)
         }
         let b = IndexBuilder.build(bytes, parallelThreshold: parallelThreshold)
-        let postings = NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count)
-        let ok = store(b, postings: postings, summary: nil, bytes: bytes, identity: id)
-        return Opened(builder: b, postings: postings, summary: nil, outcome: ok ? .built : .unwritable)
+        let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
+        let ok = store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
+        return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .built : .unwritable)
     }
 
     /// Writes the entry for a recording (made, extended, or given its summary).
-    func store(_ b: IndexBuilder, postings: NamePostings, summary: [UInt8]?, bytes: FileBytes, identity id: FileIdentity) -> Bool {
+    func store(_ b: IndexBuilder, columns: IndexColumns, idKeys: IDKeys?, summary: [UInt8]?, bytes: FileBytes, identity id: FileIdentity) -> Bool {
         guard let base = bytes.base, b.completeEnd <= bytes.count, makeDirectory() else { return false }
         let fp = Fingerprint.of(base, covered: b.completeEnd)
-        guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, postings: postings, summary: summary) else {
+        guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, columns: columns, idKeys: idKeys, summary: summary) else {
             return false
         }
         evict(keeping: id.entryName)

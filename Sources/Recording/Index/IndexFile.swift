@@ -8,14 +8,14 @@ import Darwin
 
 /// One cached index on disk (docs/INDEX.md gives the layout): a fixed 120-byte head (magic,
 /// version, the file's identity, the covered length and its fingerprint, array sizes), the
-/// index arrays exactly as `IndexBuilder` holds them (read straight into their storage with
-/// `pread`, one copy), then a tail of variable parts (builder state, names, problems,
-/// trailer, the `info` summary) and an end magic. Little-endian; a file that does not read
-/// back whole is treated as absent.
+/// index columns exactly as the reader uses them (mapped and read in place: `IndexColumns`),
+/// then a tail of variable parts (builder state, names, problems, trailer, the `info`
+/// summary) and an end magic. Little-endian; a file that does not read back whole is
+/// treated as absent.
 struct IndexFile {
     static let magic: UInt64 = 0x3158_4449_5250_4D51  // "QMPRIDX1"
     static let endMagic: UInt64 = 0x4558_4449_5250_4D51  // "QMPRIDXE"
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
     static let headBytes = 120
 
     /// The fixed head: enough to decide whether the rest is worth reading.
@@ -27,11 +27,15 @@ struct IndexFile {
         var nameSlots: Int
         var postings: Int
         var summaryBytes: Int
+        /// Records whose id keys follow the name lists: 0 (not made yet) or `count`.
+        var idKeys: Int
     }
 
     var head: Head
+    /// The builder's state from the tail (its columns are in `columns`, not in its arrays).
     var builder: IndexBuilder
-    var postings: NamePostings
+    var columns: IndexColumns
+    var idKeys: IDKeys?
     var summary: [UInt8]?
 
     // MARK: Writing
@@ -41,7 +45,7 @@ struct IndexFile {
     /// processes indexing the same file at once both write whole entries; the last rename
     /// wins, and both are right). Returns false when the directory is not writable.
     static func save(_ path: String, identity: FileIdentity, fingerprint: UInt64, builder b: IndexBuilder,
-                      postings: NamePostings, summary: [UInt8]?) -> Bool {
+                      columns c: IndexColumns, idKeys: IDKeys?, summary: [UInt8]?) -> Bool {
         let tmp = path + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return false }
@@ -55,7 +59,7 @@ struct IndexFile {
                 done += r
             }
         }
-        func putArray<T>(_ a: [T]) { a.withUnsafeBytes { if $0.count > 0 { put($0) } } }
+        func putColumn<T>(_ a: UnsafeBufferPointer<T>) { if a.count > 0 { put(UnsafeRawBufferPointer(a)) } }
 
         var tail = ByteWriter()
         tail.int(b.completeEnd); tail.int(b.completeLines); tail.int(b.lastLine)
@@ -77,13 +81,21 @@ struct IndexFile {
         h.uint64(identity.device); h.uint64(identity.inode); h.uint64(identity.size)
         h.int64(identity.modifiedNanos); h.int64(identity.changedNanos)
         h.int(b.completeEnd); h.uint64(fingerprint)
-        h.int(b.offsets.count); h.int(postings.starts.count); h.int(postings.records.count)
+        h.int(c.count); h.int(c.starts.count); h.int(c.records.count)
         h.int(summary?.count ?? -1)
+        h.int(idKeys?.count ?? 0)
         h.bytes.append(contentsOf: repeatElement(0, count: headBytes - h.bytes.count))
         h.bytes.withUnsafeBytes { put($0) }
-        putArray(b.offsets); putArray(b.times); putArray(b.lines); putArray(b.conns)
-        putArray(b.nameIDs); putArray(b.kindDir)
-        putArray(postings.starts); putArray(postings.records)
+        putColumn(c.offsets); putColumn(c.times); putColumn(c.lines); putColumn(c.conns)
+        putColumn(c.nameIDs); putColumn(c.kindDir)
+        func pad(_ written: Int) {
+            let n = IndexColumns.aligned(written) - written
+            if n > 0 { [UInt8](repeating: 0, count: n).withUnsafeBytes { put($0) } }
+        }
+        pad(headBytes + c.count * 27)
+        putColumn(c.starts); putColumn(c.records)
+        pad(IndexColumns.aligned(headBytes + c.count * 27) + 4 * (c.starts.count + c.records.count))
+        if let k = idKeys { putColumn(k.keys) }
         tail.bytes.withUnsafeBytes { put($0) }
         close(fd)
         if ok && rename(tmp, path) == 0 { return true }
@@ -102,41 +114,25 @@ struct IndexFile {
         let id = FileIdentity(device: r.uint64(), inode: r.uint64(), size: r.uint64(),
                               modifiedNanos: r.int64(), changedNanos: r.int64())
         let head = Head(identity: id, covered: r.int(), fingerprint: r.uint64(), count: r.int(),
-                        nameSlots: r.int(), postings: r.int(), summaryBytes: r.int())
-        guard !r.failed, head.count >= 0, head.covered >= 0, head.nameSlots >= 1, head.postings >= 0,
+                        nameSlots: r.int(), postings: r.int(), summaryBytes: r.int(), idKeys: r.int())
+        guard !r.failed, head.idKeys == 0 || head.idKeys == head.count, head.count >= 0, head.covered >= 0, head.nameSlots >= 1, head.postings >= 0,
               head.postings <= head.count, head.count <= Int(UInt32.max) else { return nil }
         return head
     }
 
-    /// The whole entry (head already read and accepted), or nil when it does not read back.
+    /// The whole entry (head already read and accepted), its columns mapped in place, or
+    /// nil when it does not read back.
     static func read(_ fd: Int32, head: Head, fileSize: Int) -> IndexFile? {
-        var at = headBytes
-        var ok = true
-        func array<T>(_ n: Int, _: T.Type) -> [T] {
-            guard ok, n > 0 else { return [] }
-            let bytes = n * MemoryLayout<T>.stride
-            return [T](unsafeUninitializedCapacity: n) { buf, count in
-                IndexFile.preferHugePages(UnsafeMutableRawPointer(buf.baseAddress!), bytes)
-                let got = pread(fd, UnsafeMutableRawPointer(buf.baseAddress!), bytes, off_t(at))
-                if got != bytes { ok = false; count = 0; return }
-                // Only integer types are stored: any bit pattern is a value.
-                count = n
-            }.also { at += bytes }
-        }
         let n = head.count
+        let keysAt = headBytes + IndexColumns.byteSize(from: headBytes, count: n, nameSlots: head.nameSlots, listed: head.postings)
+        let at = keysAt + 8 * head.idKeys
+        guard fileSize > at, let map = MappedFile(fd: fd, length: fileSize) else { return nil }
+        let columns = IndexColumns(mapping: map, at: headBytes, count: n, nameSlots: head.nameSlots, listed: head.postings)
+        let idKeys = head.idKeys == 0 ? nil
+            : IDKeys(UnsafeBufferPointer(start: (map.base + keysAt).assumingMemoryBound(to: UInt64.self), count: n), owner: map)
+        // The tail is small: read it from the mapping.
+        var r = ByteReader(Array(UnsafeRawBufferPointer(start: map.base + at, count: fileSize - at)))
         var b = IndexBuilder()
-        b.offsets = array(n, UInt64.self)
-        b.times = array(n, Int64.self)
-        b.lines = array(n, UInt32.self)
-        b.conns = array(n, UInt32.self)
-        b.nameIDs = array(n, UInt16.self)
-        b.kindDir = array(n, UInt8.self)
-        let starts = array(head.nameSlots, UInt32.self)
-        let records = array(head.postings, UInt32.self)
-        guard ok, fileSize > at else { return nil }
-        var tailBytes = [UInt8](repeating: 0, count: fileSize - at)
-        guard pread(fd, &tailBytes, tailBytes.count, off_t(at)) == tailBytes.count else { return nil }
-        var r = ByteReader(tailBytes)
         b.completeEnd = r.int(); b.completeLines = r.int(); b.lastLine = r.int()
         let ft = r.int()
         b.firstTrailerLine = ft >= 0 ? ft : nil
@@ -154,27 +150,10 @@ struct IndexFile {
         var summary: [UInt8]?
         if head.summaryBytes >= 0 { summary = r.take(head.summaryBytes) }
         guard r.uint64() == endMagic, !r.failed, r.atEnd, b.names.count == nameCount,
-              Int(starts.last ?? 0) == records.count else { return nil }
-        return IndexFile(head: head, builder: b, postings: NamePostings(starts: starts, records: records), summary: summary)
+              columns.starts.first == 0, Int(columns.starts.last ?? 0) == columns.records.count else { return nil }
+        for k in 1..<columns.starts.count where columns.starts[k] < columns.starts[k - 1] { return nil }
+        return IndexFile(head: head, builder: b, columns: columns, idKeys: idKeys, summary: summary)
     }
-}
-
-extension IndexFile {
-    /// Asks for transparent huge pages under a large array about to be filled: a fresh
-    /// process reading a 1,000,000-record index otherwise takes one page fault per 4 KiB
-    /// (about 7,700, several milliseconds); only whole 2 MiB pages inside the range count.
-    static func preferHugePages(_ p: UnsafeMutableRawPointer, _ n: Int) {
-        #if os(Linux)
-        let huge = 2 << 20
-        let start = (Int(bitPattern: p) + huge - 1) & ~(huge - 1)
-        let end = (Int(bitPattern: p) + n) & ~(huge - 1)
-        if end > start { _ = madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_HUGEPAGE) }
-        #endif
-    }
-}
-
-extension Array {
-    fileprivate func also(_ f: () -> Void) -> Array { f(); return self }
 }
 
 /// Appends little-endian integers and length-prefixed strings.

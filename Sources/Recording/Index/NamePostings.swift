@@ -31,21 +31,20 @@ public struct NamePostings: Sendable {
         }
         records = out
     }
-
-    /// The records named by `id`, in order (empty for an id this table does not know).
-    func list(_ id: UInt16) -> RecordList {
-        let k = Int(id)
-        guard k + 1 < starts.count else { return RecordList(slice: records[0..<0]) }
-        return RecordList(slice: records[Int(starts[k])..<Int(starts[k + 1])])
-    }
 }
 
 /// Record numbers in increasing order (one name's records), as `Int`s.
-public struct RecordList: RandomAccessCollection, Sendable {
-    let slice: ArraySlice<UInt32>
+/// It reads the index in place (`IndexColumns`), which it keeps alive.
+public struct RecordList: RandomAccessCollection, @unchecked Sendable {
+    let items: UnsafeBufferPointer<UInt32>
+    let owner: AnyObject
+    init(_ items: UnsafeBufferPointer<UInt32>, owner: AnyObject) {
+        self.items = items
+        self.owner = owner
+    }
     public var startIndex: Int { 0 }
-    public var endIndex: Int { slice.count }
-    public subscript(i: Int) -> Int { Int(slice[slice.startIndex + i]) }
+    public var endIndex: Int { items.count }
+    public subscript(i: Int) -> Int { Int(items[i]) }
 
     /// The position of the first record numbered `record` or later (`count` when none).
     public func firstPosition(atOrAfter record: Int) -> Int {

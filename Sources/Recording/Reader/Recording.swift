@@ -63,24 +63,27 @@ public final class Recording: @unchecked Sendable {
     /// The number of lines in the file (a last line without newline counts).
     public let lineCount: Int
 
-    // The index, as parallel arrays (struct of arrays keeps binary search on times tight).
-    // `let`, so that reading them needs no exclusivity checks.
-    private let offsets: [UInt64]
-    private let times: [Int64]
-    private let lines: [UInt32]
-    private let conns: [UInt32]
-    private let nameIDs: [UInt16]
-    private let kindDir: [UInt8]
+    // The index, as parallel columns (struct of arrays keeps binary search on times tight),
+    // read in place from a mapped cache entry or from the builder's arrays; the name lists
+    // give each name's records in order (selection proportional to the answer).
+    private let columns: IndexColumns
+    private let offsets: UnsafeBufferPointer<UInt64>
+    private let times: UnsafeBufferPointer<Int64>
+    private let lines: UnsafeBufferPointer<UInt32>
+    private let conns: UnsafeBufferPointer<UInt32>
+    private let nameIDs: UnsafeBufferPointer<UInt16>
+    private let kindDir: UnsafeBufferPointer<UInt8>
+    /// What this recording's cached index entry holds beyond the columns, made on demand.
+    private let extras: CacheExtras
     private let nameTable: NameTable
-    /// The builder's state, kept so that `extended()` resumes where it stopped.
+    /// The builder's state, kept so that `extended()` resumes where it stopped (its arrays
+    /// are empty when the columns came from the cache: `IndexColumns.restore`).
     private let builder: IndexBuilder
-    /// Each name's records, in order (selection proportional to the answer).
-    private let postings: NamePostings
     /// The cache this recording's index came from or went to, and how (nil: not cached).
     public let indexCache: IndexCache?
     public let cacheOutcome: IndexCache.Outcome?
     /// The `info` summary stored with the cached index (JSON bytes), when there is one.
-    public let cachedSummary: [UInt8]?
+    public var cachedSummary: [UInt8]? { extras.withLock { $0.summary } }
 
     /// How far a reader of a mapped file gets before it gives back the pages it passed
     /// (`FileBytes.release`).
@@ -105,36 +108,38 @@ public final class Recording: @unchecked Sendable {
     public convenience init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
         if let cache = options.indexCache, let id = bytes.identity {
             let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold)
-            try self.init(bytes: bytes, path: path, builder: o.builder, postings: o.postings, cache: cache,
-                          outcome: o.outcome, summary: o.summary, options: options)
+            try self.init(bytes: bytes, path: path, builder: o.builder, columns: o.columns, cache: cache,
+                          outcome: o.outcome, idKeys: o.idKeys, summary: o.summary, options: options)
             return
         }
         try self.init(bytes: bytes, path: path, builder: IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold), options: options)
     }
 
-    private init(bytes: FileBytes, path: String, builder b: IndexBuilder, postings: NamePostings? = nil, cache: IndexCache? = nil,
-                 outcome: IndexCache.Outcome? = nil, summary: [UInt8]? = nil, options: RecordingOptions) throws(RecordingOpenError) {
+    private init(bytes: FileBytes, path: String, builder b: IndexBuilder, columns: IndexColumns? = nil, cache: IndexCache? = nil,
+                 outcome: IndexCache.Outcome? = nil, idKeys: IDKeys? = nil, summary: [UInt8]? = nil,
+                 options: RecordingOptions) throws(RecordingOpenError) {
         self.path = path
         self.bytes = bytes
         builder = b
-        self.postings = postings ?? NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count)
+        let c = columns ?? IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
+        self.columns = c
         indexCache = cache
         cacheOutcome = outcome
-        cachedSummary = summary
+        extras = CacheExtras(idKeys: idKeys, summary: summary)
         header = b.header
         trailer = b.trailer
         problems = b.allProblems
         names = b.names
-        offsets = b.offsets
-        times = b.times
-        lines = b.lines
-        conns = b.conns
-        nameIDs = b.nameIDs
-        kindDir = b.kindDir
+        offsets = c.offsets
+        times = c.times
+        lines = c.lines
+        conns = c.conns
+        nameIDs = c.nameIDs
+        kindDir = c.kindDir
         nameTable = b.nameTable
         trailerLine = b.firstTrailerLine
         lineCount = b.lastLine
-        if b.header == nil && b.times.isEmpty && b.trailer == nil && !b.headerLineSeen {
+        if b.header == nil && c.times.isEmpty && b.trailer == nil && !b.headerLineSeen {
             notARecording = NotARecording.classify(bytes)
         } else {
             notARecording = nil
@@ -167,6 +172,7 @@ public final class Recording: @unchecked Sendable {
             return try Recording(bytes: grown, path: path, options: options)
         }
         var b = builder
+        columns.restore(into: &b)
         b.extend(grown)
         return try Recording(bytes: grown, path: path, builder: b, options: options)
     }
@@ -189,8 +195,28 @@ public final class Recording: @unchecked Sendable {
     /// so that the next `info` reads it instead of the file. False when not cached.
     @discardableResult
     public func storeSummary(_ summary: [UInt8]) -> Bool {
+        extras.withLock { e in
+            e.summary = summary
+            return storeExtras(e)
+        }
+    }
+
+    /// The key of every command's and reply's `id` (docs/INDEX.md, "Reply pairing"): from the
+    /// cached index, else made by one pass over the commands and replies and stored there.
+    public func idKeys() -> IDKeys {
+        extras.withLock { e in
+            if let k = e.idKeys { return k }
+            let k = IDKeys.compute(self)
+            e.idKeys = k
+            storeExtras(e)
+            return k
+        }
+    }
+
+    @discardableResult
+    private func storeExtras(_ e: CacheExtras.State) -> Bool {
         guard let cache = indexCache, let id = bytes.identity else { return false }
-        return cache.store(builder, postings: postings, summary: summary, bytes: bytes, identity: id)
+        return cache.store(builder, columns: columns, idKeys: e.idKeys, summary: e.summary, bytes: bytes, identity: id)
     }
 
     /// The records named `name` (event, command or error class), in order, without looking
@@ -198,12 +224,12 @@ public final class Recording: @unchecked Sendable {
     /// names) and the caller must scan.
     /// The records whose name id is `id`, in order (records whose name overflowed the
     /// table, id 65535, are not listed: `records(named:)` says when that can happen).
-    public func records(nameID id: UInt16) -> RecordList { postings.list(id) }
+    public func records(nameID id: UInt16) -> RecordList { columns.list(id) }
 
     public func records(named name: String) -> RecordList? {
         guard names.count < Int(UInt16.max) else { return nil }
-        guard let id = nameID(for: name) else { return postings.list(UInt16.max) }
-        return postings.list(id)
+        guard let id = nameID(for: name) else { return columns.list(UInt16.max) }
+        return columns.list(id)
     }
 
     // MARK: Index accessors (O(1))
@@ -221,6 +247,9 @@ public final class Recording: @unchecked Sendable {
         }
     }
     public func nameID(_ i: Int) -> UInt16 { nameIDs[i] }
+    /// Kind and direction of record `i` as the index codes them (`RecordKind.code` | 0x40
+    /// from QEMU | 0x80 from the client): one byte, for passes that test many records.
+    func kindDirCode(_ i: Int) -> UInt8 { kindDir[i] }
     /// The event name, command name or error class of record `i` (from the index).
     public func name(_ i: Int) -> String? {
         let id = Int(nameIDs[i])
@@ -236,11 +265,9 @@ public final class Recording: @unchecked Sendable {
     /// The first record at or after `time` (ns since start); `count` when none.
     public func firstIndex(atOrAfter time: Int64) -> Int {
         var lo = 0, hi = times.count
-        times.withUnsafeBufferPointer { t in
-            while lo < hi {
-                let mid = (lo + hi) >> 1
-                if t[mid] < time { lo = mid + 1 } else { hi = mid }
-            }
+        while lo < hi {
+            let mid = (lo + hi) >> 1
+            if times[mid] < time { lo = mid + 1 } else { hi = mid }
         }
         return lo
     }
@@ -255,6 +282,10 @@ public final class Recording: @unchecked Sendable {
     public func lineBytes(_ i: Int) -> UnsafeBufferPointer<UInt8> {
         let start = Int(offsets[i])
         guard let base = bytes.base?.assumingMemoryBound(to: UInt8.self) else { return UnsafeBufferPointer(start: nil, count: 0) }
+        // The next record on the very next line: this line ends just before it (no search).
+        if i + 1 < offsets.count, lines[i + 1] == lines[i] &+ 1 {
+            return UnsafeBufferPointer(start: base + start, count: Int(offsets[i + 1]) - 1 - start)
+        }
         let remaining = bytes.count - start
         var len = remaining
         if let nl = memchr(base + start, 0x0A, remaining) {

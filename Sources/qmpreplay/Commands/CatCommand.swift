@@ -247,11 +247,10 @@ struct CatCommand: ParsableCommand {
             let line = r.lineBytes(i)
             if let prefix, line.first == UInt8(ascii: "{") {
                 out.write(bytes: prefix)
-                out.write(bytes: line.dropFirst())
+                out.line(bytes: UnsafeBufferPointer(rebasing: line.dropFirst()))
             } else {
-                out.write(bytes: line)
+                out.line(bytes: line)
             }
-            out.write("\n")
         case .raw:
             if let bytes = try r.rawBytes(i) { out.write(bytes: bytes) }
         case .pretty:

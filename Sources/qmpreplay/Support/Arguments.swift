@@ -46,23 +46,42 @@ func helpColumns() -> Int {
 /// item, wrapped with the deeper indentation (a hanging indent). Lines are kept one column
 /// short of the width, because ArgumentParser breaks a line that fills it.
 enum HelpText {
-    static func format(_ text: String, width: Int = helpColumns()) -> String {
+    /// Whether this run shows help: every command's configuration is made when the command
+    /// tree is built, on every run, and laying out all the discussions costs a run about a
+    /// millisecond that only `--help` (and `help`, completion scripts) needs.
+    nonisolated(unsafe) static var shown: Bool = CommandLine.arguments.dropFirst().contains {
+        $0 == "-h" || $0 == "--help" || $0 == "help" || $0.hasPrefix("--help") || $0.hasPrefix("--experimental-dump-help")
+            || $0.hasPrefix("--generate-completion-script")
+    }
+
+    static func format(_ text: String) -> String {
+        shown ? format(text, width: helpColumns()) : text
+    }
+
+    static func format(_ text: String, width: Int) -> String {
         let columns = max(40, width - 1)
         var out: [String] = []
         var words: [Substring] = []
         var indent = 0
         var hanging = 0
+        // Every command's help is formatted when the command tree is built, on every run:
+        // lengths are kept as counts (String.count walks the string each time).
         func flush() {
             guard !words.isEmpty else { return }
             var line = String(repeating: " ", count: indent)
+            var length = indent
             var empty = true
             for w in words {
-                if !empty, line.count + 1 + w.count > columns {
+                let n = w.count
+                if !empty, length + 1 + n > columns {
                     out.append(line)
                     line = String(repeating: " ", count: hanging)
+                    length = hanging
                     empty = true
                 }
-                line += (empty ? "" : " ") + w
+                if !empty { line += " "; length += 1 }
+                line += w
+                length += n
                 empty = false
             }
             out.append(line)

@@ -49,6 +49,13 @@ final class Output {
 
     func line(_ s: String = "") { write(s); write("\n") }
 
+    /// Writes `bytes` and a newline (a stored record line, copied once).
+    func line(bytes: UnsafeBufferPointer<UInt8>) {
+        buffer.append(contentsOf: bytes)
+        buffer.append(0x0A)
+        if buffer.count >= 1 << 16 { flush() }
+    }
+
     /// Writes a large block straight to the descriptor (after what is buffered), without
     /// copying it into the buffer first.
     func writeLarge(_ bytes: [UInt8]) {

@@ -1,0 +1,95 @@
+import QMP
+import Dispatch
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The key of the `id` of every command and reply of a recording (`LineIDKey`), by record
+/// number, 0 for other records: what pairing replies with commands (`InputDriver`) needs of
+/// each record, so that an analysis reads the bytes of only the records it wants
+/// (docs/INDEX.md, "Reply pairing"). Made on first use by one pass over the commands and
+/// replies (`Recording.idKeys()`), and kept in the cached index from then on.
+public struct IDKeys: @unchecked Sendable {
+    let keys: UnsafeBufferPointer<UInt64>
+    /// What keeps `keys` alive: an array, or the mapped cache entry.
+    let owner: AnyObject
+
+    init(_ keys: UnsafeBufferPointer<UInt64>, owner: AnyObject) {
+        self.keys = keys
+        self.owner = owner
+    }
+
+    init(array: [UInt64]) {
+        let box = ArrayBox(array)
+        self.init(box.array.withUnsafeBufferPointer { $0 }, owner: box)
+    }
+
+    public var count: Int { keys.count }
+
+    /// The key of record `i`'s id; nil when its line could not be read without decoding it
+    /// (no `msg` member) and the caller must decode the record.
+    @inline(__always)
+    public subscript(i: Int) -> IDKey? {
+        let k = keys[i]
+        return k == LineIDKey.unknown ? nil : IDKey(raw: k)
+    }
+
+    /// Computes the keys of `r`'s commands and replies, each half of a large recording on
+    /// its own thread; the pages read are given back behind each half's reader.
+    static func compute(_ r: Recording) -> IDKeys {
+        let n = r.count
+        var out = [UInt64](repeating: 0, count: n)
+        out.withUnsafeMutableBufferPointer { o in
+            let address = UInt(bitPattern: o.baseAddress)
+            let parts = n >= 200_000 ? 2 : 1
+            DispatchQueue.concurrentPerform(iterations: parts) { k in
+                let dst = UnsafeMutablePointer<UInt64>(bitPattern: address)!
+                let from = n * k / parts, to = n * (k + 1) / parts
+                var pages = PassedPages(r.bytes, from: from < to ? r.offset(from) : 0)
+                for i in from..<to {
+                    switch r.kindDirCode(i) {
+                    case 0x81, 0x42, 0x43:  // command from the client; return, error from QEMU
+                        pages.passed(r.offset(i))
+                        dst[i] = LineIDKey.indexed(r.lineBytes(i))
+                    default:
+                        break
+                    }
+                }
+            }
+        }
+        return IDKeys(array: out)
+    }
+
+    private final class ArrayBox {
+        let array: [UInt64]
+        init(_ a: [UInt64]) { array = a }
+    }
+}
+
+/// What a recording adds to its cached index entry after opening: the `info` summary and the
+/// id keys, each made on first use; either one stored rewrites the entry with both.
+final class CacheExtras: @unchecked Sendable {
+    struct State {
+        var idKeys: IDKeys?
+        var summary: [UInt8]?
+    }
+
+    private var state: State
+    private var lock = pthread_mutex_t()
+
+    init(idKeys: IDKeys?, summary: [UInt8]?) {
+        state = State(idKeys: idKeys, summary: summary)
+        pthread_mutex_init(&lock, nil)
+    }
+
+    deinit { pthread_mutex_destroy(&lock) }
+
+    func withLock<T>(_ body: (inout State) -> T) -> T {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return body(&state)
+    }
+}
