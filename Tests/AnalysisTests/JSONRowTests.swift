@@ -1,0 +1,39 @@
+import QMP
+import Testing
+@testable import Analysis
+
+/// `JSONRow` writes what the tree form writes: the same bytes as `JSONWriter` for an object
+/// of the same members, at any level, including the integers' edge cases and escapes.
+@Suite("JSON rows")
+struct JSONRowTests {
+    @Test("a row equals the object written by JSONWriter", arguments: [0, 1, 2, 5])
+    func sameAsTree(level: Int) throws {
+        for v: Int64 in [0, 7, -7, 1_763_632_800_000_000, Int64.max, Int64.min] {
+            var row = JSONRow(level: level, indent: 2)
+            row.int("n", v)
+            row.int("none", nil as Int64?)
+            row.string("s", "quote \" backslash \\ tab \t é")
+            row.string("absent", nil)
+            row.bool("b", v > 0)
+            row.value("nested", .array([.int(1), .object(JSONObject([.init(key: "k", value: .string("v"))]))]))
+            row.finish()
+            var o = JSONObject()
+            o["n"] = .int(v)
+            o["none"] = .null
+            o["s"] = .string("quote \" backslash \\ tab \t é")
+            o["absent"] = .null
+            o["b"] = .bool(v > 0)
+            o["nested"] = .array([.int(1), .object(JSONObject([.init(key: "k", value: .string("v"))]))])
+            var tree: [UInt8] = []
+            JSONWriter.write(.object(o), layout: .pretty(indent: 2), level: level, into: &tree)
+            #expect(row.out == tree, "\(v) at level \(level)")
+        }
+    }
+
+    @Test("an empty row is {}")
+    func empty() {
+        var row = JSONRow(level: 2, indent: 2)
+        row.finish()
+        #expect(row.out == Array("{}".utf8))
+    }
+}
