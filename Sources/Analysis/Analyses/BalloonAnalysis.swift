@@ -359,7 +359,8 @@ public struct BalloonResult: StreamedJSONResult {
     }
 
     public var streamedMembers: [StreamedMember] {
-        let samples = self.samples, steps = self.steps, context = self.context
+        let samples = self.samples, steps = self.steps, targets = self.targets, flapping = self.flapping, floods = self.floods
+        let context = self.context
         var m: [StreamedMember] = []
         m.append(.array("samples", count: samples.count) { i in
             let s = samples[i]
@@ -381,12 +382,15 @@ public struct BalloonResult: StreamedJSONResult {
             o["max"] = .int(st.max)
             o["final"] = .int(st.final)
             o["time_weighted_mean"] = jnum(st.timeWeightedMean, 0)
-            o["time_at_level"] = .array(st.timeAtLevel.map { .object(JSONObject(["actual": .int($0.level), "duration_ns": .int($0.time)])) })
-            m.append(.value("stats", .object(o)))
+            let levels = st.timeAtLevel
+            m.append(.object("stats", StreamedMember.values(o) + [.array("time_at_level", count: levels.count) {
+                .object(JSONObject(["actual": .int(levels[$0].level), "duration_ns": .int(levels[$0].time)]))
+            }]))
         } else {
             m.append(.value("stats", .null))
         }
-        m.append(.value("targets", .array(targets.map { t in
+        m.append(.array("targets", count: targets.count) { k in
+            let t = targets[k]
             var o = JSONObject(point: context, t.record, t.time)
             o["value"] = .int(t.value)
             o["outcome"] = .string(t.outcome)
@@ -397,7 +401,7 @@ public struct BalloonResult: StreamedJSONResult {
             o["latency_qemu_ns"] = jopt(t.latencyQemu)
             o["error"] = jopt(t.error)
             return .object(o)
-        })))
+        })
         /// A run of deliveries (a flapping episode, a flood): where it starts and ends.
         func run(_ first: Int, _ last: Int, _ start: Int64, _ end: Int64) -> JSONObject {
             var o = JSONObject()
@@ -409,19 +413,21 @@ public struct BalloonResult: StreamedJSONResult {
             o["duration_ns"] = .int(end - start)
             return o
         }
-        m.append(.value("flapping", .array(flapping.map { f in
+        m.append(.array("flapping", count: flapping.count) { k in
+            let f = flapping[k]
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["values"] = .array(f.values.map { .int($0) })
             o["changes"] = .int(f.changes)
             o["deliveries"] = .int(f.deliveries)
             return .object(o)
-        })))
-        m.append(.value("floods", .array(floods.map { f in
+        })
+        m.append(.array("floods", count: floods.count) { k in
+            let f = floods[k]
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["deliveries"] = .int(f.deliveries)
             o["converging"] = .int(f.converging)
             return .object(o)
-        })))
+        })
         return m
     }
 

@@ -134,12 +134,14 @@ public struct BlockJobsAnalysis: Analysis {
     public func finish() -> BlockJobsResult { BlockJobsResult(context: context, jobs: jobs) }
 }
 
-public struct BlockJobsResult: AnalysisResult {
+public struct BlockJobsResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let jobs: [BlockJobsAnalysis.Job]
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "jobs", value: .array(jobs.map { j in
+    public var streamedMembers: [StreamedMember] {
+        let jobs = self.jobs, context = self.context
+        return [.objects("jobs", count: jobs.count) { k in
+            let j = jobs[k]
             var o = JSONObject()
             o["id"] = .string(j.id)
             o["type"] = jopt(j.type)
@@ -155,16 +157,16 @@ public struct BlockJobsResult: AnalysisResult {
             o["progress"] = (j.offset != nil && (j.len ?? 0) > 0) ? jnum(Double(j.offset!) / Double(j.len!), 4) : .null
             o["throughput_bytes_per_s"] = j.throughput.map { jnum($0, 0) } ?? .null
             o["errors"] = .array(j.errors.map { .string($0) })
-            o["steps"] = .array(j.steps.map { s in
+            return StreamedMember.values(o) + [.array("steps", count: j.steps.count) { i in
+                let s = j.steps[i]
                 var p = JSONObject(point: context, s.record, s.time)
                 p["what"] = .string(s.what)
                 p["offset"] = jopt(s.offset)
                 p["len"] = jopt(s.len)
                 p["detail"] = jopt(s.detail)
                 return .object(p)
-            })
-            return .object(o)
-        }))]
+            }]
+        }]
     }
 
     public var findings: [AnalysisFinding] {

@@ -126,7 +126,7 @@ public struct NICRxFilterAnalysis: Analysis {
     }
 }
 
-public struct NICRxFilterResult: AnalysisResult {
+public struct NICRxFilterResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let nics: [NICRxFilterAnalysis.NIC]
     public let queries: [NICRxFilterAnalysis.Query]
@@ -151,7 +151,8 @@ public struct NICRxFilterResult: AnalysisResult {
         return parts.joined(separator: "; ")
     }
 
-    public var jsonMembers: [JSONObject.Member] {
+    public var streamedMembers: [StreamedMember] {
+        let nics = self.nics, queries = self.queries, context = self.context
         func q(_ x: NICRxFilterAnalysis.Query) -> JSONValue {
             var o = JSONObject(point: context, x.record, x.time)
             o["name"] = jopt(x.name)
@@ -161,27 +162,28 @@ public struct NICRxFilterResult: AnalysisResult {
             return .object(o)
         }
         return [
-            .init(key: "nics", value: .array(nics.map { n in
+            .objects("nics", count: nics.count) { k in
+                let n = nics[k]
                 var o = JSONObject()
                 o["name"] = .string(n.name)
                 o["path"] = .string(n.path)
                 o["verdict"] = .string(verdict(n))
                 o["latch_armed_at_end"] = .bool(n.armed)
-                o["events"] = .array(n.events.map { e in
+                var tail = JSONObject()
+                tail["unexpected_events"] = .int(n.events.filter { !$0.latchArmed }.count)
+                tail["never_rearmed"] = .int(n.events.filter { $0.outcome == "never" }.count)
+                tail["failed_queries"] = .int(n.queries.filter { $0.outcome == "error" }.count)
+                return StreamedMember.values(o) + [.array("events", count: n.events.count) { i in
+                    let e = n.events[i]
                     var p = JSONObject(point: context, e.record, e.time)
                     p["latch_armed"] = .bool(e.latchArmed)
                     p["outcome"] = .string(e.outcome)
                     p["rearm_record"] = jopt(e.rearmRecord)
                     p["rearm_latency_ns"] = jopt(e.latency)
                     return .object(p)
-                })
-                o["queries"] = .array(n.queries.map(q))
-                o["unexpected_events"] = .int(n.events.filter { !$0.latchArmed }.count)
-                o["never_rearmed"] = .int(n.events.filter { $0.outcome == "never" }.count)
-                o["failed_queries"] = .int(n.queries.filter { $0.outcome == "error" }.count)
-                return .object(o)
-            })),
-            .init(key: "queries", value: .array(queries.map(q))),
+                }, .array("queries", count: n.queries.count) { q(n.queries[$0]) }] + StreamedMember.values(tail)
+            },
+            .array("queries", count: queries.count) { q(queries[$0]) },
         ]
     }
 
