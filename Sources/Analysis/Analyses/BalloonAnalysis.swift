@@ -136,8 +136,7 @@ public struct BalloonAnalysis: Analysis {
                 guard !r.isError, let actual = r.view.int("return", "actual") else { return }
                 add(Sample(record: r.record, time: r.time, actual: actual, source: "query", qemuMicros: nil, possiblyMerged: false))
             } else if r.command.name == "balloon", r.isError,
-                      let k = pendingTarget.flatMap({ targets[$0].record == r.command.record ? $0 : nil })
-                    ?? targets.lastIndex(where: { $0.record == r.command.record }) {
+                      let k = pendingTarget.flatMap({ targets[$0].record == r.command.record ? $0 : nil }) ?? target(r.command.record) {
                 targets[k].outcome = "rejected"
                 targets[k].until = r.time
                 if pendingTarget == k { pendingTarget = nil }
@@ -152,6 +151,12 @@ public struct BalloonAnalysis: Analysis {
         default:
             break
         }
+    }
+
+    /// The target set by the command at `record` (targets are in command order).
+    func target(_ record: Int) -> Int? {
+        let k = targets.partitionPoint { $0.record >= record }
+        return k < targets.count && targets[k].record == record ? k : nil
     }
 
     mutating func add(_ s: Sample) {
@@ -344,7 +349,9 @@ public struct BalloonResult: StreamedJSONResult {
         let end = max(context.rangeEnd, samples.last!.time)
         for (k, s) in samples.enumerated() {
             var until = k + 1 < samples.count ? samples[k + 1].time : end
-            if let cut = processStarts.first(where: { $0 > s.time && $0 < until }) { until = cut }
+            // Process starts are in time order: the first after the sample is the one to check.
+            let next = processStarts.partitionPoint { $0 > s.time }
+            if next < processStarts.count, processStarts[next] < until { until = processStarts[next] }
             let d = until - s.time
             if at[s.actual] == nil { order.append(s.actual) }
             at[s.actual, default: 0] += d

@@ -50,6 +50,9 @@ public struct BlockJobsAnalysis: Analysis {
     let context: AnalysisContext
     var jobs: [Job] = []
     var byID: [String: Int] = [:]
+    /// The first job of the current QEMU process: the jobs before it were ended (or had
+    /// already finished) when their process was, and no outcome becomes `unfinished` again.
+    var processFirstJob = 0
 
     public init(context: AnalysisContext) { self.context = context }
 
@@ -120,12 +123,13 @@ public struct BlockJobsAnalysis: Analysis {
             }
         case .greeting(let record, let time, _, true):
             // A new QEMU process: the old one's jobs ended with it; ids start afresh.
-            for k in jobs.indices where jobs[k].outcome == "unfinished" {
+            for k in processFirstJob..<jobs.count where jobs[k].outcome == "unfinished" {
                 jobs[k].outcome = "ended-with-qemu"
                 jobs[k].end = time
                 jobs[k].steps.append(Step(record: record, time: time, what: "QEMU exited (new process greeted)"))
             }
             byID.removeAll()
+            processFirstJob = jobs.count
         default:
             break
         }
