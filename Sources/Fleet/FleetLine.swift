@@ -19,6 +19,13 @@ public enum FleetLine {
     /// The identity and span of a readable recording, then `command`, `analysis` and `result`.
     public static func line(file: String, recording r: Recording, command: String, analysis: String? = nil,
                             result: JSONValue, status: Int32 = 0) -> [UInt8] {
+        line(file: file, recording: r, command: command, analysis: analysis, resultBytes: result.serializedBytes(.compact), status: status)
+    }
+
+    /// The same with the result already written as compact JSON (an analysis document
+    /// streamed to bytes, never a tree).
+    public static func line(file: String, recording r: Recording, command: String, analysis: String? = nil,
+                            resultBytes: [UInt8], status: Int32 = 0) -> [UInt8] {
         var o = JSONObject()
         o["fleet_schema"] = .int(schemaVersion)
         o["file"] = .string(file)
@@ -46,8 +53,13 @@ public enum FleetLine {
         o["command"] = .string(command)
         o["analysis"] = analysis.map { .string($0) } ?? .null
         o["error"] = .null
-        o["result"] = result
-        return bytes(o)
+        // `"result":` last, its bytes spliced in before the closing brace.
+        var b = JSONValue.object(o).serializedBytes(.compact)
+        b.removeLast()
+        b.append(contentsOf: #","result":"#.utf8)
+        b.append(contentsOf: resultBytes)
+        b.append(contentsOf: "}\n".utf8)
+        return b
     }
 
     /// A file that could not be read (or a command that failed on it): one line, the run goes on.

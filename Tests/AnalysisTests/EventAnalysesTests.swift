@@ -37,7 +37,7 @@ struct EventAnalysesTests {
         #expect(v1.events[0].latency == s(1.5))
         #expect(r.queries.map(\.outcome) == ["ok", "error", "ok"])
         #expect(r.queries.map(\.name) == ["vnet0", "vnet9", nil])
-        #expect(r.nics[2].queries.first?.error == "GenericError: invalid net client name: vnet9")
+        #expect(r.queries(of: r.nics[2]).first?.error == "GenericError: invalid net client name: vnet9")
         #expect(r.verdict(v1).hasPrefix("not re-armed after the last event (#10)"))
         #expect(r.verdict(v0).hasPrefix("1 event while the latch should have been disarmed"))
         let f = report.findings

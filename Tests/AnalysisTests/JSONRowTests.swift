@@ -6,10 +6,11 @@ import Testing
 /// of the same members, at any level, including the integers' edge cases and escapes.
 @Suite("JSON rows")
 struct JSONRowTests {
-    @Test("a row equals the object written by JSONWriter", arguments: [0, 1, 2, 5])
+    @Test("a row equals the object written by JSONWriter, in every layout", arguments: [0, 1, 2, 5])
     func sameAsTree(level: Int) throws {
+        for layout: JSONLayout in [.pretty(indent: 2), .pretty(indent: 4), .compact, .qemu] {
         for v: Int64 in [0, 7, -7, 1_763_632_800_000_000, Int64.max, Int64.min] {
-            var row = JSONRow(level: level, indent: 2)
+            var row = JSONRow(layout: layout, level: level)
             row.int("n", v)
             row.int("none", nil as Int64?)
             row.string("s", "quote \" backslash \\ tab \t é")
@@ -25,14 +26,15 @@ struct JSONRowTests {
             o["b"] = .bool(v > 0)
             o["nested"] = .array([.int(1), .object(JSONObject([.init(key: "k", value: .string("v"))]))])
             var tree: [UInt8] = []
-            JSONWriter.write(.object(o), layout: .pretty(indent: 2), level: level, into: &tree)
-            #expect(row.out == tree, "\(v) at level \(level)")
+            JSONWriter.write(.object(o), layout: layout, level: level, into: &tree)
+            #expect(row.out == tree, "\(v) at level \(level) in \(layout)")
+        }
         }
     }
 
     @Test("an empty row is {}")
     func empty() {
-        var row = JSONRow(level: 2, indent: 2)
+        var row = JSONRow(layout: .pretty(indent: 2), level: 2)
         row.finish()
         #expect(row.out == Array("{}".utf8))
     }

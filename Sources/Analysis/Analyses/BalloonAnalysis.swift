@@ -136,8 +136,7 @@ public struct BalloonAnalysis: Analysis {
                 guard !r.isError, let actual = r.view.int("return", "actual") else { return }
                 add(Sample(record: r.record, time: r.time, actual: actual, source: "query", qemuMicros: nil, possiblyMerged: false))
             } else if r.command.name == "balloon", r.isError,
-                      let k = pendingTarget.flatMap({ targets[$0].record == r.command.record ? $0 : nil })
-                    ?? targets.lastIndex(where: { $0.record == r.command.record }) {
+                      let k = pendingTarget.flatMap({ targets[$0].record == r.command.record ? $0 : nil }) ?? target(r.command.record) {
                 targets[k].outcome = "rejected"
                 targets[k].until = r.time
                 if pendingTarget == k { pendingTarget = nil }
@@ -152,6 +151,12 @@ public struct BalloonAnalysis: Analysis {
         default:
             break
         }
+    }
+
+    /// The target set by the command at `record` (targets are in command order).
+    func target(_ record: Int) -> Int? {
+        let k = targets.partitionPoint { $0.record >= record }
+        return k < targets.count && targets[k].record == record ? k : nil
     }
 
     mutating func add(_ s: Sample) {
@@ -363,7 +368,8 @@ public struct BalloonResult: StreamedJSONResult {
     }
 
     public var streamedMembers: [StreamedMember] {
-        let samples = self.samples, steps = self.steps, context = self.context
+        let samples = self.samples, steps = self.steps, targets = self.targets, flapping = self.flapping, floods = self.floods
+        let context = self.context
         var m: [StreamedMember] = []
         m.append(.rows("samples", count: samples.count) { i, row in
             let s = samples[i]
@@ -383,12 +389,15 @@ public struct BalloonResult: StreamedJSONResult {
             o["max"] = .int(st.max)
             o["final"] = .int(st.final)
             o["time_weighted_mean"] = jnum(st.timeWeightedMean, 0)
-            o["time_at_level"] = .array(st.timeAtLevel.map { .object(JSONObject(["actual": .int($0.level), "duration_ns": .int($0.time)])) })
-            m.append(.value("stats", .object(o)))
+            let levels = st.timeAtLevel
+            m.append(.object("stats", StreamedMember.values(o) + [.array("time_at_level", count: levels.count) {
+                .object(JSONObject(["actual": .int(levels[$0].level), "duration_ns": .int(levels[$0].time)]))
+            }]))
         } else {
             m.append(.value("stats", .null))
         }
-        m.append(.value("targets", .array(targets.map { t in
+        m.append(.array("targets", count: targets.count) { k in
+            let t = targets[k]
             var o = JSONObject(point: context, t.record, t.time)
             o["value"] = .int(t.value)
             o["outcome"] = .string(t.outcome)
@@ -399,7 +408,7 @@ public struct BalloonResult: StreamedJSONResult {
             o["latency_qemu_ns"] = jopt(t.latencyQemu)
             o["error"] = jopt(t.error)
             return .object(o)
-        })))
+        })
         /// A run of deliveries (a flapping episode, a flood): where it starts and ends.
         func run(_ first: Int, _ last: Int, _ start: Int64, _ end: Int64) -> JSONObject {
             var o = JSONObject()
@@ -411,19 +420,21 @@ public struct BalloonResult: StreamedJSONResult {
             o["duration_ns"] = .int(end - start)
             return o
         }
-        m.append(.value("flapping", .array(flapping.map { f in
+        m.append(.array("flapping", count: flapping.count) { k in
+            let f = flapping[k]
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["values"] = .array(f.values.map { .int($0) })
             o["changes"] = .int(f.changes)
             o["deliveries"] = .int(f.deliveries)
             return .object(o)
-        })))
-        m.append(.value("floods", .array(floods.map { f in
+        })
+        m.append(.array("floods", count: floods.count) { k in
+            let f = floods[k]
             var o = run(f.firstRecord, f.lastRecord, f.start, f.end)
             o["deliveries"] = .int(f.deliveries)
             o["converging"] = .int(f.converging)
             return .object(o)
-        })))
+        })
         return m
     }
 

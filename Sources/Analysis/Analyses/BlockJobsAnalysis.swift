@@ -50,6 +50,9 @@ public struct BlockJobsAnalysis: Analysis {
     let context: AnalysisContext
     var jobs: [Job] = []
     var byID: [String: Int] = [:]
+    /// The first job of the current QEMU process: the jobs before it were ended (or had
+    /// already finished) when their process was, and no outcome becomes `unfinished` again.
+    var processFirstJob = 0
 
     public init(context: AnalysisContext) { self.context = context }
 
@@ -120,12 +123,13 @@ public struct BlockJobsAnalysis: Analysis {
             }
         case .greeting(let record, let time, _, true):
             // A new QEMU process: the old one's jobs ended with it; ids start afresh.
-            for k in jobs.indices where jobs[k].outcome == "unfinished" {
+            for k in processFirstJob..<jobs.count where jobs[k].outcome == "unfinished" {
                 jobs[k].outcome = "ended-with-qemu"
                 jobs[k].end = time
                 jobs[k].steps.append(Step(record: record, time: time, what: "QEMU exited (new process greeted)"))
             }
             byID.removeAll()
+            processFirstJob = jobs.count
         default:
             break
         }
@@ -134,12 +138,14 @@ public struct BlockJobsAnalysis: Analysis {
     public func finish() -> BlockJobsResult { BlockJobsResult(context: context, jobs: jobs) }
 }
 
-public struct BlockJobsResult: AnalysisResult {
+public struct BlockJobsResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let jobs: [BlockJobsAnalysis.Job]
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "jobs", value: .array(jobs.map { j in
+    public var streamedMembers: [StreamedMember] {
+        let jobs = self.jobs, context = self.context
+        return [.objects("jobs", count: jobs.count) { k in
+            let j = jobs[k]
             var o = JSONObject()
             o["id"] = .string(j.id)
             o["type"] = jopt(j.type)
@@ -155,16 +161,16 @@ public struct BlockJobsResult: AnalysisResult {
             o["progress"] = (j.offset != nil && (j.len ?? 0) > 0) ? jnum(Double(j.offset!) / Double(j.len!), 4) : .null
             o["throughput_bytes_per_s"] = j.throughput.map { jnum($0, 0) } ?? .null
             o["errors"] = .array(j.errors.map { .string($0) })
-            o["steps"] = .array(j.steps.map { s in
+            return StreamedMember.values(o) + [.array("steps", count: j.steps.count) { i in
+                let s = j.steps[i]
                 var p = JSONObject(point: context, s.record, s.time)
                 p["what"] = .string(s.what)
                 p["offset"] = jopt(s.offset)
                 p["len"] = jopt(s.len)
                 p["detail"] = jopt(s.detail)
                 return .object(p)
-            })
-            return .object(o)
-        }))]
+            }]
+        }]
     }
 
     public var findings: [AnalysisFinding] {

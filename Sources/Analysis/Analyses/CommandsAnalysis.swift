@@ -87,7 +87,7 @@ public struct CommandsAnalysis: Analysis {
     }
 }
 
-public struct CommandsResult: AnalysisResult {
+public struct CommandsResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let commands: [CommandsAnalysis.Stats]
 
@@ -100,9 +100,10 @@ public struct CommandsResult: AnalysisResult {
         return !["qmp-lines", "libvirt-replies", "virsh-events"].contains(format ?? "")
     }
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "latency_measured", value: .bool(latencyMeasured)),
-         .init(key: "commands", value: .array(commands.map { c in
+    public var streamedMembers: [StreamedMember] {
+        let commands = self.commands
+        return [.value("latency_measured", .bool(latencyMeasured)), .objects("commands", count: commands.count) { k in
+            let c = commands[k]
             var o = JSONObject()
             o["name"] = .string(c.name)
             o["count"] = .int(c.count)
@@ -114,9 +115,8 @@ public struct CommandsResult: AnalysisResult {
             o["latency_max_ns"] = jopt(c.max)
             o["latency_exact"] = .bool(c.latencyExact)
             o["slowest_record"] = jopt(c.slowestRecord)
-            o["error_records"] = .array(c.errorRecords.map { .int($0) })
-            return .object(o)
-        }))]
+            return StreamedMember.values(o) + [.array("error_records", count: c.errorRecords.count) { .int(c.errorRecords[$0]) }]
+        }]
     }
 
     /// When a finding about a command happened: its first record (receive clock).

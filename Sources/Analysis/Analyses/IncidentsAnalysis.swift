@@ -55,7 +55,7 @@ public struct IncidentsAnalysis: Analysis {
     }
 }
 
-public struct IncidentsResult: AnalysisResult {
+public struct IncidentsResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let incidents: [Incident]
 
@@ -74,8 +74,10 @@ public struct IncidentsResult: AnalysisResult {
         }
     }
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "incidents", value: .array(incidents.map { i in
+    public var streamedMembers: [StreamedMember] {
+        let incidents = self.incidents, context = self.context
+        return [.array("incidents", count: incidents.count) { k in
+            let i = incidents[k]
             var o = JSONObject(point: context, i.records.first ?? 0, i.time)
             o["severity"] = .string(i.severity.rawValue)
             o["code"] = .string(i.code)
@@ -84,7 +86,7 @@ public struct IncidentsResult: AnalysisResult {
             o["records"] = .array(i.records.map { .int($0) })
             o["end_ns"] = jopt(i.end)
             return .object(o)
-        }))]
+        }]
     }
 
     public func table(colors: Bool, width: Int) -> String {

@@ -44,7 +44,10 @@ public struct NICRxFilterAnalysis: Analysis {
         public var name: String
         public var path: String
         public var events: [Event] = []
-        public var queries: [Query] = []
+        /// The queries that re-armed it or failed for it, as indexes into the result's
+        /// `queries` (`NICRxFilterResult.queries(of:)`): a query of every NIC is kept once,
+        /// not once per NIC.
+        public var queryIndexes: [Int] = []
         /// Armed: the next filter change will be reported.
         public var armed = true
     }
@@ -91,7 +94,7 @@ public struct NICRxFilterAnalysis: Analysis {
                 queries[q].error = (r.errorClass ?? "") + (r.errorDesc.map { ": " + $0 } ?? "")
                 if let n = queries[q].name {
                     let k = nic(name: n, path: nil)
-                    nics[k].queries.append(queries[q])
+                    nics[k].queryIndexes.append(q)
                 }
                 return
             }
@@ -101,7 +104,7 @@ public struct NICRxFilterAnalysis: Analysis {
                 let key = model.nicKey(name: nics[k].name.isEmpty ? nil : nics[k].name, path: nics[k].path.isEmpty ? nil : nics[k].path)
                 guard model.state.nics[key]?.lastRearm?.record == r.command.record || (queries[q].name != nil && nics[k].name == queries[q].name)
                 else { continue }
-                nics[k].queries.append(queries[q])
+                nics[k].queryIndexes.append(q)
                 if !nics[k].armed, let last = nics[k].events.indices.last, nics[k].events[last].outcome == "never" {
                     nics[k].events[last].outcome = "rearmed"
                     nics[k].events[last].rearmRecord = queries[q].record
@@ -111,7 +114,7 @@ public struct NICRxFilterAnalysis: Analysis {
             }
             if let n = queries[q].name, !nics.contains(where: { $0.name == n }) {
                 nics.append(NIC(name: n, path: ""))
-                nics[nics.count - 1].queries.append(queries[q])
+                nics[nics.count - 1].queryIndexes.append(q)
             }
         case .greeting(_, _, _, let newProcess):
             // A new QEMU process creates its NICs with the latch armed.
@@ -126,18 +129,21 @@ public struct NICRxFilterAnalysis: Analysis {
     }
 }
 
-public struct NICRxFilterResult: AnalysisResult {
+public struct NICRxFilterResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let nics: [NICRxFilterAnalysis.NIC]
     public let queries: [NICRxFilterAnalysis.Query]
 
     static func label(_ n: NICRxFilterAnalysis.NIC) -> String { n.name.isEmpty ? n.path : n.name }
 
+    /// The queries that re-armed `n` or failed for it, in order.
+    public func queries(of n: NICRxFilterAnalysis.NIC) -> [NICRxFilterAnalysis.Query] { n.queryIndexes.map { queries[$0] } }
+
     /// One line per NIC saying whether the client kept up with its filter changes.
     public func verdict(_ n: NICRxFilterAnalysis.NIC) -> String {
         let unexpected = n.events.filter { !$0.latchArmed }.count
         let never = n.events.filter { $0.outcome == "never" }.count
-        let failed = n.queries.filter { $0.outcome == "error" }.count
+        let failed = n.queryIndexes.filter { queries[$0].outcome == "error" }.count
         let lat = n.events.compactMap(\.latency).sorted()
         var parts: [String] = []
         if n.events.isEmpty { parts.append("no events") }
@@ -151,7 +157,8 @@ public struct NICRxFilterResult: AnalysisResult {
         return parts.joined(separator: "; ")
     }
 
-    public var jsonMembers: [JSONObject.Member] {
+    public var streamedMembers: [StreamedMember] {
+        let nics = self.nics, queries = self.queries, context = self.context
         func q(_ x: NICRxFilterAnalysis.Query) -> JSONValue {
             var o = JSONObject(point: context, x.record, x.time)
             o["name"] = jopt(x.name)
@@ -161,27 +168,28 @@ public struct NICRxFilterResult: AnalysisResult {
             return .object(o)
         }
         return [
-            .init(key: "nics", value: .array(nics.map { n in
+            .objects("nics", count: nics.count) { k in
+                let n = nics[k]
                 var o = JSONObject()
                 o["name"] = .string(n.name)
                 o["path"] = .string(n.path)
                 o["verdict"] = .string(verdict(n))
                 o["latch_armed_at_end"] = .bool(n.armed)
-                o["events"] = .array(n.events.map { e in
+                var tail = JSONObject()
+                tail["unexpected_events"] = .int(n.events.filter { !$0.latchArmed }.count)
+                tail["never_rearmed"] = .int(n.events.filter { $0.outcome == "never" }.count)
+                tail["failed_queries"] = .int(n.queryIndexes.filter { queries[$0].outcome == "error" }.count)
+                return StreamedMember.values(o) + [.array("events", count: n.events.count) { i in
+                    let e = n.events[i]
                     var p = JSONObject(point: context, e.record, e.time)
                     p["latch_armed"] = .bool(e.latchArmed)
                     p["outcome"] = .string(e.outcome)
                     p["rearm_record"] = jopt(e.rearmRecord)
                     p["rearm_latency_ns"] = jopt(e.latency)
                     return .object(p)
-                })
-                o["queries"] = .array(n.queries.map(q))
-                o["unexpected_events"] = .int(n.events.filter { !$0.latchArmed }.count)
-                o["never_rearmed"] = .int(n.events.filter { $0.outcome == "never" }.count)
-                o["failed_queries"] = .int(n.queries.filter { $0.outcome == "error" }.count)
-                return .object(o)
-            })),
-            .init(key: "queries", value: .array(queries.map(q))),
+                }, .array("queries", count: n.queryIndexes.count) { q(queries[n.queryIndexes[$0]]) }] + StreamedMember.values(tail)
+            },
+            .array("queries", count: queries.count) { q(queries[$0]) },
         ]
     }
 
@@ -239,7 +247,7 @@ public struct NICRxFilterResult: AnalysisResult {
                                         e.latchArmed ? "was armed" : st.yellow("was disarmed"),
                                         e.outcome + (e.rearmRecord.map { " by #\($0) after \(DurationFormat.short(e.latency!))" } ?? "")]))
             }
-            for q in n.queries {
+            for q in queries(of: n) {
                 rows.append((q.record, ["#\(q.record)", context.wallOrClock(q.time), "query-rx-filter" + (q.name.map { " \($0)" } ?? " (all)"),
                                         q.outcome == "ok" ? "re-armed" : "", q.outcome == "error" ? st.red("error: " + (q.error ?? "")) : q.outcome]))
             }
@@ -256,7 +264,7 @@ public struct NICRxFilterResult: AnalysisResult {
                 c.add([n.name, n.path, "\(e.record)", "\(e.time)", context.wall(e.time) ?? "", "event", "", e.latchArmed ? "true" : "false", e.outcome,
                        e.rearmRecord.map { "\($0)" } ?? "", e.latency.map { "\($0)" } ?? "", ""])
             }
-            for q in n.queries {
+            for q in queries(of: n) {
                 c.add([n.name, n.path, "\(q.record)", "\(q.time)", context.wall(q.time) ?? "", "query", q.name ?? "", "", q.outcome, "", "", q.error ?? ""])
             }
         }

@@ -159,12 +159,14 @@ public struct RTCAnalysis: Analysis {
     }
 }
 
-public struct RTCResult: AnalysisResult {
+public struct RTCResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let series: [RTCAnalysis.Series]
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "series", value: .array(series.map { sr in
+    public var streamedMembers: [StreamedMember] {
+        let series = self.series, context = self.context
+        return [.objects("series", count: series.count) { k in
+            let sr = series[k]
             var o = JSONObject()
             o["qom_path"] = .string(sr.qomPath)
             o["drift_s_per_day"] = sr.driftPerDay.map { jnum($0, 3) } ?? .null
@@ -173,7 +175,8 @@ public struct RTCResult: AnalysisResult {
             o["anomalies"] = .int(sr.samples.filter { $0.kind == "anomaly" }.count)
             o["writes"] = .int(sr.writes)
             o["writes_held"] = .int(sr.writesHeld)
-            o["samples"] = .array(zip(sr.samples, sr.fitted).map { s, f in
+            return StreamedMember.values(o) + [.array("samples", count: min(sr.samples.count, sr.fitted.count)) { i in
+                let s = sr.samples[i], f = sr.fitted[i]
                 var p = JSONObject(point: context, s.record, s.time)
                 p["qemu_us"] = jopt(s.qemuMicros)
                 p["offset"] = .int(s.offset)
@@ -185,9 +188,8 @@ public struct RTCResult: AnalysisResult {
                 p["drift_s_per_day"] = s.driftPerDay.map { jnum($0, 3) } ?? .null
                 p["fitted_offset"] = f.map { jnum($0, 3) } ?? .null
                 return .object(p)
-            })
-            return .object(o)
-        }))]
+            }]
+        }]
     }
 
     public var findings: [AnalysisFinding] {

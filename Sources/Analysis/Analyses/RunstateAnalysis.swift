@@ -104,7 +104,7 @@ public struct RunstateAnalysis: Analysis {
     }
 }
 
-public struct RunstateResult: AnalysisResult {
+public struct RunstateResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let segments: [RunstateAnalysis.Segment]
     public let marks: [RunstateAnalysis.Mark]
@@ -118,7 +118,8 @@ public struct RunstateResult: AnalysisResult {
         return d.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
     }
 
-    public var jsonMembers: [JSONObject.Member] {
+    public var streamedMembers: [StreamedMember] {
+        let segments = self.segments, paused = self.paused, marks = self.marks, missing = self.missing, context = self.context
         func seg(_ s: RunstateAnalysis.Segment) -> JSONValue {
             var o = JSONObject()
             o["state"] = .string(s.state)
@@ -135,23 +136,25 @@ public struct RunstateResult: AnalysisResult {
         var tot = JSONObject()
         for (s, t) in totals { tot[s] = .int(t) }
         return [
-            .init(key: "segments", value: .array(segments.map(seg))),
-            .init(key: "paused", value: .array(paused.map(seg))),
-            .init(key: "time_in_state_ns", value: .object(tot)),
-            .init(key: "final_state", value: .string(segments.last?.state ?? "unknown")),
-            .init(key: "events", value: .array(marks.map { m in
+            .array("segments", count: segments.count) { seg(segments[$0]) },
+            .array("paused", count: paused.count) { seg(paused[$0]) },
+            .value("time_in_state_ns", .object(tot)),
+            .value("final_state", .string(segments.last?.state ?? "unknown")),
+            .array("events", count: marks.count) { k in
+                let m = marks[k]
                 var o = JSONObject(point: context, m.record, m.time)
                 o["event"] = .string(m.event)
                 o["detail"] = .string(m.detail)
                 return .object(o)
-            })),
-            .init(key: "missing_follow_ups", value: .array(missing.map { x in
+            },
+            .array("missing_follow_ups", count: missing.count) { k in
+                let x = missing[k]
                 var o = JSONObject(point: context, x.record, x.time)
                 o["trigger"] = .string(x.trigger)
                 o["expected"] = .string(x.expected)
                 o["detail"] = .string(x.detail)
                 return .object(o)
-            })),
+            },
         ]
     }
 

@@ -106,7 +106,7 @@ public struct SessionsAnalysis: Analysis {
     public func finish() -> SessionsResult { SessionsResult(context: context, sessions: sessions) }
 }
 
-public struct SessionsResult: AnalysisResult {
+public struct SessionsResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let sessions: [SessionsAnalysis.Session]
 
@@ -114,8 +114,10 @@ public struct SessionsResult: AnalysisResult {
         (s.disconnected ?? context.rangeEnd) - (s.connected ?? context.rangeStart)
     }
 
-    public var jsonMembers: [JSONObject.Member] {
-        [.init(key: "sessions", value: .array(sessions.map { s in
+    public var streamedMembers: [StreamedMember] {
+        let sessions = self.sessions, context = self.context
+        return [.array("sessions", count: sessions.count) { k in
+            let s = sessions[k]
             var o = JSONObject()
             o["protocol"] = .string(s.protocolName)
             o["host"] = .string(s.host)
@@ -135,7 +137,7 @@ public struct SessionsResult: AnalysisResult {
             o["handshake_ns"] = (s.connected != nil && s.initialized != nil) ? .int(s.initialized! - s.connected!) : .null
             if s.protocolName == "spice" { o["channels"] = .int(s.channels) }
             return .object(o)
-        }))]
+        }]
     }
 
     public var findings: [AnalysisFinding] {

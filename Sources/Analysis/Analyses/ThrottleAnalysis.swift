@@ -159,7 +159,7 @@ public struct ThrottleAnalysis: Analysis {
     }
 }
 
-public struct ThrottleResult: AnalysisResult {
+public struct ThrottleResult: StreamedJSONResult {
     public let context: AnalysisContext
     public let keys: [ThrottleAnalysis.Key]
     /// Events exempt from throttling (BLOCK_IO_ERROR with action "stop", or no key member).
@@ -167,10 +167,12 @@ public struct ThrottleResult: AnalysisResult {
     /// Whether receive times are delivery times; when not, no violation is looked for.
     public let deliveryTimesMeasured: Bool
 
-    public var jsonMembers: [JSONObject.Member] {
-        [
-            .init(key: "delivery_times_measured", value: .bool(deliveryTimesMeasured)),
-            .init(key: "keys", value: .array(keys.map { k in
+    public var streamedMembers: [StreamedMember] {
+        let keys = self.keys, context = self.context, deliveryTimesMeasured = self.deliveryTimesMeasured
+        return [
+            .value("delivery_times_measured", .bool(deliveryTimesMeasured)),
+            .objects("keys", count: keys.count) { n in
+                let k = keys[n]
                 var o = JSONObject()
                 o["event"] = .string(k.event)
                 o["key"] = .string(k.key)
@@ -182,13 +184,14 @@ public struct ThrottleResult: AnalysisResult {
                 o["possibly_merged"] = .int(k.merged)
                 o["respects_throttle"] = deliveryTimesMeasured ? .bool(k.violationCount == 0) : .null
                 o["violation_count"] = deliveryTimesMeasured ? .int(k.violationCount) : .null
-                o["violations"] = .array(k.violations.map { v in
+                return StreamedMember.values(o) + [.array("violations", count: k.violations.count) { i in
+                    let v = k.violations[i]
                     var p = JSONObject(point: context, v.record, v.time)
                     p["previous_record"] = .int(v.previousRecord)
                     p["gap_ns"] = .int(v.gap)
                     return .object(p)
-                })
-                o["floods"] = .array(k.floods.map { f in
+                }, .array("floods", count: k.floods.count) { i in
+                    let f = k.floods[i]
                     var p = JSONObject()
                     p["first_record"] = .int(f.firstRecord)
                     p["last_record"] = .int(f.lastRecord)
@@ -198,10 +201,9 @@ public struct ThrottleResult: AnalysisResult {
                     p["duration_ns"] = .int(f.end - f.start)
                     p["deliveries"] = .int(f.deliveries)
                     return .object(p)
-                })
-                return .object(o)
-            })),
-            .init(key: "exempt", value: .int(exempt)),
+                }]
+            },
+            .value("exempt", .int(exempt)),
         ]
     }
 

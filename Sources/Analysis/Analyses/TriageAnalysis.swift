@@ -15,7 +15,7 @@ public enum TriageAnalysis {
     }
 }
 
-public struct TriageResult: AnalysisResult {
+public struct TriageResult: StreamedJSONResult {
     public struct Part: Sendable {
         public var name: String
         public var clock: AnalysisClock
@@ -39,23 +39,21 @@ public struct TriageResult: AnalysisResult {
     /// Already grouped: a group of one per entry.
     public var findings: [AnalysisFinding] { groupedFindings }
 
-    public var jsonMembers: [JSONObject.Member] {
+    /// Each part's own members stream under `results.<part>`: the document of a 47-million
+    /// record recording is written without ever being a tree (docs/INDEX.md, "Memory").
+    public var streamedMembers: [StreamedMember] {
         var counts = JSONObject()
         for s in FindingSeverity.allCases { counts[s.rawValue] = .int(groupedFindings.filter { $0.severity == s }.count) }
         var occurrences = JSONObject()
         for s in FindingSeverity.allCases {
             occurrences[s.rawValue] = .int(groupedFindings.filter { $0.severity == s }.reduce(0) { $0 + $1.count })
         }
-        var results = JSONObject()
-        for (p, f) in zip(parts, partFindings) {
-            var o = JSONObject()
-            o["clock"] = .string(p.clock.rawValue)
-            o.members.append(contentsOf: p.result.jsonMembers)
-            o["findings"] = .array(f.map { $0.json(context) })
-            results[p.name] = .object(o)
+        let context = self.context
+        let results: [StreamedMember] = zip(parts, partFindings).map { p, f in
+            .object(p.name, [.value("clock", .string(p.clock.rawValue))] + p.result.membersToStream
+                + [.array("findings", count: f.count, element: { f[$0].json(context) })])
         }
-        return [.init(key: "counts", value: .object(counts)), .init(key: "occurrences", value: .object(occurrences)),
-                .init(key: "results", value: .object(results))]
+        return [.value("counts", .object(counts)), .value("occurrences", .object(occurrences)), .object("results", results)]
     }
 
     public func table(colors: Bool, width: Int) -> String {

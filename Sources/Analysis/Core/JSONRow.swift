@@ -1,8 +1,8 @@
 import QMP
 
 /// One object of a long array in an analysis's JSON document, written straight into the
-/// output bytes in the pretty layout (`JSONLayout.pretty`), byte for byte what the tree
-/// form gives, without making a `JSONValue` per member: a balloon series of 100,000 samples
+/// output bytes in the document's layout, byte for byte what `JSONWriter` gives for the
+/// tree, without making a `JSONValue` per member: a balloon series of 100,000 samples
 /// is 700,000 members, and making each (a number is kept as its text) cost more than the
 /// analysis itself (docs/PERFORMANCE.md).
 ///
@@ -10,26 +10,36 @@ import QMP
 public struct JSONRow {
     /// The document's bytes so far (moved in and out by the writer, never copied).
     var out: [UInt8] = []
-    /// The object's nesting level and the layout's indent: spaces before each member, and
-    /// before the closing brace.
+    let layout: JSONLayout
+    /// The object's nesting level (for the pretty layout's indentation).
     let level: Int
-    let indent: Int
     var members = 0
 
-    init(level: Int, indent: Int) {
+    init(layout: JSONLayout, level: Int) {
+        self.layout = layout
         self.level = level
-        self.indent = indent
     }
 
-    var memberIndent: Int { indent * (level + 1) }
+    @inline(__always) private mutating func newline(_ level: Int) {
+        if case .pretty(let indent) = layout {
+            out.append(0x0A)
+            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
+        }
+    }
 
     @inline(__always) mutating func key(_ k: StaticString) {
-        out.append(members == 0 ? UInt8(ascii: "{") : UInt8(ascii: ","))
-        out.append(0x0A)
-        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: memberIndent))
+        if members == 0 {
+            out.append(UInt8(ascii: "{"))
+        } else {
+            out.append(UInt8(ascii: ","))
+            if case .qemu = layout { out.append(UInt8(ascii: " ")) }
+        }
+        newline(level + 1)
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-        out.append(contentsOf: "\": ".utf8)
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+        if case .compact = layout {} else { out.append(UInt8(ascii: " ")) }
         members += 1
     }
 
@@ -55,7 +65,7 @@ public struct JSONRow {
     /// Any other value, through the general writer.
     public mutating func value(_ k: StaticString, _ v: JSONValue) {
         key(k)
-        JSONWriter.write(v, layout: .pretty(indent: indent), level: level + 1, into: &out)
+        JSONWriter.write(v, layout: layout, level: level + 1, into: &out)
     }
 
     /// `record`, `t_ns` and `wall` of a point in time, as `AnalysisContext.point` gives them.
@@ -70,8 +80,7 @@ public struct JSONRow {
             out.append(contentsOf: "{}".utf8)
             return
         }
-        out.append(0x0A)
-        out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
+        newline(level)
         out.append(UInt8(ascii: "}"))
     }
 

@@ -144,12 +144,10 @@ struct AnalyzeCommand: ParsableCommand {
             return
         }
         switch format {
-        case .json where findingsOnly:
-            out.line(AnalyzeCommand.findingsOnly(report.json).serialized(.pretty(indent: 2)))
         case .json:
-            // Bytes straight to the output in chunks: no tree of the whole document for the
-            // results that stream, no 20-30 MB String to build and validate on the way.
-            report.writeJSON(indent: 2) { out.writeLarge($0) }
+            // Bytes straight to the output in chunks: no tree of the whole document, no
+            // 20-30 MB String to build and validate on the way.
+            report.writeJSON(indent: 2, only: findingsOnly ? AnalyzeCommand.findingsMembers : nil) { out.writeLarge($0) }
             out.line()
         case .csv: out.write(report.csv())
         case .table: out.write(report.table(colors: out.colors, width: terminalColumns() ?? 0))
@@ -162,11 +160,6 @@ struct AnalyzeCommand: ParsableCommand {
     /// common envelope, triage's counts, and the ranked findings.
     static let findingsMembers: Set<String> = ["analysis", "schema", "file", "clock", "clock_note", "start", "start_us", "range",
                                                "counts", "occurrences", "findings"]
-
-    static func findingsOnly(_ document: JSONValue) -> JSONValue {
-        guard case .object(let o) = document else { return document }
-        return .object(JSONObject(o.members.filter { findingsMembers.contains($0.key) }))
-    }
 
     /// One analysis over many recordings (docs/FLEET.md): one JSON or table line each.
     private func runFleet(_ name: String) throws {
@@ -182,7 +175,9 @@ struct AnalyzeCommand: ParsableCommand {
         try FleetRun(command: "analyze", analysis: name, format: lineFormat, strict: false, jobs: fleet.jobs, cache: cacheOptions.cache).run(files) { _, r in
             let resolved = try span.resolve(in: r)
             let report = try Analyses.run(name, on: r, from: resolved.start, to: resolved.end)
-            return FleetAnswer(result: only ? AnalyzeCommand.findingsOnly(report.json) : report.json, summary: SeverityTally(report.findings).text)
+            // The document straight to bytes: a fleet line never holds its result as a tree.
+            return FleetAnswer(resultBytes: report.jsonBytes(.compact, only: only ? AnalyzeCommand.findingsMembers : nil),
+                               summary: SeverityTally(report.findings).text)
         }
     }
 }

@@ -12,9 +12,18 @@ import Darwin
 /// What one recording gave a fleet command: its JSON document, a one-line summary for the
 /// table, and the exit status it alone would have had.
 struct FleetAnswer {
-    var result: JSONValue
+    /// The document, compact JSON.
+    var resultBytes: [UInt8]
     var summary: String
     var status: Int32 = Exit.ok
+
+    init(resultBytes: [UInt8], summary: String, status: Int32 = Exit.ok) {
+        self.resultBytes = resultBytes; self.summary = summary; self.status = status
+    }
+
+    init(result: JSONValue, summary: String, status: Int32 = Exit.ok) {
+        self.init(resultBytes: result.serializedBytes(.compact), summary: summary, status: status)
+    }
 }
 
 /// A reading command over several recordings (docs/FLEET.md): the inputs expanded
@@ -107,7 +116,7 @@ struct FleetRun {
                 .compactMap { $0 }.joined(separator: "@")
             let span = DurationFormat.clock(r.duration)
             let summary = "\(path)\t\(who.isEmpty ? "-" : who)\t\(span)\t\(a.summary)"
-            return Done(line: FleetLine.line(file: path, recording: r, command: command, analysis: analysis, result: a.result, status: a.status),
+            return Done(line: FleetLine.line(file: path, recording: r, command: command, analysis: analysis, resultBytes: a.resultBytes, status: a.status),
                         summary: summary, status: a.status)
         } catch {
             let message = String(describing: error)
