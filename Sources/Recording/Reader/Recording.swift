@@ -281,9 +281,12 @@ public final class Recording: @unchecked Sendable {
     /// The record line's bytes (without its newline).
     public func lineBytes(_ i: Int) -> UnsafeBufferPointer<UInt8> {
         let start = Int(offsets[i])
-        guard let base = bytes.base?.assumingMemoryBound(to: UInt8.self) else { return UnsafeBufferPointer(start: nil, count: 0) }
+        // A damaged cache entry must not make a read run off the file.
+        guard let base = bytes.base?.assumingMemoryBound(to: UInt8.self), start < bytes.count else {
+            return UnsafeBufferPointer(start: nil, count: 0)
+        }
         // The next record on the very next line: this line ends just before it (no search).
-        if i + 1 < offsets.count, lines[i + 1] == lines[i] &+ 1 {
+        if i + 1 < offsets.count, lines[i + 1] == lines[i] &+ 1, Int(offsets[i + 1]) > start, Int(offsets[i + 1]) <= bytes.count {
             return UnsafeBufferPointer(start: base + start, count: Int(offsets[i + 1]) - 1 - start)
         }
         let remaining = bytes.count - start
