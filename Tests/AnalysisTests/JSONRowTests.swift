@@ -39,3 +39,19 @@ struct JSONRowTests {
         #expect(row.out == Array("{}".utf8))
     }
 }
+
+/// Which analyses pair replies (and so have the id keys made when their recording is
+/// opened: `Analyses.pairsReplies`): those whose interest or model wants commands.
+@Suite("Analyses that pair replies")
+struct PairsRepliesTests {
+    @Test("balloon, nic-rx-filter, commands and triage pair; rtc and throttle only read events")
+    func which() {
+        #expect(Analyses.pairsReplies("balloon"))
+        #expect(Analyses.pairsReplies("nic-rx-filter"))
+        #expect(Analyses.pairsReplies("commands"))
+        #expect(Analyses.pairsReplies("triage"))
+        #expect(!Analyses.pairsReplies("rtc"))
+        #expect(!Analyses.pairsReplies("throttle"))
+        #expect(!Analyses.pairsReplies("no-such-analysis"))
+    }
+}

@@ -72,6 +72,19 @@ struct IndexCacheTests {
         #expect(thirdKeys == made)
     }
 
+    @Test("opened for pairing replies: the entry is written once, with the id keys")
+    func pairsReplies() throws {
+        let (path, cache) = try Self.setUp()
+        let first = try Recording(path: path, options: RecordingOptions(indexCache: cache, pairsReplies: true))
+        #expect(first.cacheOutcome == .built)
+        let second = try Self.reopen(path, cache)
+        #expect(second.cacheOutcome == .hit)
+        let fromEntry = second.idKeys().owner is MappedFile
+        #expect(fromEntry, "the keys were stored with the entry at open")
+        let stored: [UInt64] = Array(second.idKeys().keys), fresh: [UInt64] = Array(try Recording(path: path).idKeys().keys)
+        #expect(stored == fresh)
+    }
+
     @Test("a grown file: the entry is extended, then used")
     func grown() throws {
         let (path, cache) = try Self.setUp()

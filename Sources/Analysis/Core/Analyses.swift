@@ -17,11 +17,15 @@ public enum Analyses {
         var name: String
         var summary: String
         var clock: AnalysisClock
+        /// It pairs replies with commands (its interest or the VM model wants some).
+        var pairs: Bool
         var make: @Sendable (AnalysisContext, Int) -> AnalysisBox
     }
 
     static func entry<A: Analysis>(_ type: A.Type) -> Entry {
-        Entry(name: A.name, summary: A.summary, clock: A.clock) { ctx, i in TypedBox(A(context: ctx), index: i) }
+        let i = A.interest
+        return Entry(name: A.name, summary: A.summary, clock: A.clock,
+                     pairs: A.usesModel || !i.commands.isEmpty || i.allCommands || i.errorReplies) { ctx, n in TypedBox(A(context: ctx), index: n) }
     }
 
     /// The analyses triage combines, in the order they appear in its output.
@@ -39,6 +43,13 @@ public enum Analyses {
 
     /// Every analysis name, `triage` last.
     public static var names: [String] { entries.map(\.name) + [TriageAnalysis.name] }
+
+    /// Whether analysis `name` pairs replies with commands, and so reads every command's and
+    /// reply's id key (`Recording.idKeys()`, docs/INDEX.md "Reply pairing"): a caller opening
+    /// a recording for it lets the index be stored once, with the keys.
+    public static func pairsReplies(_ name: String) -> Bool {
+        name == TriageAnalysis.name ? entries.contains(where: \.pairs) : entries.first { $0.name == name }?.pairs ?? false
+    }
 
     /// One line describing an analysis; `nil` for an unknown name.
     public static func summary(of name: String) -> String? {

@@ -61,8 +61,9 @@ public struct IndexCache: Sendable {
     func entryPath(_ id: FileIdentity) -> String { directory + "/" + id.entryName }
 
     /// The index of `bytes` (a mapped regular file), from the cache when it holds a usable
-    /// entry, else built (or extended) here and stored.
-    func index(_ bytes: FileBytes, identity id: FileIdentity, parallelThreshold: Int) -> Opened {
+    /// entry, else built (or extended) here and stored (unless `store` is false: the caller
+    /// stores it with more, `Recording.idKeys()`).
+    func index(_ bytes: FileBytes, identity id: FileIdentity, parallelThreshold: Int, store storing: Bool = true) -> Opened {
         let path = entryPath(id)
         if let base = bytes.base, let found = load(path, for: bytes, base: base, identity: id) {
             if found.head.identity == id {
@@ -77,12 +78,12 @@ public struct IndexCache: Sendable {
             b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
             b.extend(bytes)
             let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-            let ok = store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
+            let ok = !storing || store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
             return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .extended : .unwritable)
         }
         let b = IndexBuilder.build(bytes, parallelThreshold: parallelThreshold)
         let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-        let ok = store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
+        let ok = !storing || store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
         return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .built : .unwritable)
     }
 
@@ -93,25 +94,32 @@ public struct IndexCache: Sendable {
         guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, columns: columns, idKeys: idKeys, summary: summary) else {
             return false
         }
-        evict(keeping: id.entryName)
+        var st = stat()
+        let written = stat(entryPath(id), &st) == 0 ? Int(st.st_size) : 0
+        if CacheLedger.shared.needsScan(directory, adding: written, limit: limit) {
+            CacheLedger.shared.scanned(directory, total: evict(keeping: id.entryName))
+        }
         return true
     }
 
     /// Keeps the directory under `limit`: the least recently used entries go first (an
     /// entry used is touched), never `keeping`; temporary files older than an hour (a writer
     /// that died) go too. Another process may be deleting the same files: failures are fine.
-    func evict(keeping: String) {
-        guard let d = opendir(directory) else { return }
+    /// Returns the bytes the entries take afterwards.
+    @discardableResult
+    func evict(keeping: String) -> Int {
+        guard let d = opendir(directory) else { return 0 }
         var entries: [(name: String, size: Int, used: Int64)] = []
         var total = 0
         let now = Int64(time(nil))
         while let e = readdir(d) {
             let name = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard name.hasSuffix(".qmpidx") || name.contains(".qmpidx.tmp.") else { continue }
+            let temporary = IndexCache.isTemporary(name)
+            guard name.hasSuffix(".qmpidx") || temporary else { continue }
             var st = stat()
             guard stat(directory + "/" + name, &st) == 0 else { continue }
             let modified = FileIdentity(st).modifiedNanos / 1_000_000_000
-            if name.contains(".tmp.") {
+            if temporary {
                 if now - modified > 3600 { unlink(directory + "/" + name) }
                 continue
             }
@@ -119,11 +127,20 @@ public struct IndexCache: Sendable {
             entries.append((name, Int(st.st_size), modified))
         }
         closedir(d)
-        guard total > limit else { return }
+        guard total > limit else { return total }
         for e in entries.sorted(by: { $0.used < $1.used }) where e.name != keeping {
             if total <= limit - limit / 4 { break }
             if unlink(directory + "/" + e.name) == 0 { total -= e.size }
         }
+        return total
+    }
+
+    /// `NAME.qmpidx.tmp.PID.RANDOM`, what `IndexFile.save` writes before its rename.
+    static func isTemporary(_ name: String) -> Bool {
+        let b = Array(name.utf8), m = Array(".qmpidx.tmp.".utf8)
+        guard b.count > m.count else { return false }
+        for i in 0..<(b.count - m.count) where b[i] == m[0] && Array(b[i..<(i + m.count)]) == m { return true }
+        return false
     }
 
     /// The entry at `path` when it may be used for `bytes`: made from this very file state,
@@ -164,5 +181,35 @@ public struct IndexCache: Sendable {
         if end > 0 && p[end - 1] == 0x0D { end -= 1 }
         guard let v = try? JSONParser.parse(UnsafeBufferPointer(start: p, count: end)) else { return nil }
         return RecordingHeader(json: v)
+    }
+}
+
+/// What this process knows of each cache directory's size, so that storing an entry does
+/// not list the whole directory each time (a fleet run stores thousands): the first store
+/// in a process lists it (and evicts), later ones add what they wrote to the total then
+/// known, and list it again only when that estimate passes the limit. Another process's
+/// entries are seen at its next listing; the limit can be passed by what other processes
+/// wrote meanwhile, never by this one.
+final class CacheLedger: @unchecked Sendable {
+    static let shared = CacheLedger()
+    private var totals: [String: Int] = [:]
+    private var lock = pthread_mutex_t()
+
+    private init() { pthread_mutex_init(&lock, nil) }
+
+    /// Records `adding` bytes written to `directory`; true when it must be listed now.
+    func needsScan(_ directory: String, adding: Int, limit: Int) -> Bool {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        guard let known = totals[directory] else { return true }
+        let total = known + adding
+        totals[directory] = total
+        return total > limit
+    }
+
+    func scanned(_ directory: String, total: Int) {
+        pthread_mutex_lock(&lock)
+        totals[directory] = total
+        pthread_mutex_unlock(&lock)
     }
 }

@@ -94,18 +94,45 @@ struct IndexColumns: @unchecked Sendable {
     }
 }
 
-/// A whole file mapped read-only (a cache entry), unmapped when the last reader goes.
-/// Entries are replaced by rename and removed by unlink, never truncated in place, so the
+/// A whole cache entry in memory, read-only: mapped when large (its columns are then read
+/// in place, page by page as used), read into a buffer when small (a map and its unmapping
+/// cost more than reading a few pages: a fleet opens thousands of small recordings).
+/// Entries are replaced by rename and removed by unlink, never truncated in place, so a
 /// mapping stays valid for as long as it is held.
 final class MappedFile: @unchecked Sendable {
     let base: UnsafeRawPointer
     let length: Int
+    private let mapped: Bool
+
+    /// Entries smaller than this are read rather than mapped.
+    static let readBelow = 1 << 20
 
     init?(fd: Int32, length: Int) {
-        guard length > 0, let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
-        base = UnsafeRawPointer(p)
+        guard length > 0 else { return nil }
+        if length < MappedFile.readBelow {
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 16)
+            var done = 0
+            while done < length {
+                let r = pread(fd, buf + done, length - done, off_t(done))
+                if r < 0 && errno == EINTR { continue }
+                if r <= 0 { buf.deallocate(); return nil }
+                done += r
+            }
+            base = UnsafeRawPointer(buf)
+            mapped = false
+        } else {
+            guard let p = mmap(nil, length, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+            base = UnsafeRawPointer(p)
+            mapped = true
+        }
         self.length = length
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), length) }
+    deinit {
+        if mapped {
+            munmap(UnsafeMutableRawPointer(mutating: base), length)
+        } else {
+            UnsafeMutableRawPointer(mutating: base).deallocate()
+        }
+    }
 }

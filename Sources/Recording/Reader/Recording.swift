@@ -26,10 +26,14 @@ public struct RecordingOptions: Sendable {
     /// Where to keep and find the persistent index (docs/INDEX.md); nil: index in memory
     /// only. The command line sets it unless `--no-cache` or `QMPREPLAY_NO_CACHE=1`.
     public var indexCache: IndexCache?
-    public init(strict: Bool = false, requireRecording: Bool = false, indexCache: IndexCache? = nil) {
+    /// The caller will pair replies (`Recording.idKeys()`): the id keys are made at open, and
+    /// a fresh cache entry is written once, with them, instead of once without and again.
+    public var pairsReplies = false
+    public init(strict: Bool = false, requireRecording: Bool = false, indexCache: IndexCache? = nil, pairsReplies: Bool = false) {
         self.strict = strict
         self.requireRecording = requireRecording
         self.indexCache = indexCache
+        self.pairsReplies = pairsReplies
     }
 }
 
@@ -107,9 +111,10 @@ public final class Recording: @unchecked Sendable {
     /// Indexes `bytes`, through `options.indexCache` when the bytes are a mapped file.
     public convenience init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
         if let cache = options.indexCache, let id = bytes.identity {
-            let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold)
+            let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold, store: !options.pairsReplies)
             try self.init(bytes: bytes, path: path, builder: o.builder, columns: o.columns, cache: cache,
                           outcome: o.outcome, idKeys: o.idKeys, summary: o.summary, options: options)
+            if options.pairsReplies { _ = idKeys() }  // made, and the entry written with them
             return
         }
         try self.init(bytes: bytes, path: path, builder: IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold), options: options)

@@ -110,7 +110,7 @@ struct AnalyzeCommand: ParsableCommand {
             return try runFleet(name)
         }
         let format = self.format ?? .table
-        let r = try openRecording(file, strict: false, cache: cacheOptions.cache)
+        let r = try openRecording(file, strict: false, cache: cacheOptions.cache, pairsReplies: Analyses.pairsReplies(name))
         let resolved = try resolveSpan(span, in: r)
         if (svg != nil || chart), PlotSeries.about(name) == nil {
             throw fail("analyze: '\(name)' is not a series and has no plot or chart (plots: \(PlotSeries.names.joined(separator: ", ")))", code: Exit.usage)

@@ -1,3 +1,4 @@
+import Analysis
 import ArgumentParser
 import Fleet
 import QMP
@@ -104,7 +105,8 @@ struct FleetRun {
                             answer: (String, Recording) throws -> FleetAnswer) -> Done {
         let r: Recording
         do {
-            r = try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache))
+            r = try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache,
+                                                                    pairsReplies: analysis.map(Analyses.pairsReplies) ?? false))
         } catch {
             let message = error.description.hasPrefix(path + ": ") ? String(error.description.dropFirst(path.count + 2)) : error.description
             return Done(line: FleetLine.failure(file: path, command: command, analysis: analysis, message: message, status: Exit.unreadable),

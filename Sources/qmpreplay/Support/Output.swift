@@ -117,9 +117,10 @@ func warn(_ message: String) {
 /// Opens a recording for a command, turning failures into a clear error and exit 2. A
 /// file that is not a recording at all (empty, binary, plain JSON, QMP text: see
 /// `NotARecording`) is refused here, in one line, for every command.
-func openRecording(_ path: String, strict: Bool, cache: IndexCache? = nil) throws -> Recording {
+func openRecording(_ path: String, strict: Bool, cache: IndexCache? = nil, pairsReplies: Bool = false) throws -> Recording {
     do {
-        return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache))
+        return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache,
+                                                                   pairsReplies: pairsReplies))
     } catch {
         throw fail(error.description)
     }
