@@ -44,7 +44,7 @@ struct JSONRowTests {
 /// opened: `Analyses.pairsReplies`): those whose interest or model wants commands.
 @Suite("Analyses that pair replies")
 struct PairsRepliesTests {
-    @Test("balloon, nic-rx-filter, commands and triage pair; rtc and throttle only read events")
+    @Test("balloon, nic-rx-filter, commands and triage pair; rtc, sessions and throttle only read events")
     func which() {
         #expect(Analyses.pairsReplies("balloon"))
         #expect(Analyses.pairsReplies("nic-rx-filter"))
@@ -52,6 +52,7 @@ struct PairsRepliesTests {
         #expect(Analyses.pairsReplies("triage"))
         #expect(!Analyses.pairsReplies("rtc"))
         #expect(!Analyses.pairsReplies("throttle"))
+        #expect(!Analyses.pairsReplies("sessions"))
         #expect(!Analyses.pairsReplies("no-such-analysis"))
     }
 }
