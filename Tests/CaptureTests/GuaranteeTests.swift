@@ -300,6 +300,27 @@ struct SinkGuaranteeTests {
         Array(#"{"timestamp": {"seconds": 1763632800, "microseconds": \#(i)}, "event": "BALLOON_CHANGE", "data": {"actual": \#(1_073_741_824 - i * 4096)}}"#.utf8) + [13, 10]
     }
 
+    @Test("a slow disk, every chunk ending at a message's closing brace: a drop that begins with the line end counts that message once")
+    func dropAtLineEnd() throws {
+        let d = scratch("lineend")
+        let n = 3000
+        let (r, _, _) = try slowOutput(d, bytesPerSecond: 200_000) { sink in
+            sink.open(0, 1, peer: "unix")
+            // Each chunk: the previous message's CR LF, then a message up to its closing brace.
+            for i in 0...n {
+                var chunk: [UInt8] = i == 0 ? [] : [13, 10]
+                if i < n { chunk += Self.event(i).dropLast(2) }
+                sink.data(Int64(i) * 100_000, 1, .qemu, chunk)
+                if i % 50 == 0 { usleep(2000) }
+            }
+        }
+        let events = (0..<r.count).filter { r.kind($0) == .event }.count
+        let gaps = try notes(r).filter { $0.data["gap_messages"] != nil }
+        #expect(!gaps.isEmpty, "the slow disk made the recorder drop")
+        let lost = gaps.reduce(0) { $0 + Int($1.data["gap_messages"]!.int64Value!) }
+        #expect(events + lost == n)
+    }
+
     @Test("a slow disk: records keep their receive times, drops are whole messages noted as spans, and the counts add up")
     func slowDisk() throws {
         let d = scratch("slow")
