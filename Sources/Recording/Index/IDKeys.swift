@@ -1,11 +1,6 @@
 import QMP
 import Dispatch
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
+import Synchronization
 
 /// The key of the `id` of every command and reply of a recording (`LineIDKey`), by record
 /// number, 0 for other records: what pairing replies with commands (`InputDriver`) needs of
@@ -71,25 +66,19 @@ public struct IDKeys: @unchecked Sendable {
 
 /// What a recording adds to its cached index entry after opening: the `info` summary and the
 /// id keys, each made on first use; either one stored rewrites the entry with both.
-final class CacheExtras: @unchecked Sendable {
-    struct State {
+final class CacheExtras: Sendable {
+    struct State: Sendable {
         var idKeys: IDKeys?
         var summary: [UInt8]?
     }
 
-    private var state: State
-    private var lock = pthread_mutex_t()
+    private let state: Mutex<State>
 
     init(idKeys: IDKeys?, summary: [UInt8]?) {
-        state = State(idKeys: idKeys, summary: summary)
-        pthread_mutex_init(&lock, nil)
+        state = Mutex(State(idKeys: idKeys, summary: summary))
     }
 
-    deinit { pthread_mutex_destroy(&lock) }
-
-    func withLock<T>(_ body: (inout State) -> T) -> T {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        return body(&state)
+    func withLock<T: Sendable>(_ body: (inout State) -> T) -> T {
+        state.withLock { body(&$0) }
     }
 }

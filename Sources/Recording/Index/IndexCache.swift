@@ -1,4 +1,5 @@
 import QMP
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -190,26 +191,20 @@ public struct IndexCache: Sendable {
 /// known, and list it again only when that estimate passes the limit. Another process's
 /// entries are seen at its next listing; the limit can be passed by what other processes
 /// wrote meanwhile, never by this one.
-final class CacheLedger: @unchecked Sendable {
+final class CacheLedger: Sendable {
     static let shared = CacheLedger()
-    private var totals: [String: Int] = [:]
-    private var lock = pthread_mutex_t()
-
-    private init() { pthread_mutex_init(&lock, nil) }
+    private let totals = Mutex<[String: Int]>([:])
 
     /// Records `adding` bytes written to `directory`; true when it must be listed now.
     func needsScan(_ directory: String, adding: Int, limit: Int) -> Bool {
-        pthread_mutex_lock(&lock)
-        defer { pthread_mutex_unlock(&lock) }
-        guard let known = totals[directory] else { return true }
-        let total = known + adding
-        totals[directory] = total
-        return total > limit
+        totals.withLock { t in
+            guard let known = t[directory] else { return true }
+            t[directory] = known + adding
+            return known + adding > limit
+        }
     }
 
     func scanned(_ directory: String, total: Int) {
-        pthread_mutex_lock(&lock)
-        totals[directory] = total
-        pthread_mutex_unlock(&lock)
+        totals.withLock { $0[directory] = total }
     }
 }
