@@ -54,18 +54,25 @@ struct IndexColumns: @unchecked Sendable {
         conns = column(n, UInt32.self)
         nameIDs = column(n, UInt16.self)
         kindDir = column(n, UInt8.self)
-        at = IndexColumns.aligned(at)
+        at = IndexColumns.listsOffset(from: start, count: n)
         starts = column(m, UInt32.self)
         records = column(p, UInt32.self)
     }
 
+    /// Bytes of the per-record columns for one record (offset, time, line, connection, name
+    /// id, kind and direction).
+    static let bytesPerRecord = 8 + 8 + 4 + 4 + 2 + 1
+
+    /// Where the name lists start in an entry whose columns start at `start` (on an 8-byte
+    /// boundary: the byte-wide column before them ends anywhere).
+    static func listsOffset(from start: Int, count n: Int) -> Int { aligned(start + n * bytesPerRecord) }
+
     /// Bytes the columns take in an entry starting at `start` (up to the id keys, when the
     /// entry has them, or the tail): both start on an 8-byte boundary.
     static func byteSize(from start: Int, count n: Int, nameSlots m: Int, listed p: Int) -> Int {
-        aligned(aligned(start + n * (8 + 8 + 4 + 4 + 2 + 1)) + 4 * (m + p)) - start
+        aligned(listsOffset(from: start, count: n) + 4 * (m + p)) - start
     }
 
-    /// The name lists start on an 8-byte boundary (the byte-wide column before them ends anywhere).
     static func aligned(_ at: Int) -> Int { (at + 7) & ~7 }
 
     /// The records named by `id`, in order (empty for an id the lists do not know).

@@ -88,13 +88,14 @@ struct IndexFile {
         h.bytes.withUnsafeBytes { put($0) }
         putColumn(c.offsets); putColumn(c.times); putColumn(c.lines); putColumn(c.conns)
         putColumn(c.nameIDs); putColumn(c.kindDir)
-        func pad(_ written: Int) {
-            let n = IndexColumns.aligned(written) - written
-            if n > 0 { [UInt8](repeating: 0, count: n).withUnsafeBytes { put($0) } }
+        func pad(from written: Int, to next: Int) {
+            if next > written { [UInt8](repeating: 0, count: next - written).withUnsafeBytes { put($0) } }
         }
-        pad(headBytes + c.count * 27)
+        let lists = IndexColumns.listsOffset(from: headBytes, count: c.count)
+        pad(from: headBytes + c.count * IndexColumns.bytesPerRecord, to: lists)
         putColumn(c.starts); putColumn(c.records)
-        pad(IndexColumns.aligned(headBytes + c.count * 27) + 4 * (c.starts.count + c.records.count))
+        pad(from: lists + 4 * (c.starts.count + c.records.count),
+            to: headBytes + IndexColumns.byteSize(from: headBytes, count: c.count, nameSlots: c.starts.count, listed: c.records.count))
         if let k = idKeys { putColumn(k.keys) }
         tail.bytes.withUnsafeBytes { put($0) }
         close(fd)

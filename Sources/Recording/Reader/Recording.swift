@@ -100,8 +100,7 @@ public final class Recording: @unchecked Sendable {
     public var isEmpty: Bool { times.isEmpty }
 
     /// Bytes of index held per record (for the benchmark and `info --json`).
-    public static let indexBytesPerRecord = MemoryLayout<UInt64>.size + MemoryLayout<Int64>.size
-        + MemoryLayout<UInt32>.size * 2 + MemoryLayout<UInt16>.size + MemoryLayout<UInt8>.size
+    public static let indexBytesPerRecord = IndexColumns.bytesPerRecord
 
     public convenience init(path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
         let bytes = try FileBytes(path: path)
