@@ -20,26 +20,17 @@ public struct JSONRow {
         self.level = level
     }
 
-    @inline(__always) private mutating func newline(_ level: Int) {
-        if case .pretty(let indent) = layout {
-            out.append(0x0A)
-            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
-        }
-    }
-
     @inline(__always) mutating func key(_ k: StaticString) {
         if members == 0 {
             out.append(UInt8(ascii: "{"))
         } else {
-            out.append(UInt8(ascii: ","))
-            if case .qemu = layout { out.append(UInt8(ascii: " ")) }
+            JSONWriter.separator(layout, into: &out)
         }
-        newline(level + 1)
+        JSONWriter.newline(layout, level + 1, into: &out)
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
         out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-        if case .compact = layout {} else { out.append(UInt8(ascii: " ")) }
+        JSONWriter.colon(layout, into: &out)
         members += 1
     }
 
@@ -80,7 +71,7 @@ public struct JSONRow {
             out.append(contentsOf: "{}".utf8)
             return
         }
-        newline(level)
+        JSONWriter.newline(layout, level, into: &out)
         out.append(UInt8(ascii: "}"))
     }
 

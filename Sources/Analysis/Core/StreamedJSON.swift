@@ -121,8 +121,7 @@ struct StreamedJSONWriter {
             if i > 0 { separator() }
             newline(level + 1)
             JSONWriter.writeString(m.key, into: &out)
-            out.append(UInt8(ascii: ":"))
-            if case .compact = layout {} else { out.append(UInt8(ascii: " ")) }
+            JSONWriter.colon(layout, into: &out)
             switch m {
             case .value(_, let v):
                 JSONWriter.write(v, layout: layout, level: level + 1, into: &out)
@@ -162,17 +161,9 @@ struct StreamedJSONWriter {
         out.append(UInt8(ascii: "]"))
     }
 
-    private mutating func separator() {
-        out.append(UInt8(ascii: ","))
-        if case .qemu = layout { out.append(UInt8(ascii: " ")) }
-    }
+    private mutating func separator() { JSONWriter.separator(layout, into: &out) }
 
-    private mutating func newline(_ level: Int) {
-        if case .pretty(let indent) = layout {
-            out.append(0x0A)
-            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
-        }
-    }
+    private mutating func newline(_ level: Int) { JSONWriter.newline(layout, level, into: &out) }
 
     private mutating func flushIfFull() {
         if out.count >= chunk { sink(out); out.removeAll(keepingCapacity: true) }

@@ -48,8 +48,7 @@ public enum JSONWriter {
                 if i > 0 { separator(layout, into: &out) }
                 newline(layout, level + 1, into: &out)
                 writeString(m.key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                if case .compact = layout {} else { out.append(UInt8(ascii: " ")) }
+                colon(layout, into: &out)
                 write(m.value, layout: layout, level: level + 1, into: &out)
             }
             newline(layout, level, into: &out)
@@ -57,12 +56,23 @@ public enum JSONWriter {
         }
     }
 
-    @inline(__always) private static func separator(_ layout: JSONLayout, into out: inout [UInt8]) {
+    // The layout's punctuation, also for writers that stream a document piece by piece
+    // (an analysis's JSON): the same bytes as the tree form by construction.
+
+    /// Between two members or elements.
+    @inlinable @inline(__always) public static func separator(_ layout: JSONLayout, into out: inout [UInt8]) {
         out.append(UInt8(ascii: ","))
         if case .qemu = layout { out.append(UInt8(ascii: " ")) }
     }
 
-    @inline(__always) private static func newline(_ layout: JSONLayout, _ level: Int, into out: inout [UInt8]) {
+    /// After a member's key.
+    @inlinable @inline(__always) public static func colon(_ layout: JSONLayout, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: ":"))
+        if case .compact = layout {} else { out.append(UInt8(ascii: " ")) }
+    }
+
+    /// Before a member or element at `level` (and before a closing bracket at its level).
+    @inlinable @inline(__always) public static func newline(_ layout: JSONLayout, _ level: Int, into out: inout [UInt8]) {
         if case .pretty(let indent) = layout {
             out.append(0x0A)
             out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
