@@ -138,10 +138,8 @@ public struct IndexCache: Sendable {
 
     /// `NAME.qmpidx.tmp.PID.RANDOM`, what `IndexFile.save` writes before its rename.
     static func isTemporary(_ name: String) -> Bool {
-        let b = Array(name.utf8), m = Array(".qmpidx.tmp.".utf8)
-        guard b.count > m.count else { return false }
-        for i in 0..<(b.count - m.count) where b[i] == m[0] && Array(b[i..<(i + m.count)]) == m { return true }
-        return false
+        let b = Array(name.utf8), m = ".qmpidx.tmp.".utf8
+        return b.indices.dropLast(m.count).contains { b[$0...].starts(with: m) }
     }
 
     /// The entry at `path` when it may be used for `bytes`: made from this very file state,
