@@ -61,10 +61,17 @@ public enum Analyses {
     /// `progress` is called with (records done, records in range) now and then.
     public static func run(_ name: String, on recording: Recording, from: Int64? = nil, to: Int64? = nil,
                            progress: ((Int, Int) -> Void)? = nil) throws(UnknownAnalysisError) -> AnalysisReport {
+        try run(name, on: recording, from: from, to: to, progress: progress, sparse: true)
+    }
+
+    /// As `run`; `sparse: false` makes the pass read every record even when the recording's
+    /// reply partners would let it skip (`AnalysisRunner.sparse`), for the tests.
+    static func run(_ name: String, on recording: Recording, from: Int64? = nil, to: Int64? = nil,
+                    progress: ((Int, Int) -> Void)?, sparse: Bool) throws(UnknownAnalysisError) -> AnalysisReport {
         let context = AnalysisContext(recording: recording, from: from, to: to)
         if name == TriageAnalysis.name {
             let boxes = entries.enumerated().map { $0.element.make(context, $0.offset) }
-            AnalysisRunner(context: context, boxes: boxes).run(progress: progress)
+            AnalysisRunner(context: context, boxes: boxes, sparse: sparse).run(progress: progress)
             var parts: [(name: String, clock: AnalysisClock, result: any AnalysisResult)] = []
             for (e, b) in zip(entries, boxes) { parts.append((e.name, e.clock, b.finish())) }
             let result = TriageAnalysis.combine(parts, context: context)
@@ -73,7 +80,7 @@ public enum Analyses {
         }
         guard let e = entries.first(where: { $0.name == name }) else { throw UnknownAnalysisError(name: name) }
         let box = e.make(context, 0)
-        AnalysisRunner(context: context, boxes: [box]).run(progress: progress)
+        AnalysisRunner(context: context, boxes: [box], sparse: sparse).run(progress: progress)
         return AnalysisReport(name: e.name, summary: e.summary, clock: e.clock, context: context, result: box.finish())
     }
 }

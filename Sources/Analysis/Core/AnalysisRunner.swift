@@ -30,6 +30,9 @@ final class TypedBox<A: Analysis>: AnalysisBox {
 struct AnalysisRunner {
     let context: AnalysisContext
     let boxes: [AnalysisBox]
+    /// Whether a pass over a whole recording whose reply partners are known visits only the
+    /// records it needs (`SparseWalk`); false reads every record (the tests compare the two).
+    var sparse = true
 
     func run(progress: ((Int, Int) -> Void)?) {
         let r = context.recording
@@ -40,32 +43,46 @@ struct AnalysisRunner {
         var sel = Selection(recording: r, interests: interests)
         // Pairing replies needs each command's and reply's id: read once, kept in the index.
         if sel.anyCommands { sel.idKeys = r.idKeys() }
-        var driver = InputDriver()
-        let total = context.endRecord - context.firstRecord
         let boxes = self.boxes
         let vm = context.vm
-        var i = context.firstRecord
-        let end = context.endRecord
+        let deliver = { (mask: UInt64, input: AnalysisInput) in
+            var m = mask
+            if m & modelBit != 0 {
+                vm.apply(input)
+                m &= ~modelBit
+            }
+            while m != 0 {
+                boxes[m.trailingZeroBitCount].consume(input)
+                m &= m - 1
+            }
+        }
+        let total = context.endRecord - context.firstRecord
         // The records passed are decoded into values: their pages can go (docs/INDEX.md).
         var pages = PassedPages(r.bytes)
+        let whole = context.firstRecord == 0 && context.endRecord == r.count
+        if whole, sparse, var walk = SparseWalk(r, sel) {
+            walk.run(r, passed: { i in
+                progress?(i, total)
+                if i < r.count { pages.passed(r.offset(i)) }
+            }, deliver)
+            progress?(total, total)
+            return
+        }
+        var driver = InputDriver()
+        // The first pass over a whole recording that pairs replies keeps what pairing
+        // decided, so that later passes can be sparse (docs/INDEX.md, "Reply partners").
+        if whole, sel.idKeys != nil, r.replyPartners == nil { driver.partners = PartnerSink(count: r.count) }
+        var i = context.firstRecord
+        let end = context.endRecord
         while i < end {
             if (i - context.firstRecord) & 0xFFFF == 0 {
                 progress?(i - context.firstRecord, total)
                 pages.passed(r.offset(i))
             }
-            driver.step(r, i, sel) { mask, input in
-                var m = mask
-                if m & modelBit != 0 {
-                    vm.apply(input)
-                    m &= ~modelBit
-                }
-                while m != 0 {
-                    boxes[m.trailingZeroBitCount].consume(input)
-                    m &= m - 1
-                }
-            }
+            driver.step(r, i, sel, deliver)
             i += 1
         }
+        if let sink = driver.partners { r.storeReplyPartners(ReplyPartners(array: sink.values)) }
         progress?(total, total)
     }
 }

@@ -1,4 +1,5 @@
 import QMP
+import Recording
 
 /// One object of a long array in an analysis's JSON document, written straight into the
 /// output bytes in the document's layout, byte for byte what `JSONWriter` gives for the
@@ -63,7 +64,12 @@ public struct JSONRow {
     public mutating func point(_ ctx: AnalysisContext, _ record: Int, _ t: Int64) {
         int("record", record)
         int("t_ns", t)
-        string("wall", ctx.wall(t))
+        key("wall")
+        guard let start = ctx.startMicros else { out.append(contentsOf: "null".utf8); return }
+        // `ctx.wall(t)`, written in place: an ISO 8601 time needs no escaping.
+        out.append(UInt8(ascii: "\""))
+        WallClock.appendISO8601(micros: start.addingSaturating(t / 1000), to: &out)
+        out.append(UInt8(ascii: "\""))
     }
 
     mutating func finish() {

@@ -68,20 +68,41 @@ public struct RecordView: @unchecked Sendable {
         return bytes.withUnsafeBufferPointer { body($0) }
     }
 
+    /// As `withValue` for a path of one or two keys, without making an array of them (the
+    /// analyses read a member or two of every record they are given).
+    @inline(__always)
+    func withValue<T>(_ k1: StaticString, _ k2: StaticString?, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+        let line = recording.lineBytes(index)
+        guard let m = base ?? JSONScan.member(line, in: 0..<line.count, key: "msg") else {
+            return fallback(prefix + (k2.map { [k1, $0] } ?? [k1]), body)
+        }
+        guard var r = JSONScan.member(line, in: m, key: k1) else { return nil }
+        if let k2 {
+            guard let next = JSONScan.member(line, in: r, key: k2) else { return nil }
+            r = next
+        }
+        return body(UnsafeBufferPointer(rebasing: line[r]))
+    }
+
+    public func int(_ key: StaticString) -> Int64? { withValue(key, nil) { RawScan.int64($0) } }
+    public func int(_ k1: StaticString, _ k2: StaticString) -> Int64? { withValue(k1, k2) { RawScan.int64($0) } }
+    public func string(_ key: StaticString) -> String? { withValue(key, nil) { RawScan.string($0) } }
+    public func string(_ k1: StaticString, _ k2: StaticString) -> String? { withValue(k1, k2) { RawScan.string($0) } }
+
     public func value(_ path: StaticString...) -> JSONValue? {
         withValue(path) { try? JSONParser.parse($0) }
     }
 
-    public func int(_ path: StaticString...) -> Int64? {
-        withValue(path) { RawScan.int64($0) }
+    public func int(_ k1: StaticString, _ k2: StaticString, _ k3: StaticString, _ more: StaticString...) -> Int64? {
+        withValue([k1, k2, k3] + more) { RawScan.int64($0) }
     }
 
     public func double(_ path: StaticString...) -> Double? {
         withValue(path) { RawScan.double($0) }
     }
 
-    public func string(_ path: StaticString...) -> String? {
-        withValue(path) { RawScan.string($0) }
+    public func string(_ k1: StaticString, _ k2: StaticString, _ k3: StaticString, _ more: StaticString...) -> String? {
+        withValue([k1, k2, k3] + more) { RawScan.string($0) }
     }
 
     public func bool(_ path: StaticString...) -> Bool? {

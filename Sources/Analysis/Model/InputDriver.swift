@@ -26,6 +26,14 @@ struct Selection: Sendable {
             if it.errorReplies { errors |= bit; anyCommands = true }
         }
     }
+
+    /// The consumers of a command named `name` (looked up by name: for lines the index did
+    /// not name).
+    func mask(command name: String, in r: Recording) -> UInt64 {
+        var mask = allCommands
+        if let id = r.nameID(for: name), Int(id) < commandMask.count { mask |= commandMask[Int(id)] }
+        return mask
+    }
 }
 
 /// Turns records, in order, into what the analyses and the VM model consume (`AnalysisInput`):
@@ -71,13 +79,16 @@ struct InputDriver: Sendable {
     private var lastConn: UInt32 = .max
     private var lastSlot = 0
     private var recent: [Recent] = []
-    private var multiConnection = false
+    var multiConnection = false
     /// Connections open (greeted or carrying messages, not closed), and a counter that
     /// changes whenever the set does.
     private(set) var open: Set<UInt32> = []
     private(set) var openVersion = 0
     /// QEMU closed its last open connection: the next greeting is a new process.
     private var qemuGone = false
+    /// When set, what pairing decides is written there (`ReplyPartners`); a pass over the
+    /// whole recording sets it to make them.
+    var partners: PartnerSink?
 
     @inline(__always) private mutating func slot(_ c: UInt32) -> Int {
         if c == lastConn { return lastSlot }
@@ -129,16 +140,7 @@ struct InputDriver: Sendable {
             let (id, _) = nameID(r, i)
             let mask = id < sel.eventMask.count ? sel.eventMask[id] : 0
             guard mask != 0 else { return }
-            let t = r.time(i)
-            let view = RecordView(recording: r, index: i)
-            if let stamp = view.qemuMicros {
-                if !recent.isEmpty, t - recent[0].time > Self.duplicateWindow { recent.removeAll { t - $0.time > Self.duplicateWindow } }
-                if multiConnection, recent.contains(where: { $0.nameID == UInt16(truncatingIfNeeded: id) && $0.stamp == stamp && $0.connection != conn }) {
-                    return
-                }
-                recent.append(Recent(nameID: UInt16(truncatingIfNeeded: id), stamp: stamp, connection: conn, time: t))
-            }
-            deliver(mask, .event(EventInput(record: i, time: t, connection: conn, name: r.names[id], view: view)))
+            event(r, i, id: id, conn: conn, mask: mask, deliver)
         case .command:
             guard sel.anyCommands, r.direction(i) == .client else { return }
             let (id, overflow) = nameID(r, i)
@@ -153,19 +155,14 @@ struct InputDriver: Sendable {
             command(r, i, conn, name: name, key: sel.idKeys?[i] ?? view.idKey(), mask: mask, view: view, deliver)
         case .other:
             guard sel.anyCommands, r.direction(i) == .client else { return }
-            // QEMU answers whatever it read (an error for what is not a command), in order;
-            // and it executes what its parser accepts beyond strict JSON (single quotes).
-            let rec = try? r.record(at: i)
-            if let m = rec?.message, case .command(let c) = m.body {
-                var mask = sel.allCommands
-                if let nid = r.nameID(for: c.name), Int(nid) < sel.commandMask.count { mask |= sel.commandMask[Int(nid)] }
-                command(r, i, conn, name: c.name, key: IDKey(value: c.id), mask: mask, view: RecordView(recording: r, index: i), deliver)
+            let line = Self.otherLine(r, i)
+            if let name = line.command {
+                command(r, i, conn, name: name, key: line.key, mask: sel.mask(command: name, in: r), view: RecordView(recording: r, index: i), deliver)
             } else {
-                let key = IDKey(value: rec?.message?.json?["id"])
                 let sl = slot(conn)
                 touch(sl, conn)
                 conns[sl].queue.sent(
-                    key, Waiting(command: PendingCommand(record: i, time: r.time(i), connection: conn, name: "", idKey: key), mask: 0))
+                    line.key, Waiting(command: PendingCommand(record: i, time: r.time(i), connection: conn, name: "", idKey: line.key), mask: 0))
             }
         case .return, .error:
             guard sel.anyCommands, r.direction(i) == .qemu else { return }
@@ -175,11 +172,8 @@ struct InputDriver: Sendable {
             guard !conns[sl].queue.isEmpty || errorMask != 0 else { return }
             let view = RecordView(recording: r, index: i)
             let w = conns[sl].queue.isEmpty ? nil : conns[sl].queue.reply(sel.idKeys?[i] ?? view.idKey())
-            let mask = (w?.mask ?? 0) | errorMask
-            guard mask != 0 else { return }
-            let command = w?.command ?? PendingCommand(record: -1, time: r.time(i), connection: conn, name: "", idKey: .none)
-            let cls: String? = kind == .error ? (r.name(i) ?? view.string("error", "class") ?? "") : nil
-            deliver(mask, .reply(ReplyInput(record: i, time: r.time(i), connection: conn, command: command, errorClass: cls, view: view)))
+            if let w, let p = partners { p.values[w.command.record] = UInt32(truncatingIfNeeded: i) }
+            reply(r, i, conn, error: kind == .error, waiting: w, errorMask: errorMask, view: view, deliver)
         case .close:
             let sl = slot(conn)
             if open.remove(conn) != nil { openVersion &+= 1 }
@@ -187,6 +181,7 @@ struct InputDriver: Sendable {
             if let rec = try? r.record(at: i), case .close(let b, _) = rec.body { by = b }
             if by == "qemu" && open.isEmpty { qemuGone = true }
             let dropped = conns[sl].queue.outstanding
+            if let p = partners { for w in dropped { p.values[w.command.record] = UInt32(truncatingIfNeeded: i) } }
             conns[sl] = Connection()
             let mask = sel.closes | (dropped.isEmpty ? 0 : sel.allCommands)
             if mask != 0 {
@@ -203,14 +198,56 @@ struct InputDriver: Sendable {
             qemuGone = false
             conns[sl] = Connection(queue: ReplyQueue(), greeted: true, isOpen: c.isOpen)
             touch(sl, conn)
-            if newProcess { recent.removeAll() }
-            if sel.closes != 0 {
-                deliver(sel.closes, .greeting(record: i, time: r.time(i), connection: conn, newProcess: newProcess))
-            }
+            if newProcess, let p = partners { p.values[i] = 1 }
+            greeting(r, i, conn, newProcess: newProcess, sel, deliver)
         case .open:
             touch(slot(conn), conn)
         default:
             break
+        }
+    }
+
+    /// An event some consumer wants (`mask`), unless it is the copy of one just delivered
+    /// on another monitor.
+    mutating func event(_ r: Recording, _ i: Int, id: Int, conn: UInt32, mask: UInt64, _ deliver: (UInt64, AnalysisInput) -> Void) {
+        let t = r.time(i)
+        let view = RecordView(recording: r, index: i)
+        if let stamp = view.qemuMicros {
+            if !recent.isEmpty, t - recent[0].time > Self.duplicateWindow { recent.removeAll { t - $0.time > Self.duplicateWindow } }
+            if multiConnection, recent.contains(where: { $0.nameID == UInt16(truncatingIfNeeded: id) && $0.stamp == stamp && $0.connection != conn }) {
+                return
+            }
+            recent.append(Recent(nameID: UInt16(truncatingIfNeeded: id), stamp: stamp, connection: conn, time: t))
+        }
+        deliver(mask, .event(EventInput(record: i, time: t, connection: conn, name: r.names[id], view: view)))
+    }
+
+    /// A client line that the index could not read as a command: QEMU answers whatever it
+    /// read (an error for what is not a command), in order; and it executes what its parser
+    /// accepts beyond strict JSON (single quotes). Its command name, when it is one, and the
+    /// key its reply will carry.
+    static func otherLine(_ r: Recording, _ i: Int) -> (command: String?, key: IDKey) {
+        let rec = try? r.record(at: i)
+        if let m = rec?.message, case .command(let c) = m.body { return (c.name, IDKey(value: c.id)) }
+        return (nil, IDKey(value: rec?.message?.json?["id"]))
+    }
+
+    /// Delivers reply `i` (an error when `error`) to the consumers of the command it answers
+    /// (`waiting`, nil when it answers none) and to those of every error reply.
+    func reply(_ r: Recording, _ i: Int, _ conn: UInt32, error: Bool, waiting w: Waiting?, errorMask: UInt64, view: RecordView,
+                       _ deliver: (UInt64, AnalysisInput) -> Void) {
+        let mask = (w?.mask ?? 0) | errorMask
+        guard mask != 0 else { return }
+        let command = w?.command ?? PendingCommand(record: -1, time: r.time(i), connection: conn, name: "", idKey: .none)
+        let cls: String? = error ? (r.name(i) ?? view.string("error", "class") ?? "") : nil
+        deliver(mask, .reply(ReplyInput(record: i, time: r.time(i), connection: conn, command: command, errorClass: cls, view: view)))
+    }
+
+    mutating func greeting(_ r: Recording, _ i: Int, _ conn: UInt32, newProcess: Bool, _ sel: Selection,
+                                   _ deliver: (UInt64, AnalysisInput) -> Void) {
+        if newProcess { recent.removeAll() }
+        if sel.closes != 0 {
+            deliver(sel.closes, .greeting(record: i, time: r.time(i), connection: conn, newProcess: newProcess))
         }
     }
 
@@ -234,6 +271,12 @@ struct InputDriver: Sendable {
     var outstanding: [PendingCommand] {
         conns.indices.sorted { numbers[$0] < numbers[$1] }.flatMap { conns[$0].queue.outstanding.map(\.command) }.filter { !$0.name.isEmpty }
     }
+}
+
+/// Where a pass writes the reply partners it finds (`ReplyPartners`): one value per record.
+final class PartnerSink: @unchecked Sendable {
+    var values: [UInt32]
+    init(count: Int) { values = [UInt32](repeating: ReplyPartners.none, count: count) }
 }
 
 /// What the VM model reads of a recording, built once per recording (the shell's state

@@ -74,10 +74,18 @@ public enum JSONWriter {
     /// Before a member or element at `level` (and before a closing bracket at its level).
     @inlinable @inline(__always) public static func newline(_ layout: JSONLayout, _ level: Int, into out: inout [UInt8]) {
         if case .pretty(let indent) = layout {
-            out.append(0x0A)
-            out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
+            let n = indent * level
+            if n < lineStart.count {
+                out.append(contentsOf: lineStart[0...n])
+            } else {
+                out.append(0x0A)
+                out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: n))
+            }
         }
     }
+
+    /// A newline and the spaces of the deepest indentation usually needed, for `newline`.
+    @usableFromInline static let lineStart: [UInt8] = [0x0A] + [UInt8](repeating: UInt8(ascii: " "), count: 127)
 
     /// Writes a JSON string literal. Non-ASCII UTF-8 passes through unchanged; runs of bytes
     /// that need no escaping are appended in one go.

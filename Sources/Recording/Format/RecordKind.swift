@@ -30,7 +30,7 @@ public enum RecordKind: String, Sendable, CaseIterable, Codable {
     }
 
     /// Compact code stored in the index.
-    var code: UInt8 {
+    public var code: UInt8 {
         switch self {
         case .greeting: return 0
         case .command: return 1

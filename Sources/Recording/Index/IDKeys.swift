@@ -18,7 +18,7 @@ public struct IDKeys: @unchecked Sendable {
     }
 
     init(array: [UInt64]) {
-        let box = ArrayBox(array)
+        let box = ArrayOwner(array)
         self.init(box.array.withUnsafeBufferPointer { $0 }, owner: box)
     }
 
@@ -57,25 +57,28 @@ public struct IDKeys: @unchecked Sendable {
         }
         return IDKeys(array: out)
     }
-
-    private final class ArrayBox {
-        let array: [UInt64]
-        init(_ a: [UInt64]) { array = a }
-    }
 }
 
-/// What a recording adds to its cached index entry after opening: the `info` summary and the
-/// id keys, each made on first use; either one stored rewrites the entry with both.
+/// Keeps an array alive (and its storage in place) for a column that points into it.
+final class ArrayOwner<Element> {
+    let array: [Element]
+    init(_ a: [Element]) { array = a }
+}
+
+/// What a recording adds to its cached index entry after opening: the `info` summary, the
+/// id keys and the reply partners, each made on first use; any one stored rewrites the
+/// entry with all of them.
 final class CacheExtras: Sendable {
     struct State: Sendable {
         var idKeys: IDKeys?
+        var partners: ReplyPartners?
         var summary: [UInt8]?
     }
 
     private let state: Mutex<State>
 
-    init(idKeys: IDKeys?, summary: [UInt8]?) {
-        state = Mutex(State(idKeys: idKeys, summary: summary))
+    init(_ s: State) {
+        state = Mutex(s)
     }
 
     func withLock<T: Sendable>(_ body: (inout State) -> T) -> T {

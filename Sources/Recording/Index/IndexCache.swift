@@ -54,8 +54,7 @@ public struct IndexCache: Sendable {
     struct Opened {
         var builder: IndexBuilder
         var columns: IndexColumns
-        var idKeys: IDKeys?
-        var summary: [UInt8]?
+        var extras: CacheExtras.State
         var outcome: Outcome
     }
 
@@ -71,7 +70,7 @@ public struct IndexCache: Sendable {
                 _ = utimensat(AT_FDCWD, path, nil, 0)  // recently used: the last to be evicted
                 var b = found.builder
                 b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
-                return Opened(builder: b, columns: found.columns, idKeys: found.idKeys, summary: found.summary, outcome: .hit)
+                return Opened(builder: b, columns: found.columns, extras: found.extras, outcome: .hit)
             }
             // Grown: the covered bytes are unchanged (fingerprint), so resume after them.
             var b = found.builder
@@ -79,20 +78,20 @@ public struct IndexCache: Sendable {
             b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
             b.extend(bytes)
             let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-            let ok = !storing || store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
-            return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .extended : .unwritable)
+            let ok = !storing || store(b, columns: columns, extras: CacheExtras.State(), bytes: bytes, identity: id)
+            return Opened(builder: b, columns: columns, extras: CacheExtras.State(), outcome: ok ? .extended : .unwritable)
         }
         let b = IndexBuilder.build(bytes, parallelThreshold: parallelThreshold)
         let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-        let ok = !storing || store(b, columns: columns, idKeys: nil, summary: nil, bytes: bytes, identity: id)
-        return Opened(builder: b, columns: columns, idKeys: nil, summary: nil, outcome: ok ? .built : .unwritable)
+        let ok = !storing || store(b, columns: columns, extras: CacheExtras.State(), bytes: bytes, identity: id)
+        return Opened(builder: b, columns: columns, extras: CacheExtras.State(), outcome: ok ? .built : .unwritable)
     }
 
     /// Writes the entry for a recording (made, extended, or given its summary).
-    func store(_ b: IndexBuilder, columns: IndexColumns, idKeys: IDKeys?, summary: [UInt8]?, bytes: FileBytes, identity id: FileIdentity) -> Bool {
+    func store(_ b: IndexBuilder, columns: IndexColumns, extras: CacheExtras.State, bytes: FileBytes, identity id: FileIdentity) -> Bool {
         guard let base = bytes.base, b.completeEnd <= bytes.count, makeDirectory() else { return false }
         let fp = Fingerprint.of(base, covered: b.completeEnd)
-        guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, columns: columns, idKeys: idKeys, summary: summary) else {
+        guard IndexFile.save(entryPath(id), identity: id, fingerprint: fp, builder: b, columns: columns, extras: extras) else {
             return false
         }
         var st = stat()

@@ -15,7 +15,7 @@ import Darwin
 struct IndexFile {
     static let magic: UInt64 = 0x3158_4449_5250_4D51  // "QMPRIDX1"
     static let endMagic: UInt64 = 0x4558_4449_5250_4D51  // "QMPRIDXE"
-    static let version: UInt32 = 2
+    static let version: UInt32 = 3
     static let headBytes = 120
 
     /// The fixed head: enough to decide whether the rest is worth reading.
@@ -29,14 +29,15 @@ struct IndexFile {
         var summaryBytes: Int
         /// Records whose id keys follow the name lists: 0 (not made yet) or `count`.
         var idKeys: Int
+        /// Records whose reply partners follow the id keys: 0 (not made yet) or `count`.
+        var partners: Int
     }
 
     var head: Head
     /// The builder's state from the tail (its columns are in `columns`, not in its arrays).
     var builder: IndexBuilder
     var columns: IndexColumns
-    var idKeys: IDKeys?
-    var summary: [UInt8]?
+    var extras: CacheExtras.State
 
     // MARK: Writing
 
@@ -45,7 +46,7 @@ struct IndexFile {
     /// processes indexing the same file at once both write whole entries; the last rename
     /// wins, and both are right). Returns false when the directory is not writable.
     static func save(_ path: String, identity: FileIdentity, fingerprint: UInt64, builder b: IndexBuilder,
-                      columns c: IndexColumns, idKeys: IDKeys?, summary: [UInt8]?) -> Bool {
+                      columns c: IndexColumns, extras e: CacheExtras.State) -> Bool {
         let tmp = path + ".tmp.\(getpid()).\(UInt32.random(in: 0...UInt32.max))"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else { return false }
@@ -73,7 +74,7 @@ struct IndexFile {
         } else {
             tail.int(0)
         }
-        if let s = summary { tail.bytes.append(contentsOf: s) }
+        if let s = e.summary { tail.bytes.append(contentsOf: s) }
         tail.uint64(endMagic)
 
         var h = ByteWriter()
@@ -82,8 +83,11 @@ struct IndexFile {
         h.int64(identity.modifiedNanos); h.int64(identity.changedNanos)
         h.int(b.completeEnd); h.uint64(fingerprint)
         h.int(c.count); h.int(c.starts.count); h.int(c.records.count)
-        h.int(summary?.count ?? -1)
-        h.int(idKeys?.count ?? 0)
+        h.int(e.summary?.count ?? -1)
+        // Partners are made with the keys (their pass pairs by them): never one without the other.
+        let keys = e.idKeys, partners = keys == nil ? nil : e.partners
+        h.int(keys?.count ?? 0)
+        h.int(partners?.count ?? 0)
         h.bytes.append(contentsOf: repeatElement(0, count: headBytes - h.bytes.count))
         h.bytes.withUnsafeBytes { put($0) }
         putColumn(c.offsets); putColumn(c.times); putColumn(c.lines); putColumn(c.conns)
@@ -96,7 +100,8 @@ struct IndexFile {
         putColumn(c.starts); putColumn(c.records)
         pad(from: lists + 4 * (c.starts.count + c.records.count),
             to: headBytes + IndexColumns.byteSize(from: headBytes, count: c.count, nameSlots: c.starts.count, listed: c.records.count))
-        if let k = idKeys { putColumn(k.keys) }
+        if let k = keys { putColumn(k.keys) }
+        if let p = partners { putColumn(p.values) }
         tail.bytes.withUnsafeBytes { put($0) }
         close(fd)
         if ok && rename(tmp, path) == 0 { return true }
@@ -115,8 +120,9 @@ struct IndexFile {
         let id = FileIdentity(device: r.uint64(), inode: r.uint64(), size: r.uint64(),
                               modifiedNanos: r.int64(), changedNanos: r.int64())
         let head = Head(identity: id, covered: r.int(), fingerprint: r.uint64(), count: r.int(),
-                        nameSlots: r.int(), postings: r.int(), summaryBytes: r.int(), idKeys: r.int())
-        guard !r.failed, head.idKeys == 0 || head.idKeys == head.count, head.count >= 0, head.covered >= 0, head.nameSlots >= 1, head.postings >= 0,
+                        nameSlots: r.int(), postings: r.int(), summaryBytes: r.int(), idKeys: r.int(), partners: r.int())
+        guard !r.failed, head.idKeys == 0 || head.idKeys == head.count, head.partners == 0 || (head.partners == head.count && head.idKeys > 0),
+              head.count >= 0, head.covered >= 0, head.nameSlots >= 1, head.postings >= 0,
               head.postings <= head.count, head.count <= Int(UInt32.max) else { return nil }
         return head
     }
@@ -126,11 +132,14 @@ struct IndexFile {
     static func read(_ fd: Int32, head: Head, fileSize: Int) -> IndexFile? {
         let n = head.count
         let keysAt = headBytes + IndexColumns.byteSize(from: headBytes, count: n, nameSlots: head.nameSlots, listed: head.postings)
-        let at = keysAt + 8 * head.idKeys
+        let partnersAt = keysAt + 8 * head.idKeys
+        let at = partnersAt + 4 * head.partners
         guard fileSize > at, let map = MappedFile(fd: fd, length: fileSize) else { return nil }
         let columns = IndexColumns(mapping: map, at: headBytes, count: n, nameSlots: head.nameSlots, listed: head.postings)
         let idKeys = head.idKeys == 0 ? nil
             : IDKeys(UnsafeBufferPointer(start: (map.base + keysAt).assumingMemoryBound(to: UInt64.self), count: n), owner: map)
+        let partners = head.partners == 0 ? nil
+            : ReplyPartners(UnsafeBufferPointer(start: (map.base + partnersAt).assumingMemoryBound(to: UInt32.self), count: n), owner: map)
         // The tail is small: read it from the mapping.
         var r = ByteReader(Array(UnsafeRawBufferPointer(start: map.base + at, count: fileSize - at)))
         var b = IndexBuilder()
@@ -153,7 +162,7 @@ struct IndexFile {
         guard r.uint64() == endMagic, !r.failed, r.atEnd, b.names.count == nameCount,
               columns.starts.first == 0, Int(columns.starts.last ?? 0) == columns.records.count else { return nil }
         for k in 1..<columns.starts.count where columns.starts[k] < columns.starts[k - 1] { return nil }
-        return IndexFile(head: head, builder: b, columns: columns, idKeys: idKeys, summary: summary)
+        return IndexFile(head: head, builder: b, columns: columns, extras: CacheExtras.State(idKeys: idKeys, partners: partners, summary: summary))
     }
 }
 

@@ -112,7 +112,7 @@ public final class Recording: @unchecked Sendable {
         if let cache = options.indexCache, let id = bytes.identity {
             let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold, store: !options.pairsReplies)
             try self.init(bytes: bytes, path: path, builder: o.builder, columns: o.columns, cache: cache,
-                          outcome: o.outcome, idKeys: o.idKeys, summary: o.summary, options: options)
+                          outcome: o.outcome, extras: o.extras, options: options)
             if options.pairsReplies { _ = idKeys() }  // made, and the entry written with them
             return
         }
@@ -120,7 +120,7 @@ public final class Recording: @unchecked Sendable {
     }
 
     private init(bytes: FileBytes, path: String, builder b: IndexBuilder, columns: IndexColumns? = nil, cache: IndexCache? = nil,
-                 outcome: IndexCache.Outcome? = nil, idKeys: IDKeys? = nil, summary: [UInt8]? = nil,
+                 outcome: IndexCache.Outcome? = nil, extras: CacheExtras.State = CacheExtras.State(),
                  options: RecordingOptions) throws(RecordingOpenError) {
         self.path = path
         self.bytes = bytes
@@ -129,7 +129,7 @@ public final class Recording: @unchecked Sendable {
         self.columns = c
         indexCache = cache
         cacheOutcome = outcome
-        extras = CacheExtras(idKeys: idKeys, summary: summary)
+        self.extras = CacheExtras(extras)
         header = b.header
         trailer = b.trailer
         problems = b.allProblems
@@ -217,10 +217,26 @@ public final class Recording: @unchecked Sendable {
         }
     }
 
+    /// What pairing replies decided for each record (`ReplyPartners`), when the cached index
+    /// holds it (or it was stored in this process): nil until a pass over the whole recording
+    /// made it (`storeReplyPartners`).
+    public var replyPartners: ReplyPartners? { extras.withLock { $0.partners } }
+
+    /// Keeps `partners` (one per record, made with `idKeys()`) with this recording's cached
+    /// index, and for this process. False when not cached.
+    @discardableResult
+    public func storeReplyPartners(_ partners: ReplyPartners) -> Bool {
+        guard partners.count == count else { return false }
+        return extras.withLock { e in
+            e.partners = partners
+            return storeExtras(e)
+        }
+    }
+
     @discardableResult
     private func storeExtras(_ e: CacheExtras.State) -> Bool {
         guard let cache = indexCache, let id = bytes.identity else { return false }
-        return cache.store(builder, columns: columns, idKeys: e.idKeys, summary: e.summary, bytes: bytes, identity: id)
+        return cache.store(builder, columns: columns, extras: e, bytes: bytes, identity: id)
     }
 
     /// The records named `name` (event, command or error class), in order, without looking
@@ -253,7 +269,12 @@ public final class Recording: @unchecked Sendable {
     public func nameID(_ i: Int) -> UInt16 { nameIDs[i] }
     /// Kind and direction of record `i` as the index codes them (`RecordKind.code` | 0x40
     /// from QEMU | 0x80 from the client): one byte, for passes that test many records.
-    func kindDirCode(_ i: Int) -> UInt8 { kindDir[i] }
+    public func kindDirCode(_ i: Int) -> UInt8 { kindDir[i] }
+    /// The columns of `kindDirCode`, `nameID` and `connection` whole, for a pass that tests
+    /// every record (valid while this recording is).
+    public var kindDirColumn: UnsafeBufferPointer<UInt8> { kindDir }
+    public var nameIDColumn: UnsafeBufferPointer<UInt16> { nameIDs }
+    public var connectionColumn: UnsafeBufferPointer<UInt32> { conns }
     /// The event name, command name or error class of record `i` (from the index).
     public func name(_ i: Int) -> String? {
         let id = Int(nameIDs[i])

@@ -21,28 +21,48 @@ public enum WallClock {
         }
         // Analyses write one of these per sample (tens of thousands per report): digits go
         // straight into a fixed buffer instead of through string interpolation.
-        let digits = min(max(fractionDigits, 0), 6)
-        let count = 20 + (digits > 0 ? digits + 1 : 0)
-        return String(unsafeUninitializedCapacity: count) { buf in
-            var i = 0
-            func put(_ v: Int64, _ width: Int) {
-                var v = v
-                var k = i + width - 1
-                while k >= i { buf[k] = 0x30 + UInt8(v % 10); v /= 10; k -= 1 }
-                i += width
-            }
-            func sep(_ c: UInt8) { buf[i] = c; i += 1 }
-            put(y, 4); sep(0x2D); put(m, 2); sep(0x2D); put(d, 2); sep(0x54)
-            put(secOfDay / 3600, 2); sep(0x3A); put(secOfDay / 60 % 60, 2); sep(0x3A); put(secOfDay % 60, 2)
-            if digits > 0 {
-                sep(0x2E)
-                var f = frac
-                for _ in digits..<6 { f /= 10 }
-                put(f, digits)
-            }
-            sep(0x5A)
-            return i
+        return String(unsafeUninitializedCapacity: 27) { format(y, m, d, rem, fractionDigits: fractionDigits, into: $0) }
+    }
+
+    /// Appends `iso8601(micros:)` to `out` as UTF-8, without making a string (the JSON
+    /// rows of an analysis: `JSONRow.point`).
+    public static func appendISO8601(micros: Int64, to out: inout [UInt8]) {
+        let (days, rem) = floorDivMod(micros, 86_400_000_000)
+        let (y, m, d) = civil(fromDays: days)
+        guard (0...9999).contains(y) else { out.append(contentsOf: iso8601(micros: micros).utf8); return }
+        var scratch: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &scratch) { raw in
+            let buf = raw.bindMemory(to: UInt8.self)
+            let n = format(y, m, d, rem, fractionDigits: 6, into: buf)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[0..<n]))
         }
+    }
+
+    /// Writes a four-digit year's time as ISO 8601 into `buf` (27 bytes at most); returns
+    /// the count written.
+    private static func format(_ y: Int64, _ m: Int64, _ d: Int64, _ rem: Int64, fractionDigits: Int,
+                               into buf: UnsafeMutableBufferPointer<UInt8>) -> Int {
+        let secOfDay = rem / 1_000_000
+        let frac = rem % 1_000_000
+        let digits = min(max(fractionDigits, 0), 6)
+        var i = 0
+        func put(_ v: Int64, _ width: Int) {
+            var v = v
+            var k = i + width - 1
+            while k >= i { buf[k] = 0x30 + UInt8(v % 10); v /= 10; k -= 1 }
+            i += width
+        }
+        func sep(_ c: UInt8) { buf[i] = c; i += 1 }
+        put(y, 4); sep(0x2D); put(m, 2); sep(0x2D); put(d, 2); sep(0x54)
+        put(secOfDay / 3600, 2); sep(0x3A); put(secOfDay / 60 % 60, 2); sep(0x3A); put(secOfDay % 60, 2)
+        if digits > 0 {
+            sep(0x2E)
+            var f = frac
+            for _ in digits..<6 { f /= 10 }
+            put(f, digits)
+        }
+        sep(0x5A)
+        return i
     }
 
     /// `10:00:05.250` (time of day, UTC).
