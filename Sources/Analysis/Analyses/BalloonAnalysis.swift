@@ -390,24 +390,24 @@ public struct BalloonResult: StreamedJSONResult {
             o["final"] = .int(st.final)
             o["time_weighted_mean"] = jnum(st.timeWeightedMean, 0)
             let levels = st.timeAtLevel
-            m.append(.object("stats", StreamedMember.values(o) + [.array("time_at_level", count: levels.count) {
-                .object(JSONObject(["actual": .int(levels[$0].level), "duration_ns": .int(levels[$0].time)]))
+            m.append(.object("stats", StreamedMember.values(o) + [.rows("time_at_level", count: levels.count) { k, row in
+                row.int("actual", levels[k].level)
+                row.int("duration_ns", levels[k].time)
             }]))
         } else {
             m.append(.value("stats", .null))
         }
-        m.append(.array("targets", count: targets.count) { k in
+        m.append(.rows("targets", count: targets.count) { k, row in
             let t = targets[k]
-            var o = JSONObject(point: context, t.record, t.time)
-            o["value"] = .int(t.value)
-            o["outcome"] = .string(t.outcome)
-            o["reached_record"] = jopt(t.reachedRecord)
-            o["reached_t_ns"] = jopt(t.reachedTime)
-            o["until_t_ns"] = jopt(t.until)
-            o["latency_ns"] = jopt(t.latency)
-            o["latency_qemu_ns"] = jopt(t.latencyQemu)
-            o["error"] = jopt(t.error)
-            return .object(o)
+            row.point(context, t.record, t.time)
+            row.int("value", t.value)
+            row.string("outcome", t.outcome)
+            row.int("reached_record", t.reachedRecord)
+            row.int("reached_t_ns", t.reachedTime)
+            row.int("until_t_ns", t.until)
+            row.int("latency_ns", t.latency)
+            row.int("latency_qemu_ns", t.latencyQemu)
+            row.string("error", t.error)
         })
         /// A run of deliveries (a flapping episode, a flood): where it starts and ends.
         func run(_ first: Int, _ last: Int, _ start: Int64, _ end: Int64) -> JSONObject {

@@ -73,15 +73,19 @@ public struct RecordView: @unchecked Sendable {
     @inline(__always)
     func withValue<T>(_ k1: StaticString, _ k2: StaticString?, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         let line = recording.lineBytes(index)
-        guard let m = base ?? JSONScan.member(line, in: 0..<line.count, key: "msg") else {
+        // Only the starts of `msg` and of the objects on the path are found: what ends them
+        // is never looked for (`JSONScan.memberStart`), only the value's own end.
+        guard let m = base?.lowerBound ?? JSONScan.memberStart(line, in: 0..<line.count, key: "msg") else {
             return fallback(prefix + (k2.map { [k1, $0] } ?? [k1]), body)
         }
-        guard var r = JSONScan.member(line, in: m, key: k1) else { return nil }
+        let limit = base?.upperBound ?? line.count
+        guard var at = JSONScan.memberStart(line, in: m..<limit, key: k1) else { return nil }
         if let k2 {
-            guard let next = JSONScan.member(line, in: r, key: k2) else { return nil }
-            r = next
+            guard let next = JSONScan.memberStart(line, in: at..<limit, key: k2) else { return nil }
+            at = next
         }
-        return body(UnsafeBufferPointer(rebasing: line[r]))
+        guard let end = JSONScan.skipValue(line, at), end <= limit else { return nil }
+        return body(UnsafeBufferPointer(rebasing: line[at..<end]))
     }
 
     public func int(_ key: StaticString) -> Int64? { withValue(key, nil) { RawScan.int64($0) } }

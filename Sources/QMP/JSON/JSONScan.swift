@@ -5,6 +5,16 @@ public enum JSONScan {
     /// The value range of member `key` of the object spanning `range` (keys compared as
     /// raw bytes: the keys looked for have no escapes); nil when absent or not an object.
     public static func member(_ buf: UnsafeBufferPointer<UInt8>, in range: Range<Int>, key: StaticString) -> Range<Int>? {
+        guard let start = memberStart(buf, in: range, key: key), let end = skipValue(buf, start), end <= range.upperBound else { return nil }
+        return start..<end
+    }
+
+    /// Where the value of member `key` of the object at the start of `range` begins, without
+    /// finding where it ends: a path of nested members (`msg`, `data`, `actual`) is followed
+    /// by skipping only the members before each key, never the objects it goes into (the
+    /// search in a nested object stops at its closing brace, so the range may run to the end
+    /// of the line). `nil` when the object has no such member or is not well delimited up to it.
+    public static func memberStart(_ buf: UnsafeBufferPointer<UInt8>, in range: Range<Int>, key: StaticString) -> Int? {
         var i = range.lowerBound
         let n = range.upperBound
         @inline(__always) func ws() { while i < n, isJSONSpace(buf[i]) { i += 1 } }
@@ -26,8 +36,8 @@ public enum JSONScan {
             guard i < n, buf[i] == UInt8(ascii: ":") else { return nil }
             i += 1
             ws()
+            if match { return i < n ? i : nil }
             guard let end = JSONScan.skipValue(buf, i), end <= n else { return nil }
-            if match { return i..<end }
             i = end
             ws()
             guard i < n else { return nil }
