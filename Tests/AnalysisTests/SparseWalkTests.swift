@@ -68,6 +68,26 @@ struct SparseWalkTests {
         #expect(SparseWalk(r, all) == nil)
     }
 
+    @Test("made at open for an analysis that walks sparsely: the partners a full pass makes, stored with the entry")
+    func atOpen() throws {
+        #expect(Analyses.replyPartners(for: "balloon") != nil)
+        for name in ["triage", "commands", "incidents", "rtc"] { #expect(Analyses.replyPartners(for: name) == nil, "\(name)") }
+        try Self.withSynthesised(.mixed, records: 5_000) { path, dir in
+            let options = RecordingOptions(indexCache: IndexCache(directory: dir + "/cache"), pairsReplies: true,
+                                           replyPartners: Analyses.replyPartners(for: "balloon"))
+            let opened = try Recording(path: path, options: options)
+            let atOpen = try #require(opened.replyPartners, "made as the recording opened")
+            let plain = try Recording(path: path)
+            _ = try Analyses.run("commands", on: plain)  // a full pass keeps them too
+            let byPass = try #require(plain.replyPartners)
+            #expect((0..<plain.count).allSatisfy { atOpen[$0] == byPass[$0] })
+            let again = try Recording(path: path, options: RecordingOptions(indexCache: IndexCache(directory: dir + "/cache")))
+            #expect(again.cacheOutcome == .hit)
+            #expect(again.replyPartners != nil, "the one write at open held them")
+            #expect(try Analyses.run("balloon", on: again).jsonBytes(.compact) == Analyses.run("balloon", on: plain, progress: nil, sparse: false).jsonBytes(.compact))
+        }
+    }
+
     @Test("the partners are kept in the cached index and read back")
     func cached() throws {
         try Self.withSynthesised(.mixed, records: 5_000) { path, dir in try cachedAt(path, dir) }

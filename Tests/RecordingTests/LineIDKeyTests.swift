@@ -33,6 +33,23 @@ struct LineIDKeyTests {
         #expect(paired * 10 >= pairable * 9, "\(path): \(paired) of \(pairable) keys indexed")
     }
 
+    @Test("read by the index scan (one thread or two): the keys the separate pass makes", arguments: DamageTests.shipped)
+    func scanned(path: String) throws {
+        let r = try Recording(path: path)
+        let pass = IDKeys.compute(r)
+        let fb = try FileBytes(path: path)  // as the recording maps it
+        for threshold in [Int.max, 1] {
+            var b = IndexBuilder.build(fb, parallelThreshold: threshold, idKeys: true)
+            let taken = b.takeIDKeys()
+            let keys = try #require(taken, "\(path): the scan read keys")
+            #expect(keys.count == pass.count)
+            #expect((0..<min(keys.count, pass.count)).allSatisfy { keys.keys[$0] == pass.keys[$0] }, "\(path), threshold \(threshold)")
+        }
+        // Opened for pairing replies, the recording holds them without another pass.
+        let paired = try Recording(path: path, options: RecordingOptions(pairsReplies: true))
+        #expect((0..<paired.count).allSatisfy { paired.idKeys().keys[$0] == pass.keys[$0] })
+    }
+
     /// Lines written by hand in the shapes that must not be read from the end.
     @Test("ids elsewhere, nested, escaped or missing", arguments: [
         (#"{"execute":"x","id":"libvirt-4"}"#, true),

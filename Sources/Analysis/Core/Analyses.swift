@@ -19,13 +19,16 @@ public enum Analyses {
         var clock: AnalysisClock
         /// It pairs replies with commands (its interest or the VM model wants some).
         var pairs: Bool
+        /// It wants every command (its pass reads every record).
+        var allCommands: Bool
         var make: @Sendable (AnalysisContext, Int) -> AnalysisBox
     }
 
     static func entry<A: Analysis>(_ type: A.Type) -> Entry {
         let i = A.interest
         return Entry(name: A.name, summary: A.summary, clock: A.clock,
-                     pairs: A.usesModel || !i.commands.isEmpty || i.allCommands || i.errorReplies) { ctx, n in TypedBox(A(context: ctx), index: n) }
+                     pairs: A.usesModel || !i.commands.isEmpty || i.allCommands || i.errorReplies,
+                     allCommands: i.allCommands) { ctx, n in TypedBox(A(context: ctx), index: n) }
     }
 
     /// The analyses triage combines, in the order they appear in its output.
@@ -49,6 +52,15 @@ public enum Analyses {
     /// a recording for it lets the index be stored once, with the keys.
     public static func pairsReplies(_ name: String) -> Bool {
         name == TriageAnalysis.name ? entries.contains(where: \.pairs) : entries.first { $0.name == name }?.pairs ?? false
+    }
+
+    /// For opening a recording for analysis `name` (`RecordingOptions.replyPartners`): what
+    /// makes the reply partners at open, when the analysis pairs replies and its pass over a
+    /// whole recording can be sparse (it does not want every command: not `commands`,
+    /// `incidents` or `triage`); nil otherwise (a pass over every record keeps them anyway).
+    public static func replyPartners(for name: String) -> (@Sendable (Recording, IDKeys) -> ReplyPartners)? {
+        guard let e = entries.first(where: { $0.name == name }), e.pairs, !e.allCommands else { return nil }
+        return InputDriver.replyPartners
     }
 
     /// One line describing an analysis; `nil` for an unknown name.

@@ -267,6 +267,23 @@ struct InputDriver: Sendable {
         if mask != 0 { deliver(mask, .command(CommandInput(record: i, time: time, connection: conn, name: name, view: view))) }
     }
 
+    /// The reply partners of the whole recording `r` (docs/INDEX.md, "Reply partners"): one
+    /// pass that only pairs, delivering nothing, for a caller about to walk sparsely.
+    @Sendable static func replyPartners(_ r: Recording, _ keys: IDKeys) -> ReplyPartners {
+        var sel = Selection(recording: r, interests: [])
+        sel.anyCommands = true
+        sel.idKeys = keys
+        var driver = InputDriver()
+        let sink = PartnerSink(count: r.count)
+        driver.partners = sink
+        var pages = PassedPages(r.bytes)
+        for i in 0..<r.count {
+            if i & 0xFFFF == 0 { pages.passed(r.offset(i)) }
+            driver.step(r, i, sel) { _, _ in }
+        }
+        return ReplyPartners(array: sink.values)
+    }
+
     /// Commands outstanding on every connection, oldest first per connection.
     var outstanding: [PendingCommand] {
         conns.indices.sorted { numbers[$0] < numbers[$1] }.flatMap { conns[$0].queue.outstanding.map(\.command) }.filter { !$0.name.isEmpty }

@@ -61,9 +61,10 @@ public struct IndexCache: Sendable {
     func entryPath(_ id: FileIdentity) -> String { directory + "/" + id.entryName }
 
     /// The index of `bytes` (a mapped regular file), from the cache when it holds a usable
-    /// entry, else built (or extended) here and stored (unless `store` is false: the caller
-    /// stores it with more, `Recording.idKeys()`).
-    func index(_ bytes: FileBytes, identity id: FileIdentity, parallelThreshold: Int, store storing: Bool = true) -> Opened {
+    /// entry, else built (or extended) here and stored. `idKeys`: the caller pairs replies,
+    /// so a scan of the whole file reads the id keys too, and the caller stores the entry
+    /// once with what else it makes (`Recording.pairingExtras`).
+    func index(_ bytes: FileBytes, identity id: FileIdentity, parallelThreshold: Int, idKeys: Bool = false) -> Opened {
         let path = entryPath(id)
         if let base = bytes.base, let found = load(path, for: bytes, base: base, identity: id) {
             if found.head.identity == id {
@@ -78,13 +79,14 @@ public struct IndexCache: Sendable {
             b.header = IndexCache.header(base, count: bytes.count, seen: b.headerLineSeen)
             b.extend(bytes)
             let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-            let ok = !storing || store(b, columns: columns, extras: CacheExtras.State(), bytes: bytes, identity: id)
+            let ok = idKeys || store(b, columns: columns, extras: CacheExtras.State(), bytes: bytes, identity: id)
             return Opened(builder: b, columns: columns, extras: CacheExtras.State(), outcome: ok ? .extended : .unwritable)
         }
-        let b = IndexBuilder.build(bytes, parallelThreshold: parallelThreshold)
+        var b = IndexBuilder.build(bytes, parallelThreshold: parallelThreshold, idKeys: idKeys)
+        let extras = CacheExtras.State(idKeys: b.takeIDKeys())
         let columns = IndexColumns(builder: b, postings: NamePostings(nameIDs: b.nameIDs, nameCount: b.names.count))
-        let ok = !storing || store(b, columns: columns, extras: CacheExtras.State(), bytes: bytes, identity: id)
-        return Opened(builder: b, columns: columns, extras: CacheExtras.State(), outcome: ok ? .built : .unwritable)
+        let ok = idKeys || store(b, columns: columns, extras: extras, bytes: bytes, identity: id)
+        return Opened(builder: b, columns: columns, extras: extras, outcome: ok ? .built : .unwritable)
     }
 
     /// Writes the entry for a recording (made, extended, or given its summary).

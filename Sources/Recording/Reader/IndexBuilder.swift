@@ -29,6 +29,10 @@ struct IndexBuilder {
     var conns: [UInt32] = []
     var nameIDs: [UInt16] = []
     var kindDir: [UInt8] = []
+    /// The id key of every record (`LineIDKey.indexed` for commands and replies, 0 for the
+    /// rest), when the scan was asked to read them while each line is at hand (a caller
+    /// that pairs replies: docs/INDEX.md, "Reply pairing"); nil otherwise.
+    var idKeys: [UInt64]?
     var nameTable = NameTable()
     var firstTrailerLine: Int?
     var lastLine = 0
@@ -45,8 +49,9 @@ struct IndexBuilder {
     /// recording whose header was damaged, not some other file.
     var headerLineSeen = false
 
-    static func build(_ bytes: FileBytes, parallelThreshold: Int) -> IndexBuilder {
+    static func build(_ bytes: FileBytes, parallelThreshold: Int, idKeys: Bool = false) -> IndexBuilder {
         var b = IndexBuilder()
+        if idKeys { b.idKeys = [] }
         guard let raw = bytes.base, bytes.count > 0 else {
             b.problem(0, "empty file: no header and no records", badLine: false, code: "empty-file")
             return b
@@ -66,7 +71,7 @@ struct IndexBuilder {
             // them by the first half's count (no pass over the bytes to count them first:
             // each page is touched once, by the scan that then gives it back).
             let parts = UnsafeMutablePointer<IndexBuilder>.allocate(capacity: 2)
-            parts.initialize(repeating: IndexBuilder(), count: 2)
+            parts.initialize(repeating: b, count: 2)
             defer { parts.deinitialize(count: 2); parts.deallocate() }
             let split = mid
             let baseAddress = UInt(bitPattern: base)
@@ -87,6 +92,14 @@ struct IndexBuilder {
         return b
     }
 
+    /// The id keys the scan read, moved out (the builder's copy is dropped), as the
+    /// recording holds them; nil when it read none or the record count does not match.
+    mutating func takeIDKeys() -> IDKeys? {
+        defer { idKeys = nil }
+        guard let k = idKeys, k.count == offsets.count else { return nil }
+        return IDKeys(array: k)
+    }
+
     /// Adds the records and findings of the builder that scanned the lines after this one's
     /// (numbering its lines from 1: they are shifted by this one's count).
     mutating func append(_ o: IndexBuilder) {
@@ -101,6 +114,7 @@ struct IndexBuilder {
         for l in o.lines { lines.append(l &+ UInt32(truncatingIfNeeded: shift)) }
         conns += o.conns
         kindDir += o.kindDir
+        if let k = o.idKeys, idKeys != nil { idKeys! += k } else { idKeys = nil }
         nameIDs.reserveCapacity(nameIDs.count + o.nameIDs.count)
         for id in o.nameIDs { nameIDs.append(id == UInt16.max ? id : map[Int(id)]) }
         problems += o.problems.map { var p = $0; p.line += shift; return p }
@@ -122,6 +136,8 @@ struct IndexBuilder {
         guard let raw = bytes.base else { return }
         let base = raw.assumingMemoryBound(to: UInt8.self)
         let n = bytes.count
+        // The keys are read only by a whole scan; the recording reads the grown file's itself.
+        idKeys = nil
         // At most the last record lies past `completeEnd` (an unterminated last line).
         var kept = offsets.count
         while kept > 0 && offsets[kept - 1] >= UInt64(completeEnd) { kept -= 1 }
@@ -206,6 +222,7 @@ struct IndexBuilder {
         conns.reserveCapacity(expected)
         nameIDs.reserveCapacity(expected)
         kindDir.reserveCapacity(expected)
+        idKeys?.reserveCapacity(expected)
 
         var pos = from
         var lineNo = lineBase
@@ -264,6 +281,15 @@ struct IndexBuilder {
             conns.append(entry.connection)
             nameIDs.append(entry.nameID)
             kindDir.append(entry.kindDir)
+            if idKeys != nil {
+                // The line is in cache now: its end is read here rather than by a later pass.
+                switch entry.kindDir {
+                case 0x81, 0x42, 0x43:  // command from the client; return, error from QEMU (IDKeys.compute)
+                    idKeys!.append(LineIDKey.indexed(UnsafeBufferPointer(start: base + pos, count: end - pos)))
+                default:
+                    idKeys!.append(0)
+                }
+            }
             pos = end + 1
         }
         lastLine = lineNo

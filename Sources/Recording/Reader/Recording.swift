@@ -29,11 +29,17 @@ public struct RecordingOptions: Sendable {
     /// The caller will pair replies (`Recording.idKeys()`): the id keys are made at open, and
     /// a fresh cache entry is written once, with them, instead of once without and again.
     public var pairsReplies = false
-    public init(strict: Bool = false, requireRecording: Bool = false, indexCache: IndexCache? = nil, pairsReplies: Bool = false) {
+    /// With `pairsReplies`, for a caller that will pass over the whole recording sparsely:
+    /// makes the reply partners (docs/INDEX.md, "Reply partners") from the id keys, at open,
+    /// when the cached entry has none, so that a fresh entry is written once with both.
+    public var replyPartners: (@Sendable (Recording, IDKeys) -> ReplyPartners)?
+    public init(strict: Bool = false, requireRecording: Bool = false, indexCache: IndexCache? = nil, pairsReplies: Bool = false,
+                replyPartners: (@Sendable (Recording, IDKeys) -> ReplyPartners)? = nil) {
         self.strict = strict
         self.requireRecording = requireRecording
         self.indexCache = indexCache
         self.pairsReplies = pairsReplies
+        self.replyPartners = replyPartners
     }
 }
 
@@ -110,13 +116,16 @@ public final class Recording: @unchecked Sendable {
     /// Indexes `bytes`, through `options.indexCache` when the bytes are a mapped file.
     public convenience init(bytes: FileBytes, path: String, options: RecordingOptions = RecordingOptions()) throws(RecordingOpenError) {
         if let cache = options.indexCache, let id = bytes.identity {
-            let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold, store: !options.pairsReplies)
+            let o = cache.index(bytes, identity: id, parallelThreshold: Recording.parallelThreshold, idKeys: options.pairsReplies)
             try self.init(bytes: bytes, path: path, builder: o.builder, columns: o.columns, cache: cache,
                           outcome: o.outcome, extras: o.extras, options: options)
-            if options.pairsReplies { _ = idKeys() }  // made, and the entry written with them
+            if options.pairsReplies { pairingExtras(options, store: o.outcome != .hit) }
             return
         }
-        try self.init(bytes: bytes, path: path, builder: IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold), options: options)
+        var b = IndexBuilder.build(bytes, parallelThreshold: Recording.parallelThreshold, idKeys: options.pairsReplies)
+        let keys = b.takeIDKeys()
+        try self.init(bytes: bytes, path: path, builder: b, extras: CacheExtras.State(idKeys: keys), options: options)
+        if options.pairsReplies { pairingExtras(options, store: false) }
     }
 
     private init(bytes: FileBytes, path: String, builder b: IndexBuilder, columns: IndexColumns? = nil, cache: IndexCache? = nil,
@@ -230,6 +239,21 @@ public final class Recording: @unchecked Sendable {
         return extras.withLock { e in
             e.partners = partners
             return storeExtras(e)
+        }
+    }
+
+    /// Opened for pairing replies: the id keys (read by the index scan, or from the entry,
+    /// else made now) and the reply partners when the caller makes them, then one write of
+    /// the entry when it is new (`store`) or gained something.
+    private func pairingExtras(_ options: RecordingOptions, store: Bool) {
+        extras.withLock { e in
+            var changed = store
+            if e.idKeys == nil { e.idKeys = IDKeys.compute(self); changed = true }
+            if e.partners == nil, let make = options.replyPartners, let keys = e.idKeys {
+                e.partners = make(self, keys)
+                changed = true
+            }
+            if changed { storeExtras(e) }
         }
     }
 

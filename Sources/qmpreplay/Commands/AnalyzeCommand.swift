@@ -110,7 +110,10 @@ struct AnalyzeCommand: ParsableCommand {
             return try runFleet(name)
         }
         let format = self.format ?? .table
-        let r = try openRecording(file, strict: false, cache: cacheOptions.cache, pairsReplies: Analyses.pairsReplies(name))
+        // The reply partners are made at open for a pass over the whole recording only.
+        let whole = span.from == nil && span.to == nil
+        let r = try openRecording(file, strict: false, cache: cacheOptions.cache, pairsReplies: Analyses.pairsReplies(name),
+                                  replyPartners: whole ? Analyses.replyPartners(for: name) : nil)
         let resolved = try resolveSpan(span, in: r)
         if (svg != nil || chart), PlotSeries.about(name) == nil {
             throw fail("analyze: '\(name)' is not a series and has no plot or chart (plots: \(PlotSeries.names.joined(separator: ", ")))", code: Exit.usage)

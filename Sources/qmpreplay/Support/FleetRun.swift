@@ -106,7 +106,8 @@ struct FleetRun {
         let r: Recording
         do {
             r = try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache,
-                                                                    pairsReplies: analysis.map(Analyses.pairsReplies) ?? false))
+                                                                    pairsReplies: analysis.map(Analyses.pairsReplies) ?? false,
+                                                                    replyPartners: analysis.flatMap(Analyses.replyPartners(for:))))
         } catch {
             let message = error.description.hasPrefix(path + ": ") ? String(error.description.dropFirst(path.count + 2)) : error.description
             return Done(line: FleetLine.failure(file: path, command: command, analysis: analysis, message: message, status: Exit.unreadable),

@@ -117,10 +117,11 @@ func warn(_ message: String) {
 /// Opens a recording for a command, turning failures into a clear error and exit 2. A
 /// file that is not a recording at all (empty, binary, plain JSON, QMP text: see
 /// `NotARecording`) is refused here, in one line, for every command.
-func openRecording(_ path: String, strict: Bool, cache: IndexCache? = nil, pairsReplies: Bool = false) throws -> Recording {
+func openRecording(_ path: String, strict: Bool, cache: IndexCache? = nil, pairsReplies: Bool = false,
+                   replyPartners: (@Sendable (Recording, IDKeys) -> ReplyPartners)? = nil) throws -> Recording {
     do {
         return try Recording(path: path, options: RecordingOptions(strict: strict, requireRecording: true, indexCache: cache,
-                                                                   pairsReplies: pairsReplies))
+                                                                   pairsReplies: pairsReplies, replyPartners: replyPartners))
     } catch {
         throw fail(error.description)
     }
