@@ -26,7 +26,9 @@ private func event(_ i: Int) -> [UInt8] {
 private let oversize: [UInt8] = Array(#"{"timestamp": {"seconds": 1763632800, "microseconds": 1}, "event": "PAD", "data": {"s": ""#.utf8)
     + [UInt8](repeating: 0x78, count: 16 << 20) + Array(#""}}"#.utf8) + [13, 10]
 
-/// What a recording holds of the traffic: messages recorded and counted lost, and their bytes.
+/// What a recording holds of the traffic: messages recorded and counted lost, and their
+/// bytes. A record of blanks (a late line end alone at a stream's end) keeps the stream's
+/// bytes but is no message.
 private struct Accounted {
     var recorded = 0
     var lost = 0
@@ -39,10 +41,12 @@ private struct Accounted {
 
     init(_ r: Recording, connection: UInt32? = nil) throws {
         for i in 0..<r.count where connection == nil || r.connection(i) == connection {
-            if r.kind(i) == .other { garbage += 1 }
             if r.kind(i).isMessage {
-                recorded += 1
-                recordedBytes += Int64(try r.rawBytes(i)?.count ?? 0)
+                let raw = try r.rawBytes(i) ?? []
+                let blank = raw.allSatisfy { [0x20, 0x09, 0x0D, 0x0A].contains($0) }
+                if r.kind(i) == .other && !blank { garbage += 1 }
+                recorded += blank ? 0 : 1
+                recordedBytes += Int64(raw.count)
             } else if r.kind(i) == .note, case .note(_, let data) = try r.record(at: i).body, let m = data["gap_messages"]?.int64Value {
                 gaps += 1
                 lost += Int(m)
@@ -76,11 +80,11 @@ private final class EncoderGate: CaptureObserver, @unchecked Sendable {
 struct DropCountTests {
     /// Feeds one QEMU stream on connection 1 in the given chunks (an oversized chunk is
     /// dropped before framing), stops, and returns what the recording accounts for and the
-    /// bytes sent.
-    private func run(_ chunks: [[UInt8]], close: Bool = false) throws -> (Accounted, wire: Int64) {
+    /// bytes sent. `queueLimit` 1 drops every message record for a disk too slow.
+    private func run(_ chunks: [[UInt8]], close: Bool = false, queueLimit: Int = 1 << 20) throws -> (Accounted, wire: Int64) {
         let d = scratchDir("dropcount")
         var o = CaptureOptions(output: d + "/out.qmprec")
-        o.queueLimitBytes = 1 << 20  // the input queue's limit is then its least, 16 MiB
+        o.queueLimitBytes = queueLimit  // the input queue's limit is then its least, 16 MiB
         let sink = try CaptureSink(header: RecordingHeader(startMicros: 1_763_632_800_000_000, source: "unix:/fake", mode: .proxy, redacted: true), options: o)
         sink.open(0, 1, peer: "unix")
         for (i, c) in chunks.enumerated() { sink.data(Int64(i + 1) * 1000, 1, .qemu, c) }
@@ -155,6 +159,23 @@ struct DropCountTests {
         // The stream ends inside a message: it is counted once as well.
         let (b, wireB) = try run([event(0) + event(1).prefix(40), Array(event(1).dropFirst(40)) + oversize + event(2).prefix(20)], close: close)
         expectExact(b, sent: 4, wire: wireB)
+    }
+
+    @Test("the stream's last chunk is the line end of a message already recorded: a record of blanks, never a lost message",
+          arguments: [false, true])
+    func lateLineEndAtEnd(close: Bool) throws {
+        // Every chunk ends at a closing brace, so each line end leads the next chunk and the
+        // last one comes alone. A queue that holds nothing drops every record (as a disk
+        // too slow does when the stop comes), the blank one too.
+        var chunks: [[UInt8]] = [Array(event(0).dropLast(2))]
+        for i in 1..<5 { chunks.append([13, 10] + event(i).dropLast(2)) }
+        chunks.append([13, 10])
+        for limit in [1, 1 << 20] {
+            let (a, wire) = try run(chunks, close: close, queueLimit: limit)
+            #expect(a.recorded + a.lost == 5, "recorded \(a.recorded) + lost \(a.lost), queue limit \(limit)")
+            #expect(a.recordedBytes + a.lostBytes == wire)
+            #expect(a.garbage == 0)
+        }
     }
 
     @Test("two connections interleaved: a drop on one leaves the other's count alone")
