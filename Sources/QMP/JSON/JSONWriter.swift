@@ -75,8 +75,8 @@ public enum JSONWriter {
     @inlinable @inline(__always) public static func newline(_ layout: JSONLayout, _ level: Int, into out: inout [UInt8]) {
         if case .pretty(let indent) = layout {
             let n = indent * level
-            if n < lineStart.count {
-                out.append(contentsOf: lineStart[0...n])
+            if n < lineStart.utf8CodeUnitCount {
+                out.append(contentsOf: UnsafeBufferPointer(start: lineStart.utf8Start, count: n + 1))
             } else {
                 out.append(0x0A)
                 out.append(contentsOf: repeatElement(UInt8(ascii: " "), count: n))
@@ -85,7 +85,8 @@ public enum JSONWriter {
     }
 
     /// A newline and the spaces of the deepest indentation usually needed, for `newline`.
-    @usableFromInline static let lineStart: [UInt8] = [0x0A] + [UInt8](repeating: UInt8(ascii: " "), count: 127)
+    /// (A static string: appending a piece of it costs no reference counting.)
+    @usableFromInline static let lineStart: StaticString = "\n                                                                                                                               "
 
     /// Writes a JSON string literal. Non-ASCII UTF-8 passes through unchanged; runs of bytes
     /// that need no escaping are appended in one go.
