@@ -64,6 +64,7 @@ struct AnalysisRunner {
             walk.run(r, passed: { i in
                 progress?(i, total)
                 if i < r.count { pages.passed(r.offset(i)) }
+                r.releaseIndex(below: i)
             }, deliver)
             progress?(total, total)
             return
@@ -78,6 +79,7 @@ struct AnalysisRunner {
             if (i - context.firstRecord) & 0xFFFF == 0 {
                 progress?(i - context.firstRecord, total)
                 pages.passed(r.offset(i))
+                r.releaseIndex(below: i)
             }
             driver.step(r, i, sel, deliver)
             i += 1

@@ -54,6 +54,8 @@ struct SparseWalk {
         let errors = sel.errors != 0, closes = sel.closes != 0
         let kinds = r.kindDirColumn, names = r.nameIDColumn, conns = r.connectionColumn
         for i in 0..<n {
+            // The columns scanned are given back behind the scan (a recording of any size).
+            if i & 0xFFFFF == 0 { r.releaseIndex(below: i) }
             let code = kinds[i]
             switch code {
             case event:
@@ -89,6 +91,7 @@ struct SparseWalk {
     /// Visits the planned records in order, calling `deliver` as `InputDriver.step` would,
     /// and `passed(i)` every 65,536 records of the recording.
     mutating func run(_ r: Recording, passed: (Int) -> Void, _ deliver: (UInt64, AnalysisInput) -> Void) {
+        r.releaseIndex(below: r.count)  // what the plan scanned
         for w in visit.indices {
             if w & 1023 == 0 { passed(w << 6) }
             var bits = visit[w]

@@ -61,6 +61,13 @@ struct IndexColumns: @unchecked Sendable {
 
     /// Bytes of the per-record columns for one record (offset, time, line, connection, name
     /// id, kind and direction).
+    /// Gives back the mapped pages of every column's first `n` records (`MappedFile.release`).
+    func release(below n: Int) {
+        guard let map = owner as? MappedFile else { return }
+        map.release(offsets, below: n); map.release(times, below: n); map.release(lines, below: n)
+        map.release(conns, below: n); map.release(nameIDs, below: n); map.release(kindDir, below: n)
+    }
+
     static let bytesPerRecord = 8 + 8 + 4 + 4 + 2 + 1
 
     /// Where the name lists start in an entry whose columns start at `start` (on an 8-byte
@@ -133,6 +140,21 @@ final class MappedFile: @unchecked Sendable {
             mapped = true
         }
         self.length = length
+    }
+
+    /// Gives back the resident pages of `column`'s first `n` elements (whole pages inside
+    /// them), when `column` lies in this mapping: they come back from the page cache, the
+    /// same, if read again (the mapping is private and never written). A pass calls it for
+    /// the records it has passed, so that what the index holds resident follows the pass,
+    /// not the recording's size. Nothing for an entry read into memory.
+    func release<T>(_ column: UnsafeBufferPointer<T>, below n: Int) {
+        guard mapped, let start = column.baseAddress, n > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let from = UnsafeRawPointer(start) - base
+        guard from >= 0, from < length else { return }
+        let lo = (from + page - 1) / page * page
+        let hi = min(length, from + min(n, column.count) * MemoryLayout<T>.stride) / page * page
+        if hi > lo { _ = madvise(UnsafeMutableRawPointer(mutating: base + lo), hi - lo, MADV_DONTNEED) }
     }
 
     deinit {

@@ -226,6 +226,17 @@ public final class Recording: @unchecked Sendable {
         }
     }
 
+    /// Gives back the resident pages of the cached index (its columns, id keys and reply
+    /// partners, when mapped) that hold records before `record`: a pass calls it behind
+    /// itself, as it calls `PassedPages` for the file, so that a recording of any size is
+    /// walked with a bounded part of its index resident (docs/INDEX.md, "Memory").
+    public func releaseIndex(below record: Int) {
+        columns.release(below: record)
+        let (keys, partners) = extras.withLock { ($0.idKeys, $0.partners) }
+        if let keys, let map = keys.owner as? MappedFile { map.release(keys.keys, below: record) }
+        if let partners, let map = partners.owner as? MappedFile { map.release(partners.values, below: record) }
+    }
+
     /// What pairing replies decided for each record (`ReplyPartners`), when the cached index
     /// holds it (or it was stored in this process): nil until a pass over the whole recording
     /// made it (`storeReplyPartners`).
