@@ -88,6 +88,31 @@ struct SparseWalkTests {
         }
     }
 
+    @Test("a mapped entry given back behind the pass: the same documents as without a cache")
+    func mappedAndReleased() throws {
+        // 60,000 records: an entry over 1 MiB, mapped (smaller ones are read into memory),
+        // whose pages the passes give back behind them (Recording.releaseIndex).
+        try Self.withSynthesised(.mixed, records: 60_000) { path, dir in
+            let cache = IndexCache(directory: dir + "/cache")
+            let plain = try Recording(path: path)
+            for name in ["balloon", "triage", "block-jobs", "rtc"] {
+                let options = RecordingOptions(indexCache: cache, pairsReplies: Analyses.pairsReplies(name),
+                                               replyPartners: Analyses.replyPartners(for: name))
+                _ = try Recording(path: path, options: options)  // makes (or completes) the entry
+                let r = try Recording(path: path, options: options)
+                #expect(r.cacheOutcome == .hit)
+                let expected = try Analyses.run(name, on: plain, progress: nil, sparse: false).jsonBytes(.compact)
+                let first = try Analyses.run(name, on: r).jsonBytes(.compact)
+                let second = try Analyses.run(name, on: r).jsonBytes(.compact)  // after the pages went
+                #expect(StreamedJSONTests.firstDifference(first, expected) == nil, "\(name)")
+                #expect(second == first, "\(name), again")
+            }
+            let entry = try #require(try FileManager.default.contentsOfDirectory(atPath: dir + "/cache").first)
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: dir + "/cache/" + entry)[.size] as? Int)
+            #expect(size >= 1 << 20, "the entry is mapped")
+        }
+    }
+
     @Test("the partners are kept in the cached index and read back")
     func cached() throws {
         try Self.withSynthesised(.mixed, records: 5_000) { path, dir in try cachedAt(path, dir) }
