@@ -113,6 +113,25 @@ struct SparseWalkTests {
         }
     }
 
+    @Test("partners from a damaged entry (any values): every analysis still runs to a document")
+    func damagedPartners() throws {
+        let r = try Recording(path: PackageRoot.recording("synthetic-mixed.qmprec"))
+        var rng = SplitMix64(seed: 16)
+        let junk = (0..<r.count).map { _ -> UInt32 in
+            switch rng.next() % 4 {
+            case 0: return ReplyPartners.none
+            case 1: return UInt32(truncatingIfNeeded: rng.next() % UInt64(r.count))  // before or after, any kind
+            case 2: return UInt32(truncatingIfNeeded: UInt64(r.count) + rng.next() % 1_000)  // past the end
+            default: return UInt32(truncatingIfNeeded: rng.next())
+            }
+        }
+        r.storeReplyPartners(ReplyPartners(array: junk))
+        for name in Analyses.names {
+            let doc = try Analyses.run(name, on: r).jsonBytes(.compact)
+            #expect((try? JSONParser.parse(doc)) != nil, "\(name)")
+        }
+    }
+
     @Test("the partners are kept in the cached index and read back")
     func cached() throws {
         try Self.withSynthesised(.mixed, records: 5_000) { path, dir in try cachedAt(path, dir) }

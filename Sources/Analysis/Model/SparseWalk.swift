@@ -53,6 +53,7 @@ struct SparseWalk {
         let close = RecordKind.close.code
         let errors = sel.errors != 0, closes = sel.closes != 0
         let kinds = r.kindDirColumn, names = r.nameIDColumn, conns = r.connectionColumn
+        let nameCount = min(r.names.count, sel.eventMask.count)
         for i in 0..<n {
             // The columns scanned are given back behind the scan (a recording of any size).
             if i & 0xFFFFF == 0 { r.releaseIndex(below: i) }
@@ -61,14 +62,16 @@ struct SparseWalk {
             case event:
                 if firstMulti == .max, conns[i] > 1 { firstMulti = i }
                 let id = Int(names[i])
-                if id < sel.eventMask.count, sel.eventMask[id] != 0 { add(i) }
+                if id < nameCount, sel.eventMask[id] != 0 { add(i) }
             case command, other:
                 // A line that is not a command (`other`) is rare: visited, decided there.
                 let id = Int(names[i])
                 let wanted = code == other || (id < sel.commandMask.count && sel.commandMask[id] != 0)
                 if wanted { add(i) }
                 let q = partners[i]
-                guard q != none else { continue }
+                // A reply or close comes after its request; anything else is a damaged entry
+                // (docs/INDEX.md, "Safety"): the request is taken as never answered.
+                guard q != none, Int(q) > i, Int(q) < n else { continue }
                 let qc = kinds[Int(q)]
                 if qc == ret || qc == error {
                     if wanted || (errors && qc == error) {
@@ -141,8 +144,8 @@ struct SparseWalk {
             mask = line.command.map { sel.mask(command: $0, in: r) } ?? 0
         } else {
             let id = Int(r.nameID(c))
-            name = r.names[id]
-            mask = sel.commandMask[id]
+            name = id < r.names.count ? r.names[id] : ""
+            mask = id < sel.commandMask.count ? sel.commandMask[id] : 0
             guard mask != 0 || unwanted else { return nil }
             key = sel.idKeys?[c] ?? RecordView(recording: r, index: c).idKey()
         }

@@ -293,7 +293,10 @@ public final class Recording: @unchecked Sendable {
     public func line(_ i: Int) -> Int { Int(lines[i]) }
     public func connection(_ i: Int) -> UInt32 { conns[i] }
     public func offset(_ i: Int) -> Int { Int(offsets[i]) }
-    public func kind(_ i: Int) -> RecordKind { RecordKind.byCode[Int(kindDir[i] & 0x0F)] }
+    public func kind(_ i: Int) -> RecordKind {
+        let c = Int(kindDir[i] & 0x0F)
+        return c < RecordKind.byCode.count ? RecordKind.byCode[c] : .note  // a damaged entry: a record nothing reads
+    }
     public func direction(_ i: Int) -> Direction? {
         switch kindDir[i] & 0xC0 {
         case 0x40: return .qemu
@@ -315,7 +318,7 @@ public final class Recording: @unchecked Sendable {
         let id = Int(nameIDs[i])
         if id == 0 { return nil }
         if id == Int(UInt16.max) { return try? record(at: i).name }
-        return names[id]
+        return id < names.count ? names[id] : nil
     }
     public func nameID(for name: String) -> UInt16? { nameTable.lookup(Array(name.utf8)) }
 
