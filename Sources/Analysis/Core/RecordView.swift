@@ -49,13 +49,7 @@ public struct RecordView: @unchecked Sendable {
     /// The raw bytes of the value at `path` inside `msg`, passed to `body`.
     @inline(__always)
     func withValue<T>(_ path: [StaticString], _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
-        let line = recording.lineBytes(index)
-        guard var r = base ?? JSONScan.member(line, in: 0..<line.count, key: "msg") else { return fallback(prefix + path, body) }
-        for key in path {
-            guard let next = JSONScan.member(line, in: r, key: key) else { return nil }
-            r = next
-        }
-        return body(UnsafeBufferPointer(rebasing: line[r]))
+        withValue(path.first, path.count > 1 ? path[1] : nil, Array(path.dropFirst(2)), body)
     }
 
     /// Lines without `msg` (text/b64 only) go through a full decode.
@@ -68,30 +62,37 @@ public struct RecordView: @unchecked Sendable {
         return bytes.withUnsafeBufferPointer { body($0) }
     }
 
-    /// As `withValue` for a path of one or two keys, without making an array of them (the
-    /// analyses read a member or two of every record they are given).
+    /// The value at the path `k1`, `k2`, `more` (keys given apart, so that the paths of one
+    /// or two keys the analyses read on every record make no array; `k1` nil: the object
+    /// itself). Only the starts of `msg` and of the objects on the path are found: what ends
+    /// them is never looked for (`JSONScan.memberStart`), only the value's own end.
     @inline(__always)
-    func withValue<T>(_ k1: StaticString, _ k2: StaticString?, _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
+    func withValue<T>(_ k1: StaticString?, _ k2: StaticString?, _ more: [StaticString],
+                      _ body: (UnsafeBufferPointer<UInt8>) -> T?) -> T? {
         let line = recording.lineBytes(index)
-        // Only the starts of `msg` and of the objects on the path are found: what ends them
-        // is never looked for (`JSONScan.memberStart`), only the value's own end.
         guard let m = base?.lowerBound ?? JSONScan.memberStart(line, in: 0..<line.count, key: "msg") else {
-            return fallback(prefix + (k2.map { [k1, $0] } ?? [k1]), body)
+            return fallback(prefix + [k1, k2].compactMap { $0 } + more, body)
         }
         let limit = base?.upperBound ?? line.count
-        guard var at = JSONScan.memberStart(line, in: m..<limit, key: k1) else { return nil }
-        if let k2 {
-            guard let next = JSONScan.memberStart(line, in: at..<limit, key: k2) else { return nil }
+        var at = m
+        @inline(__always) func enter(_ key: StaticString) -> Bool {
+            guard let next = JSONScan.memberStart(line, in: at..<limit, key: key) else { return false }
             at = next
+            return true
         }
+        if let k1 {
+            guard enter(k1) else { return nil }
+            if let k2 { guard enter(k2) else { return nil } }
+        }
+        for key in more { guard enter(key) else { return nil } }
         guard let end = JSONScan.skipValue(line, at), end <= limit else { return nil }
         return body(UnsafeBufferPointer(rebasing: line[at..<end]))
     }
 
-    public func int(_ key: StaticString) -> Int64? { withValue(key, nil) { RawScan.int64($0) } }
-    public func int(_ k1: StaticString, _ k2: StaticString) -> Int64? { withValue(k1, k2) { RawScan.int64($0) } }
-    public func string(_ key: StaticString) -> String? { withValue(key, nil) { RawScan.string($0) } }
-    public func string(_ k1: StaticString, _ k2: StaticString) -> String? { withValue(k1, k2) { RawScan.string($0) } }
+    public func int(_ key: StaticString) -> Int64? { withValue(key, nil, []) { RawScan.int64($0) } }
+    public func int(_ k1: StaticString, _ k2: StaticString) -> Int64? { withValue(k1, k2, []) { RawScan.int64($0) } }
+    public func string(_ key: StaticString) -> String? { withValue(key, nil, []) { RawScan.string($0) } }
+    public func string(_ k1: StaticString, _ k2: StaticString) -> String? { withValue(k1, k2, []) { RawScan.string($0) } }
 
     public func value(_ path: StaticString...) -> JSONValue? {
         withValue(path) { try? JSONParser.parse($0) }
