@@ -44,14 +44,9 @@ public struct IDKeys: @unchecked Sendable {
                 let dst = UnsafeMutablePointer<UInt64>(bitPattern: address)!
                 let from = n * k / parts, to = n * (k + 1) / parts
                 var pages = PassedPages(r.bytes, from: from < to ? r.offset(from) : 0)
-                for i in from..<to {
-                    switch r.kindDirCode(i) {
-                    case 0x81, 0x42, 0x43:  // command from the client; return, error from QEMU
-                        pages.passed(r.offset(i))
-                        dst[i] = LineIDKey.indexed(r.lineBytes(i))
-                    default:
-                        break
-                    }
+                for i in from..<to where LineIDKey.isKeyed(r.kindDirCode(i)) {
+                    pages.passed(r.offset(i))
+                    dst[i] = LineIDKey.indexed(r.lineBytes(i))
                 }
             }
         }

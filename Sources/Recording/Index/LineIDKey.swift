@@ -53,6 +53,13 @@ public enum LineIDKey {
         return IDKey(bytes: UnsafeBufferPointer(rebasing: line[id])).raw
     }
 
+    /// Whether a record of this kind and direction (`Recording.kindDirCode`) has a key: a
+    /// command from the client, a return or an error from QEMU.
+    @inline(__always)
+    static func isKeyed(_ kindDir: UInt8) -> Bool {
+        kindDir == RecordKind.command.code | 0x80 || kindDir == RecordKind.return.code | 0x40 || kindDir == RecordKind.error.code | 0x40
+    }
+
     /// What the index stores for a record whose key it could not read: its readers decode
     /// the record (a real key equal to this is only read again, never wrong).
     public static let unknown = UInt64.max

@@ -283,12 +283,7 @@ struct IndexBuilder {
             kindDir.append(entry.kindDir)
             if idKeys != nil {
                 // The line is in cache now: its end is read here rather than by a later pass.
-                switch entry.kindDir {
-                case 0x81, 0x42, 0x43:  // command from the client; return, error from QEMU (IDKeys.compute)
-                    idKeys!.append(LineIDKey.indexed(UnsafeBufferPointer(start: base + pos, count: end - pos)))
-                default:
-                    idKeys!.append(0)
-                }
+                idKeys!.append(LineIDKey.isKeyed(entry.kindDir) ? LineIDKey.indexed(UnsafeBufferPointer(start: base + pos, count: end - pos)) : 0)
             }
             pos = end + 1
         }
